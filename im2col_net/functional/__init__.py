@@ -1,0 +1,29 @@
+"""Pure functional operations: every forward returns ``(y, cache)``, every backward takes
+``(dy, cache)`` and returns the gradients. They know nothing of layers."""
+
+from .basic import *  # noqa: F401,F403
+from .basic import __all__ as _basic_all
+from .conv import STRATEGIES, conv2d_backward, conv2d_forward, conv2d_forward_geom
+from .pool import (
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    global_avg_pool2d_backward,
+    global_avg_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+    pool_geometry,
+)
+
+__all__ = list(_basic_all) + [
+    "STRATEGIES",
+    "conv2d_forward",
+    "conv2d_backward",
+    "conv2d_forward_geom",
+    "max_pool2d_forward",
+    "max_pool2d_backward",
+    "avg_pool2d_forward",
+    "avg_pool2d_backward",
+    "global_avg_pool2d_forward",
+    "global_avg_pool2d_backward",
+    "pool_geometry",
+]

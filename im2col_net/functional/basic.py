@@ -1,0 +1,128 @@
+"""Dense, element-wise and loss operations: forward ``(y, cache)``, backward gradients.
+
+Shapes are in the docstrings; every result keeps the input's dtype.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "linear_forward",
+    "linear_backward",
+    "relu_forward",
+    "relu_backward",
+    "leaky_relu_forward",
+    "leaky_relu_backward",
+    "sigmoid_forward",
+    "sigmoid_backward",
+    "tanh_forward",
+    "tanh_backward",
+    "dropout_forward",
+    "dropout_backward",
+    "softmax_cross_entropy_forward",
+    "softmax_cross_entropy_backward",
+    "log_softmax",
+]
+
+
+def linear_forward(x, weight, bias=None):
+    """``x (N, in) @ weight.T (in, out) + bias (out,)`` -> ``y (N, out)``."""
+    y = x @ weight.T
+    if bias is not None:
+        y += bias
+    return y, (x, weight, bias is not None)
+
+
+def linear_backward(dy, cache):
+    """``dy (N, out)`` -> ``dx (N, in)``, ``dw (out, in)``, ``db (out,)`` or None."""
+    x, weight, has_bias = cache
+    dx = dy @ weight
+    dw = dy.T @ x
+    db = dy.sum(axis=0) if has_bias else None
+    return dx, dw, db
+
+
+def relu_forward(x):
+    """``max(x, 0)``, any shape; the cache is the mask ``x > 0``."""
+    mask = x > 0
+    return np.multiply(x, mask, dtype=x.dtype), mask
+
+
+def relu_backward(dy, mask):
+    return np.multiply(dy, mask, dtype=dy.dtype)
+
+
+def leaky_relu_forward(x, negative_slope=0.01):
+    """``x`` where positive, ``negative_slope * x`` elsewhere."""
+    slope = np.where(x > 0, np.ones((), x.dtype), np.asarray(negative_slope, x.dtype))
+    return x * slope, slope
+
+
+def leaky_relu_backward(dy, slope):
+    return dy * slope
+
+
+def sigmoid_forward(x):
+    """Logistic function, computed without overflow for large ``|x|``."""
+    e = np.exp(-np.abs(x))
+    y = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    return y, y
+
+
+def sigmoid_backward(dy, y):
+    return dy * y * (1 - y)
+
+
+def tanh_forward(x):
+    y = np.tanh(x)
+    return y, y
+
+
+def tanh_backward(dy, y):
+    return dy * (1 - y * y)
+
+
+def dropout_forward(x, p, rng: np.random.Generator, training=True):
+    """Inverted dropout: zero each element with probability ``p``, scale the rest by ``1/(1-p)``.
+
+    In evaluation mode (``training=False``) or with ``p == 0`` it is the identity.
+    """
+    if not training or p == 0:
+        return x, None
+    keep = rng.random(x.shape, dtype=x.dtype if x.dtype in (np.float32, np.float64) else np.float64)
+    scale = np.asarray(1.0 / (1.0 - p), dtype=x.dtype)
+    mask = np.where(keep >= p, scale, np.zeros((), x.dtype))
+    return x * mask, mask
+
+
+def dropout_backward(dy, mask):
+    return dy if mask is None else dy * mask
+
+
+def log_softmax(logits):
+    """Row-wise ``log softmax`` of ``(N, K)`` logits via the log-sum-exp trick."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def softmax_cross_entropy_forward(logits, labels):
+    """Mean cross-entropy of ``softmax(logits)`` against integer ``labels``.
+
+    ``logits (N, K)`` float, ``labels (N,)`` ints in ``[0, K)``. Returns the loss as a
+    Python float and a cache holding the probabilities.
+    """
+    logp = log_softmax(logits)
+    n = logits.shape[0]
+    loss = -logp[np.arange(n), labels].mean()
+    return float(loss), (np.exp(logp), labels)
+
+
+def softmax_cross_entropy_backward(cache, dloss=1.0):
+    """``dlogits (N, K) = (softmax - onehot(labels)) / N * dloss``."""
+    probs, labels = cache
+    n = probs.shape[0]
+    grad = probs.copy()
+    grad[np.arange(n), labels] -= 1
+    grad *= np.asarray(dloss / n, dtype=grad.dtype)
+    return grad

@@ -1,0 +1,165 @@
+"""Output-size and padding arithmetic, in one place.
+
+Everything that turns (input size, kernel, stride, padding, dilation) into an output
+size or a padded size lives here; the fast path, the reference loops, the layers and
+the model summary all call these functions instead of repeating the formula.
+
+Padding is always resolved to four numbers ``(top, bottom, left, right)`` so that
+asymmetric padding (``padding="same"`` with an even kernel) needs no special case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PADDING_MODES = ("zeros", "edge", "reflect")
+
+
+def as_pair(value, name: str, *, minimum: int = 1, owner: str = "") -> tuple[int, int]:
+    """Return ``value`` as a pair of ints, each at least ``minimum``.
+
+    Accepts an int or a sequence of two ints (as torch.nn does).
+    """
+    where = f"{owner}: " if owner else ""
+    if isinstance(value, bool):
+        raise ValueError(f"{where}{name} must be an int or a pair of ints, got {value!r}")
+    if isinstance(value, int) or _is_integer_scalar(value):
+        pair = (int(value), int(value))
+    else:
+        try:
+            items = tuple(value)
+        except TypeError:
+            raise ValueError(
+                f"{where}{name} must be an int or a pair of ints, got {value!r}"
+            ) from None
+        if len(items) != 2 or not all(
+            (isinstance(v, int) or _is_integer_scalar(v)) and not isinstance(v, bool)
+            for v in items
+        ):
+            raise ValueError(f"{where}{name} must be an int or a pair of ints, got {value!r}")
+        pair = (int(items[0]), int(items[1]))
+    if min(pair) < minimum:
+        raise ValueError(
+            f"{where}{name} must be >= {minimum} in both directions, got {value!r}"
+        )
+    return pair
+
+
+def _is_integer_scalar(value) -> bool:
+    # numpy integer scalars are accepted wherever an int is.
+    return hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iu" and not hasattr(
+        value, "__len__"
+    )
+
+
+def conv_output_size(size: int, kernel: int, stride: int, pad_total: int, dilation: int = 1) -> int:
+    """Number of window positions along one axis.
+
+    ``floor((size + pad_total - dilation * (kernel - 1) - 1) / stride) + 1``; may be
+    <= 0 when the (dilated) kernel does not fit into the padded input.
+    """
+    span = dilation * (kernel - 1) + 1
+    return (size + pad_total - span) // stride + 1
+
+
+def resolve_padding(padding, kernel: tuple[int, int], stride: tuple[int, int],
+                    dilation: tuple[int, int], *, owner: str = "") -> tuple[int, int, int, int]:
+    """Turn a padding argument into ``(top, bottom, left, right)``.
+
+    ``padding`` may be an int, a pair ``(ph, pw)``, a 4-tuple ``(top, bottom, left,
+    right)``, ``"valid"`` (no padding) or ``"same"`` (output size equals input size;
+    only for stride 1; an odd total goes one extra row/column to the bottom/right, as
+    in PyTorch).
+    """
+    where = f"{owner}: " if owner else ""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                raise ValueError(
+                    f"{where}padding='same' needs stride 1, got stride={stride}"
+                )
+            pads = []
+            for k, d in zip(kernel, dilation):
+                total = d * (k - 1)
+                pads.extend([total // 2, total - total // 2])
+            return tuple(pads)  # type: ignore[return-value]
+        raise ValueError(
+            f"{where}padding must be an int, a pair, a 4-tuple, 'same' or 'valid', got {padding!r}"
+        )
+    if not isinstance(padding, int) and not _is_integer_scalar(padding):
+        try:
+            items = tuple(padding)
+        except TypeError:
+            items = None
+        if items is not None and len(items) == 4:
+            if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in items):
+                raise ValueError(
+                    f"{where}padding must be non-negative ints, got {padding!r}"
+                )
+            return tuple(int(v) for v in items)  # type: ignore[return-value]
+    ph, pw = as_pair(padding, "padding", minimum=0, owner=owner)
+    return (ph, ph, pw, pw)
+
+
+@dataclass(frozen=True)
+class WindowGeometry:
+    """Where the sliding windows of a conv or pooling layer fall.
+
+    Attributes are pairs ``(along H, along W)``; ``padding`` is ``(top, bottom, left,
+    right)``.
+    """
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    dilation: tuple[int, int] = (1, 1)
+
+    @classmethod
+    def make(cls, kernel_size, stride=1, padding=0, dilation=1, *, owner: str = "") -> WindowGeometry:
+        """Validate torch-style arguments and build the geometry."""
+        kernel = as_pair(kernel_size, "kernel_size", owner=owner)
+        stride_ = as_pair(stride, "stride", owner=owner)
+        dilation_ = as_pair(dilation, "dilation", owner=owner)
+        pads = resolve_padding(padding, kernel, stride_, dilation_, owner=owner)
+        return cls(kernel, stride_, pads, dilation_)
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """Extent of one dilated window: ``dilation * (kernel - 1) + 1``."""
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation))  # type: ignore
+
+    def padded_size(self, height: int, width: int) -> tuple[int, int]:
+        top, bottom, left, right = self.padding
+        return height + top + bottom, width + left + right
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """``(Ho, Wo)`` for an input of ``height x width`` (may be <= 0)."""
+        top, bottom, left, right = self.padding
+        return (
+            conv_output_size(height, self.kernel[0], self.stride[0], top + bottom, self.dilation[0]),
+            conv_output_size(width, self.kernel[1], self.stride[1], left + right, self.dilation[1]),
+        )
+
+    def checked_output_size(self, height: int, width: int, *, owner: str = "") -> tuple[int, int]:
+        """Like :meth:`output_size` but raise ``ValueError`` when no window fits."""
+        ho, wo = self.output_size(height, width)
+        if ho <= 0 or wo <= 0:
+            ph, pw = self.padded_size(height, width)
+            where = f"{owner}: " if owner else ""
+            raise ValueError(
+                f"{where}kernel {self.kernel} with dilation {self.dilation} spans {self.span}, "
+                f"larger than the padded input {ph}x{pw} (input {height}x{width}, "
+                f"padding {self.padding})"
+            )
+        return ho, wo
+
+    @property
+    def tiles_exactly(self) -> bool:
+        """True when windows are disjoint, touching and unpadded (kernel == stride)."""
+        return (
+            self.kernel == self.stride
+            and self.dilation == (1, 1)
+            and self.padding == (0, 0, 0, 0)
+        )

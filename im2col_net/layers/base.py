@@ -1,0 +1,162 @@
+"""The layer protocol shared by every layer and container.
+
+A layer owns its parameters in ``params`` (name -> ndarray) and, after ``backward``,
+their gradients in ``grads`` (same names and shapes). ``forward(x) -> y`` caches what
+``backward(dy) -> dx`` needs; ``backward`` never modifies ``dy``. Optimizers update the
+arrays in ``params`` in place, so the dicts stay valid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Layer", "make_rng", "he_normal", "xavier_uniform", "check_float_input"]
+
+
+def make_rng(rng) -> np.random.Generator:
+    """Accept a ``numpy.random.Generator``, an int seed or None."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(rng)
+    raise ValueError(f"rng must be a numpy.random.Generator, an int seed or None, got {rng!r}")
+
+
+def he_normal(rng: np.random.Generator, shape, fan_in: int, dtype) -> np.ndarray:
+    """He (Kaiming) normal initialisation: ``N(0, 2 / fan_in)``, suited to ReLU."""
+    return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype)
+
+
+def xavier_uniform(rng: np.random.Generator, shape, fan_in: int, fan_out: int, dtype) -> np.ndarray:
+    """Glorot/Xavier uniform: ``U(-a, a)``, ``a = sqrt(6 / (fan_in + fan_out))``."""
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=shape).astype(dtype)
+
+
+def check_float_input(layer, x, ndim=None, dtype=None) -> np.ndarray:
+    """Return ``x`` as an ndarray after checking its rank and dtype, naming ``layer``."""
+    x = np.asarray(x)
+    if ndim is not None and x.ndim not in (ndim if isinstance(ndim, tuple) else (ndim,)):
+        raise ValueError(f"{layer!r}: expected a {ndim}-D input, got shape {x.shape}")
+    if x.dtype.kind != "f":
+        raise ValueError(f"{layer!r}: expected a floating-point input, got dtype {x.dtype}")
+    if dtype is not None and x.dtype != dtype:
+        raise ValueError(
+            f"{layer!r}: input dtype {x.dtype} does not match parameter dtype {dtype}; "
+            f"convert the input or call .astype({np.dtype(x.dtype).name!r}) on the model"
+        )
+    return x
+
+
+class Layer:
+    """Base class: parameters, gradients, train/eval mode, call-order checks."""
+
+    def __init__(self):
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.training = True
+        self._cache = None
+
+    # -- the protocol -------------------------------------------------------------
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def _require_cache(self):
+        if self._cache is None:
+            raise RuntimeError(f"{self!r}: backward() called before forward()")
+        return self._cache
+
+    def _check_dy(self, dy, expected_shape):
+        dy = np.asarray(dy)
+        if dy.shape != tuple(expected_shape):
+            raise ValueError(
+                f"{self!r}: backward expected dy of shape {tuple(expected_shape)}, got {dy.shape}"
+            )
+        return dy
+
+    # -- modes and parameters -----------------------------------------------------
+    def train(self, mode: bool = True):
+        self.training = bool(mode)
+        for child in self.children():
+            child.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def children(self):
+        """Direct sub-layers (none for a plain layer)."""
+        return []
+
+    def named_parameters(self):
+        """``(name, array)`` pairs, dotted for containers."""
+        return list(self.params.items())
+
+    def parameter_count(self) -> int:
+        return int(sum(p.size for _, p in self.named_parameters()))
+
+    def zero_grad(self):
+        for child in self.children():
+            child.zero_grad()
+        for name, value in self.params.items():
+            self.grads[name] = np.zeros_like(value)
+
+    @property
+    def dtype(self):
+        """The dtype of the parameters (None for a parameter-free layer)."""
+        for _, p in self.named_parameters():
+            return p.dtype
+        return None
+
+    def astype(self, dtype):
+        """Convert every parameter (and gradient) to ``dtype`` in place; returns self."""
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise ValueError(f"{self!r}: astype expects a floating dtype, got {dtype}")
+        for child in self.children():
+            child.astype(dtype)
+        for name in list(self.params):
+            self.params[name] = self.params[name].astype(dtype)
+        for name in list(self.grads):
+            self.grads[name] = self.grads[name].astype(dtype)
+        self._cache = None
+        return self
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter under its (dotted) name."""
+        return {name: p.copy() for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: dict):
+        """Copy arrays into the existing parameters; names and shapes must match exactly."""
+        own = dict(self.named_parameters())
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise ValueError(
+                f"{self!r}: state_dict keys do not match: missing {missing}, unexpected {unexpected}"
+            )
+        for name, target in own.items():
+            value = np.asarray(state[name])
+            if value.shape != target.shape:
+                raise ValueError(
+                    f"{self!r}: parameter {name!r} expects shape {target.shape}, got {value.shape}"
+                )
+            np.copyto(target, value, casting="same_kind")
+        return self
+
+    # -- description --------------------------------------------------------------
+    def get_config(self) -> dict:
+        """JSON-serialisable constructor arguments (used to save architectures)."""
+        return {}
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.extra_repr()})"

@@ -1,0 +1,116 @@
+"""Conv2D: a thin layer over :mod:`im2col_net.functional.conv`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..functional.conv import STRATEGIES, conv2d_backward, conv2d_forward_geom
+from ..geometry import PADDING_MODES, WindowGeometry
+from .base import Layer, check_float_input, he_normal, make_rng, xavier_uniform
+
+# torch.nn.Conv2d spells edge padding "replicate".
+_MODE_ALIASES = {"replicate": "edge"}
+
+
+class Conv2D(Layer):
+    """2-D convolution (cross-correlation by default), PyTorch argument names and shapes.
+
+    ``weight (out_channels, in_channels // groups, kh, kw)``, ``bias (out_channels,)``.
+    Input ``(N, in_channels, H, W)``, output ``(N, out_channels, Ho, Wo)``.
+
+    ``padding``: int, pair, ``(top, bottom, left, right)``, ``"same"`` (stride 1) or
+    ``"valid"``; ``padding_mode``: ``"zeros"``, ``"edge"`` (alias ``"replicate"``) or
+    ``"reflect"``. ``flip_kernel=True`` makes it a true convolution (kernel rotated by
+    180 degrees). ``strategy``: ``"im2col"`` or ``"strided"`` lowering. ``init``:
+    ``"he"`` (normal, default) or ``"xavier"`` (uniform), drawn from ``rng`` (a
+    ``numpy.random.Generator`` or seed). ``compute_input_grad=False`` skips ``dx`` (for a
+    first layer); ``backward`` then returns None.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, padding_mode="zeros", *, flip_kernel=False,
+                 strategy="im2col", init="he", rng=None, dtype=np.float32):
+        super().__init__()
+        name = f"Conv2D({in_channels}, {out_channels}, kernel_size={kernel_size!r})"
+        for arg, value in (("in_channels", in_channels), ("out_channels", out_channels),
+                           ("groups", groups)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}: {arg} must be a positive int, got {value!r}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must "
+                f"both be divisible by groups ({groups})"
+            )
+        padding_mode = _MODE_ALIASES.get(padding_mode, padding_mode)
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(
+                f"{name}: padding_mode must be one of {PADDING_MODES} (or 'replicate'), "
+                f"got {padding_mode!r}"
+            )
+        if strategy not in STRATEGIES:
+            raise ValueError(f"{name}: strategy must be one of {STRATEGIES}, got {strategy!r}")
+        if init not in ("he", "xavier"):
+            raise ValueError(f"{name}: init must be 'he' or 'xavier', got {init!r}")
+        self.geometry = WindowGeometry.make(kernel_size, stride, padding, dilation, owner=name)
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.groups = int(groups)
+        self.padding_mode = padding_mode
+        self.flip_kernel = bool(flip_kernel)
+        self.strategy = strategy
+        self.init = init
+        self.compute_input_grad = True
+        self._config = dict(
+            in_channels=self.in_channels, out_channels=self.out_channels,
+            kernel_size=list(self.geometry.kernel), stride=list(self.geometry.stride),
+            padding=padding if isinstance(padding, str) else list(self.geometry.padding),
+            dilation=list(self.geometry.dilation), groups=self.groups, bias=bool(bias),
+            padding_mode=padding_mode, flip_kernel=self.flip_kernel, strategy=strategy,
+            init=init,
+        )
+        kh, kw = self.geometry.kernel
+        rng = make_rng(rng)
+        shape = (self.out_channels, self.in_channels // self.groups, kh, kw)
+        fan_in = shape[1] * kh * kw
+        if init == "he":
+            weight = he_normal(rng, shape, fan_in, dtype)
+        else:
+            fan_out = self.out_channels // self.groups * kh * kw
+            weight = xavier_uniform(rng, shape, fan_in, fan_out, dtype)
+        self.params["weight"] = weight
+        if bias:
+            self.params["bias"] = np.zeros(self.out_channels, dtype=dtype)
+
+    def get_config(self):
+        return dict(self._config)
+
+    def extra_repr(self):
+        c = self._config
+        return (f"{c['in_channels']}, {c['out_channels']}, kernel_size={tuple(c['kernel_size'])}, "
+                f"stride={tuple(c['stride'])}, padding={c['padding']!r}, "
+                f"dilation={tuple(c['dilation'])}, groups={c['groups']}, bias={c['bias']}, "
+                f"padding_mode={c['padding_mode']!r}")
+
+    def forward(self, x):
+        weight = self.params["weight"]
+        x = check_float_input(self, x, 4, weight.dtype)
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{self!r}: expected input of shape (N, {self.in_channels}, H, W), "
+                f"got shape {x.shape}"
+            )
+        y, self._cache = conv2d_forward_geom(
+            x, weight, self.params.get("bias"), self.geometry, groups=self.groups,
+            padding_mode=self.padding_mode, flip_kernel=self.flip_kernel,
+            strategy=self.strategy, owner=repr(self),
+        )
+        return y
+
+    def backward(self, dy):
+        cache = self._require_cache()
+        n = cache.input_shape[0]
+        dy = self._check_dy(dy, (n, self.out_channels) + tuple(cache.out_size))
+        dx, dw, db = conv2d_backward(dy, cache, need_input_grad=self.compute_input_grad)
+        self.grads["weight"] = dw
+        if db is not None:
+            self.grads["bias"] = db
+        return dx

@@ -1,0 +1,160 @@
+"""Linear, activations, Flatten and Dropout layers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..functional import basic as F
+from .base import Layer, check_float_input, he_normal, make_rng, xavier_uniform
+
+
+class Linear(Layer):
+    """``y = x @ weight.T + bias``: ``(N, in_features) -> (N, out_features)``.
+
+    ``weight (out_features, in_features)``, ``bias (out_features,)`` as in torch.nn.
+    ``init``: ``"he"`` (default) or ``"xavier"``.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, *, init="he", rng=None,
+                 dtype=np.float32):
+        super().__init__()
+        name = f"Linear({in_features}, {out_features})"
+        for arg, value in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}: {arg} must be a positive int, got {value!r}")
+        if init not in ("he", "xavier"):
+            raise ValueError(f"{name}: init must be 'he' or 'xavier', got {init!r}")
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.init = init
+        rng = make_rng(rng)
+        shape = (self.out_features, self.in_features)
+        if init == "he":
+            self.params["weight"] = he_normal(rng, shape, self.in_features, dtype)
+        else:
+            self.params["weight"] = xavier_uniform(rng, shape, self.in_features,
+                                                   self.out_features, dtype)
+        if bias:
+            self.params["bias"] = np.zeros(self.out_features, dtype=dtype)
+
+    def get_config(self):
+        return dict(in_features=self.in_features, out_features=self.out_features,
+                    bias="bias" in self.params, init=self.init)
+
+    def extra_repr(self):
+        return f"{self.in_features}, {self.out_features}, bias={'bias' in self.params}"
+
+    def forward(self, x):
+        weight = self.params["weight"]
+        x = check_float_input(self, x, 2, weight.dtype)
+        if x.shape[1] != self.in_features:
+            raise ValueError(
+                f"{self!r}: expected input of shape (N, {self.in_features}), got shape {x.shape}"
+            )
+        y, self._cache = F.linear_forward(x, weight, self.params.get("bias"))
+        return y
+
+    def backward(self, dy):
+        cache = self._require_cache()
+        dy = self._check_dy(dy, (cache[0].shape[0], self.out_features))
+        dx, dw, db = F.linear_backward(dy, cache)
+        self.grads["weight"] = dw
+        if db is not None:
+            self.grads["bias"] = db
+        return dx
+
+
+class _Elementwise(Layer):
+    """An activation whose backward is ``dy`` times something cached in forward."""
+
+    _forward = staticmethod(lambda x: (x, None))
+    _backward = staticmethod(lambda dy, cache: dy)
+
+    def forward(self, x):
+        x = check_float_input(self, x)
+        y, cache = self._forward(x)
+        self._cache = (x.shape, cache)
+        return y
+
+    def backward(self, dy):
+        shape, cache = self._require_cache()
+        return self._backward(self._check_dy(dy, shape), cache)
+
+
+class ReLU(_Elementwise):
+    """``max(x, 0)``; the gradient at exactly 0 is taken as 0."""
+
+    _forward = staticmethod(F.relu_forward)
+    _backward = staticmethod(F.relu_backward)
+
+
+class Sigmoid(_Elementwise):
+    """Logistic sigmoid."""
+
+    _forward = staticmethod(F.sigmoid_forward)
+    _backward = staticmethod(F.sigmoid_backward)
+
+
+class Tanh(_Elementwise):
+    """Hyperbolic tangent."""
+
+    _forward = staticmethod(F.tanh_forward)
+    _backward = staticmethod(F.tanh_backward)
+
+
+class LeakyReLU(_Elementwise):
+    """``x`` where positive, ``negative_slope * x`` elsewhere."""
+
+    def __init__(self, negative_slope=0.01):
+        super().__init__()
+        self.negative_slope = float(negative_slope)
+
+    def get_config(self):
+        return dict(negative_slope=self.negative_slope)
+
+    def _forward(self, x):
+        return F.leaky_relu_forward(x, self.negative_slope)
+
+    _backward = staticmethod(F.leaky_relu_backward)
+
+
+class Flatten(Layer):
+    """``(N, d1, d2, ...) -> (N, d1*d2*...)`` (C-order, like torch.flatten(x, 1))."""
+
+    def forward(self, x):
+        x = check_float_input(self, x)
+        if x.ndim < 2:
+            raise ValueError(f"{self!r}: expected an input with a batch axis, got shape {x.shape}")
+        self._cache = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        shape = self._require_cache()
+        dy = self._check_dy(dy, (shape[0], int(np.prod(shape[1:]))))
+        return dy.reshape(shape)
+
+
+class Dropout(Layer):
+    """Inverted dropout with probability ``p``; the identity in eval mode.
+
+    The mask comes from ``rng`` (a Generator or seed), so runs are reproducible.
+    """
+
+    def __init__(self, p=0.5, *, rng=None):
+        super().__init__()
+        if not 0.0 <= float(p) < 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
+        self.p = float(p)
+        self.rng = make_rng(rng)
+
+    def get_config(self):
+        return dict(p=self.p)
+
+    def forward(self, x):
+        x = check_float_input(self, x)
+        y, mask = F.dropout_forward(x, self.p, self.rng, self.training)
+        self._cache = (x.shape, mask)
+        return y
+
+    def backward(self, dy):
+        shape, mask = self._require_cache()
+        return F.dropout_backward(self._check_dy(dy, shape), mask)

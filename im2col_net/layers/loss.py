@@ -1,0 +1,49 @@
+"""SoftmaxCrossEntropy: fused softmax + mean negative log-likelihood."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..functional import basic as F
+
+
+class SoftmaxCrossEntropy:
+    """``forward(logits (N, K), labels (N,) ints) -> float`` mean loss; ``backward() -> dlogits``.
+
+    Stable through log-sum-exp; the gradient is ``(softmax - onehot) / N`` in the
+    logits' dtype.
+    """
+
+    def __init__(self):
+        self._cache = None
+
+    def __repr__(self):
+        return "SoftmaxCrossEntropy()"
+
+    def __call__(self, logits, labels):
+        return self.forward(logits, labels)
+
+    def forward(self, logits, labels) -> float:
+        logits = np.asarray(logits)
+        labels = np.asarray(labels)
+        if logits.ndim != 2 or logits.dtype.kind != "f":
+            raise ValueError(
+                f"{self!r}: expected float logits of shape (N, K), got shape {logits.shape} "
+                f"dtype {logits.dtype}"
+            )
+        if labels.shape != (logits.shape[0],) or labels.dtype.kind not in "iu":
+            raise ValueError(
+                f"{self!r}: expected integer labels of shape ({logits.shape[0]},), got shape "
+                f"{labels.shape} dtype {labels.dtype}"
+            )
+        k = logits.shape[1]
+        if labels.size and (labels.min() < 0 or labels.max() >= k):
+            bad = labels[(labels < 0) | (labels >= k)][0]
+            raise ValueError(f"{self!r}: labels must be in [0, {k}), got label {bad}")
+        loss, self._cache = F.softmax_cross_entropy_forward(logits, labels)
+        return loss
+
+    def backward(self, dloss: float = 1.0):
+        if self._cache is None:
+            raise RuntimeError(f"{self!r}: backward() called before forward()")
+        return F.softmax_cross_entropy_backward(self._cache, dloss)
