@@ -152,8 +152,17 @@ class Layer:
 
     # -- description --------------------------------------------------------------
     def get_config(self) -> dict:
-        """JSON-serialisable constructor arguments (used to save architectures)."""
+        """JSON-serialisable constructor arguments (used to save architectures).
+
+        Containers return only their own arguments; their sub-layers come from
+        :meth:`children` and are passed back to :meth:`from_config`.
+        """
         return {}
+
+    @classmethod
+    def from_config(cls, config: dict, children=()):
+        """Rebuild a layer from :meth:`get_config` (and, for containers, its children)."""
+        return cls(**config)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())

@@ -26,6 +26,10 @@ class Sequential(Layer):
     def children(self):
         return list(self.layers)
 
+    @classmethod
+    def from_config(cls, config, children=()):
+        return cls(list(children))
+
     def __len__(self):
         return len(self.layers)
 
