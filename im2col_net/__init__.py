@@ -1,8 +1,14 @@
 """im2col_net: a NumPy convolutional-network engine built on im2col and BLAS GEMM."""
 
+from . import gradcheck  # the module: im2col_net.gradcheck.gradcheck(...)
+from .gradcheck import GradcheckError
 from .layers import (
+    ELU,
     AvgPool2D,
+    BatchNorm1D,
+    BatchNorm2D,
     Conv2D,
+    ConvTranspose2D,
     Dropout,
     Flatten,
     GlobalAvgPool2D,
@@ -10,12 +16,15 @@ from .layers import (
     LeakyReLU,
     Linear,
     MaxPool2D,
+    Parallel,
     ReLU,
+    Residual,
     Sequential,
     Sigmoid,
     SoftmaxCrossEntropy,
     Tanh,
 )
+from .serialization import ModelFileError, load_model, save_model
 
 __version__ = "0.1.0"
 
@@ -23,3 +32,6 @@ __all__ = [
     "Layer", "Sequential", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Linear",
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Flatten", "Dropout", "SoftmaxCrossEntropy",
 ]
+__all__ += ["Parallel", "Residual", "BatchNorm1D", "BatchNorm2D", "ConvTranspose2D", "ELU"]
+__all__ += ["GradcheckError"]
+__all__ += ["save_model", "load_model", "ModelFileError"]

@@ -62,6 +62,16 @@ def conv_output_size(size: int, kernel: int, stride: int, pad_total: int, dilati
     return (size + pad_total - span) // stride + 1
 
 
+def conv_transpose_output_size(size: int, kernel: int, stride: int, pad_total: int,
+                                dilation: int = 1, output_padding: int = 0) -> int:
+    """Output length of a transposed convolution along one axis (may be <= 0).
+
+    ``(size - 1) * stride - pad_total + dilation * (kernel - 1) + output_padding + 1``:
+    the input length of the direct convolution whose adjoint it is.
+    """
+    return (size - 1) * stride - pad_total + dilation * (kernel - 1) + output_padding + 1
+
+
 def resolve_padding(padding, kernel: tuple[int, int], stride: tuple[int, int],
                     dilation: tuple[int, int], *, owner: str = "") -> tuple[int, int, int, int]:
     """Turn a padding argument into ``(top, bottom, left, right)``.
@@ -94,7 +104,8 @@ def resolve_padding(padding, kernel: tuple[int, int], stride: tuple[int, int],
         except TypeError:
             items = None
         if items is not None and len(items) == 4:
-            if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in items):
+            if not all((isinstance(v, int) or _is_integer_scalar(v))
+                       and not isinstance(v, bool) and v >= 0 for v in items):
                 raise ValueError(
                     f"{where}padding must be non-negative ints, got {padding!r}"
                 )

@@ -35,8 +35,12 @@ def check_padding_mode(mode: str, padding, height: int, width: int, *, owner: st
     where = f"{owner}: " if owner else ""
     if mode not in PADDING_MODES:
         raise ValueError(f"{where}padding_mode must be one of {PADDING_MODES}, got {mode!r}")
+    top, bottom, left, right = padding
+    if mode == "edge" and ((height == 0 and (top or bottom)) or (width == 0 and (left or right))):
+        raise ValueError(
+            f"{where}edge padding {padding} needs a non-empty input, got {height}x{width}"
+        )
     if mode == "reflect":
-        top, bottom, left, right = padding
         if max(top, bottom) >= height or max(left, right) >= width:
             raise ValueError(
                 f"{where}reflect padding {padding} must be smaller than the input "
@@ -64,7 +68,10 @@ def pad(x: np.ndarray, padding: tuple[int, int, int, int], mode: str = "zeros",
         out[:, top:top + h, left:left + w] = x
         return out
     np_mode = {"edge": "edge", "reflect": "reflect"}[mode]
-    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), mode=np_mode)
+    # np.pad keeps the memory order of an F-ordered input; the contract here is C order.
+    return np.ascontiguousarray(
+        np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), mode=np_mode)
+    )
 
 
 def pad_grad(dxp: np.ndarray, padding: tuple[int, int, int, int], mode: str = "zeros") -> np.ndarray:

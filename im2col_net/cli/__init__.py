@@ -14,6 +14,7 @@ import sys
 # Module names (relative to this package) of the sub-commands, in help order.
 COMMANDS = [
     "gradcheck_cmd",
+    "summary_cmd",
 ]
 
 

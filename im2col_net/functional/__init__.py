@@ -3,7 +3,10 @@
 
 from .basic import *  # noqa: F401,F403
 from .basic import __all__ as _basic_all
+from .batchnorm import batch_norm_backward, batch_norm_forward
 from .conv import STRATEGIES, conv2d_backward, conv2d_forward, conv2d_forward_geom
+from .conv_transpose import conv_transpose2d_backward, conv_transpose2d_forward
+from .elu import elu_backward, elu_forward
 from .pool import (
     avg_pool2d_backward,
     avg_pool2d_forward,
@@ -27,3 +30,5 @@ __all__ = list(_basic_all) + [
     "global_avg_pool2d_backward",
     "pool_geometry",
 ]
+__all__ += ["batch_norm_forward", "batch_norm_backward", "conv_transpose2d_forward",
+            "conv_transpose2d_backward", "elu_forward", "elu_backward"]

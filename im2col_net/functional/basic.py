@@ -28,6 +28,16 @@ __all__ = [
 
 def linear_forward(x, weight, bias=None):
     """``x (N, in) @ weight.T (in, out) + bias (out,)`` -> ``y (N, out)``."""
+    x, weight = np.asarray(x), np.asarray(weight)
+    if x.ndim != 2 or weight.ndim != 2 or weight.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"linear: expected x (N, in) and weight (out, in), got shapes {x.shape} and "
+            f"{weight.shape}"
+        )
+    if bias is not None and np.shape(bias) != (weight.shape[0],):
+        raise ValueError(
+            f"linear: expected bias of shape ({weight.shape[0]},), got {np.shape(bias)}"
+        )
     y = x @ weight.T
     if bias is not None:
         y += bias

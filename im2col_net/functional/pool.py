@@ -193,6 +193,8 @@ def global_avg_pool2d_forward(x):
     """Mean over H and W: ``x (N, C, H, W)`` -> ``y (N, C, 1, 1)``."""
     x = np.asarray(x)
     _check_input(x, "global_avg_pool2d")
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"global_avg_pool2d: expected a non-empty image, got shape {x.shape}")
     y = x.mean(axis=(2, 3), keepdims=True, dtype=x.dtype)
     return y, (x.shape, x.dtype)
 

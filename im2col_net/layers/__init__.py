@@ -1,8 +1,12 @@
 """Layers: thin stateful wrappers over the functional core. They know nothing of training."""
 
+from .activations import ELU
 from .base import Layer
+from .batchnorm import BatchNorm1D, BatchNorm2D
+from .blocks import Parallel, Residual
 from .containers import Sequential
 from .conv import Conv2D
+from .conv_transpose import ConvTranspose2D
 from .dense import Dropout, Flatten, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 from .loss import SoftmaxCrossEntropy
 from .pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
@@ -11,3 +15,4 @@ __all__ = [
     "Layer", "Sequential", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Linear",
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Flatten", "Dropout", "SoftmaxCrossEntropy",
 ]
+__all__ += ["Parallel", "Residual", "BatchNorm1D", "BatchNorm2D", "ConvTranspose2D", "ELU"]

@@ -10,16 +10,36 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Layer", "make_rng", "he_normal", "xavier_uniform", "check_float_input"]
+__all__ = ["Layer", "make_rng", "he_normal", "xavier_uniform", "check_float_input",
+           "check_float_dtype"]
 
 
-def make_rng(rng) -> np.random.Generator:
-    """Accept a ``numpy.random.Generator``, an int seed or None."""
+def make_rng(rng, *, owner: str = "") -> np.random.Generator:
+    """Accept a ``numpy.random.Generator``, a non-negative int seed or None.
+
+    ``owner`` (a layer name) prefixes the error message.
+    """
     if isinstance(rng, np.random.Generator):
         return rng
-    if rng is None or isinstance(rng, (int, np.integer)):
+    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)
+                       and rng >= 0):
         return np.random.default_rng(rng)
-    raise ValueError(f"rng must be a numpy.random.Generator, an int seed or None, got {rng!r}")
+    where = f"{owner}: " if owner else ""
+    raise ValueError(
+        f"{where}rng must be a numpy.random.Generator, a non-negative int seed or None, "
+        f"got {rng!r}"
+    )
+
+
+def check_float_dtype(owner: str, dtype) -> np.dtype:
+    """Return ``np.dtype(dtype)``; raise ``ValueError`` naming ``owner`` unless floating."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved is None or resolved.kind != "f":
+        raise ValueError(f"{owner}: dtype must be a floating-point dtype, got {dtype!r}")
+    return resolved
 
 
 def he_normal(rng: np.random.Generator, shape, fan_in: int, dtype) -> np.ndarray:
@@ -98,6 +118,11 @@ class Layer:
         """``(name, array)`` pairs, dotted for containers."""
         return list(self.params.items())
 
+    def named_buffers(self):
+        """``(name, array)`` pairs of non-trained state (BatchNorm running statistics),
+        from the layer's ``buffers`` dict if it has one; dotted for containers."""
+        return list(getattr(self, "buffers", {}).items())
+
     def parameter_count(self) -> int:
         return int(sum(p.size for _, p in self.named_parameters()))
 
@@ -151,6 +176,14 @@ class Layer:
         return self
 
     # -- description --------------------------------------------------------------
+    def summary(self, input_shape, batch_size: int = 1):
+        """Per-layer output shapes, parameters, FLOPs and memory for per-sample
+        ``input_shape`` (e.g. ``(1, 28, 28)``) at ``batch_size``; see
+        :func:`im2col_net.summary.summarize`. ``print()`` the result for a table."""
+        from ..summary import summarize  # the summary module imports the layer classes
+
+        return summarize(self, input_shape, batch_size)
+
     def get_config(self) -> dict:
         """JSON-serialisable constructor arguments (used to save architectures).
 

@@ -47,6 +47,16 @@ class Sequential(Layer):
             out.extend((f"{i}.{name}", value) for name, value in layer.named_parameters())
         return out
 
+    def named_buffers(self):
+        out = []
+        for i, layer in enumerate(self.layers):
+            out.extend((f"{i}.{name}", value) for name, value in layer.named_buffers())
+        return out
+
+    @property
+    def buffers(self):
+        return dict(self.named_buffers())
+
     @property
     def params(self):
         return dict(self.named_parameters())

@@ -6,7 +6,14 @@ import numpy as np
 
 from ..functional.conv import STRATEGIES, conv2d_backward, conv2d_forward_geom
 from ..geometry import PADDING_MODES, WindowGeometry
-from .base import Layer, check_float_input, he_normal, make_rng, xavier_uniform
+from .base import (
+    Layer,
+    check_float_dtype,
+    check_float_input,
+    he_normal,
+    make_rng,
+    xavier_uniform,
+)
 
 # torch.nn.Conv2d spells edge padding "replicate".
 _MODE_ALIASES = {"replicate": "edge"}
@@ -68,7 +75,8 @@ class Conv2D(Layer):
             init=init,
         )
         kh, kw = self.geometry.kernel
-        rng = make_rng(rng)
+        dtype = check_float_dtype(name, dtype)
+        rng = make_rng(rng, owner=name)
         shape = (self.out_channels, self.in_channels // self.groups, kh, kw)
         fan_in = shape[1] * kh * kw
         if init == "he":

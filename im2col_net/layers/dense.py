@@ -5,7 +5,24 @@ from __future__ import annotations
 import numpy as np
 
 from ..functional import basic as F
-from .base import Layer, check_float_input, he_normal, make_rng, xavier_uniform
+from .base import (
+    Layer,
+    check_float_dtype,
+    check_float_input,
+    he_normal,
+    make_rng,
+    xavier_uniform,
+)
+
+
+def _real_number(owner: str, name: str, value) -> float:
+    """``float(value)`` for a finite real number; ``ValueError`` naming ``owner`` otherwise."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise ValueError(f"{owner}: {name} must be a real number, got {value!r}")
+    number = float(value)
+    if not np.isfinite(number):
+        raise ValueError(f"{owner}: {name} must be finite, got {value!r}")
+    return number
 
 
 class Linear(Layer):
@@ -26,7 +43,8 @@ class Linear(Layer):
             raise ValueError(f"{name}: init must be 'he' or 'xavier', got {init!r}")
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.init = init
-        rng = make_rng(rng)
+        dtype = check_float_dtype(name, dtype)
+        rng = make_rng(rng, owner=name)
         shape = (self.out_features, self.in_features)
         if init == "he":
             self.params["weight"] = he_normal(rng, shape, self.in_features, dtype)
@@ -106,7 +124,7 @@ class LeakyReLU(_Elementwise):
 
     def __init__(self, negative_slope=0.01):
         super().__init__()
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = _real_number("LeakyReLU", "negative_slope", negative_slope)
 
     def get_config(self):
         return dict(negative_slope=self.negative_slope)
@@ -141,10 +159,10 @@ class Dropout(Layer):
 
     def __init__(self, p=0.5, *, rng=None):
         super().__init__()
-        if not 0.0 <= float(p) < 1.0:
+        if not 0.0 <= _real_number("Dropout", "p", p) < 1.0:
             raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
         self.p = float(p)
-        self.rng = make_rng(rng)
+        self.rng = make_rng(rng, owner=f"Dropout(p={p!r})")
 
     def get_config(self):
         return dict(p=self.p)

@@ -26,10 +26,10 @@ class SoftmaxCrossEntropy:
     def forward(self, logits, labels) -> float:
         logits = np.asarray(logits)
         labels = np.asarray(labels)
-        if logits.ndim != 2 or logits.dtype.kind != "f":
+        if logits.ndim != 2 or logits.dtype.kind != "f" or 0 in logits.shape:
             raise ValueError(
-                f"{self!r}: expected float logits of shape (N, K), got shape {logits.shape} "
-                f"dtype {logits.dtype}"
+                f"{self!r}: expected float logits of shape (N, K) with N, K >= 1, got shape "
+                f"{logits.shape} dtype {logits.dtype}"
             )
         if labels.shape != (logits.shape[0],) or labels.dtype.kind not in "iu":
             raise ValueError(
@@ -46,4 +46,6 @@ class SoftmaxCrossEntropy:
     def backward(self, dloss: float = 1.0):
         if self._cache is None:
             raise RuntimeError(f"{self!r}: backward() called before forward()")
-        return F.softmax_cross_entropy_backward(self._cache, dloss)
+        if np.ndim(dloss) != 0 or np.asarray(dloss).dtype.kind not in "iuf":
+            raise ValueError(f"{self!r}: dloss must be a real number, got {dloss!r}")
+        return F.softmax_cross_entropy_backward(self._cache, float(dloss))

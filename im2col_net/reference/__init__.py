@@ -1,5 +1,63 @@
 """Reference implementations: plain nested loops written straight from the definitions.
 
 Slow and obviously correct; the property tests hold the fast path against them. This
-package imports nothing from the fast path (``functional``, ``lowering``, ``layers``).
+package imports nothing from the fast path (``functional``, ``lowering``, ``layers``);
+only :mod:`im2col_net.geometry` for the output-size arithmetic. Every function computes
+in float64 and returns arrays in the input's dtype; arrays are NCHW.
 """
+
+from .batchnorm import batch_norm_backward, batch_norm_forward
+from .conv import conv2d_backward, conv2d_forward, pad2d, pad2d_backward
+from .conv_transpose import conv_transpose2d_backward, conv_transpose2d_forward
+from .dense import (
+    leaky_relu_backward,
+    leaky_relu_forward,
+    linear_backward,
+    linear_forward,
+    relu_backward,
+    relu_forward,
+    sigmoid_backward,
+    sigmoid_forward,
+    softmax,
+    softmax_cross_entropy_backward,
+    softmax_cross_entropy_forward,
+    tanh_backward,
+    tanh_forward,
+)
+from .elu import elu_backward, elu_forward
+from .pool import (
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    global_avg_pool2d_backward,
+    global_avg_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
+
+__all__ = [
+    "conv2d_forward",
+    "conv2d_backward",
+    "pad2d",
+    "pad2d_backward",
+    "max_pool2d_forward",
+    "max_pool2d_backward",
+    "avg_pool2d_forward",
+    "avg_pool2d_backward",
+    "global_avg_pool2d_forward",
+    "global_avg_pool2d_backward",
+    "linear_forward",
+    "linear_backward",
+    "relu_forward",
+    "relu_backward",
+    "leaky_relu_forward",
+    "leaky_relu_backward",
+    "sigmoid_forward",
+    "sigmoid_backward",
+    "tanh_forward",
+    "tanh_backward",
+    "softmax",
+    "softmax_cross_entropy_forward",
+    "softmax_cross_entropy_backward",
+]
+__all__ += ["batch_norm_forward", "batch_norm_backward", "conv_transpose2d_forward",
+            "conv_transpose2d_backward", "elu_forward", "elu_backward"]

@@ -1,0 +1,81 @@
+"""``im2col-net evaluate MODEL.npz``: test accuracy, per-class accuracy, confusion matrix."""
+
+from __future__ import annotations
+
+import os
+
+NAME = "evaluate"
+HELP = "evaluate a saved model on a test set (accuracy per class, confusion matrix)"
+
+
+def add_arguments(parser):
+    from ..datasets import DATASET_NAMES
+    from .train_cmd import _positive_int
+
+    parser.add_argument("model", metavar="MODEL.npz", help="a model file (or checkpoint)")
+    parser.add_argument("--dataset", choices=list(DATASET_NAMES), default="mnist",
+                        help="test set to use (default: mnist)")
+    parser.add_argument("--data-dir", metavar="DIR", help="where to look for the dataset")
+    parser.add_argument("--split", choices=["test", "train"], default="test",
+                        help="which split to evaluate on (default: test)")
+    parser.add_argument("--limit", type=_positive_int, metavar="N",
+                        help="use only the first N images")
+    parser.add_argument("--batch-size", type=_positive_int, default=256, metavar="N",
+                        help="images per forward pass (default: 256)")
+
+
+def load_model_or_fail(path):
+    """``load_model`` with user-facing errors turned into CliError."""
+    from ..serialization import ModelFileError, load_model
+    from . import CliError
+
+    if not os.path.isfile(path):
+        raise CliError(f"{path}: no such model file")
+    try:
+        return load_model(path)
+    except ModelFileError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def format_confusion(matrix, names) -> str:
+    """Rows: true class, columns: predicted class."""
+    width = max(5, max(len(str(int(v))) for v in matrix.ravel()) + 1)
+    labels = [str(i) for i in range(len(matrix))]
+    lines = ["true \\ predicted " + "".join(f"{label:>{width}}" for label in labels)]
+    for i, row in enumerate(matrix):
+        lines.append(f"{labels[i]:>2} {names[i][:13]:<14}" + "".join(f"{int(v):>{width}}"
+                                                                  for v in row))
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from ..datasets import CLASS_NAMES, DataError, load_dataset
+    from ..training import confusion_matrix, evaluate, per_class_accuracy
+    from . import CliError
+
+    model = load_model_or_fail(args.model)
+    try:
+        images, labels = load_dataset(args.dataset, args.split, data_dir=args.data_dir,
+                                      limit=args.limit)
+    except (DataError, FileNotFoundError) as exc:
+        raise CliError(str(exc)) from exc
+    try:
+        loss, accuracy, predictions = evaluate(model, images, labels, args.batch_size)
+    except ValueError as exc:
+        raise CliError(f"{args.model}: the model does not fit {args.dataset} images: {exc}") \
+            from exc
+    names = list(CLASS_NAMES[args.dataset])
+    matrix = confusion_matrix(labels, predictions, num_classes=len(names))
+    recall = per_class_accuracy(matrix)
+    print(f"{args.model} on {len(labels):,} {args.dataset} {args.split} images")
+    print("per-class accuracy:")
+    for i, name in enumerate(names):
+        value = "n/a" if np.isnan(recall[i]) else f"{100 * recall[i]:6.2f}%"
+        print(f"  {i:>2} {name:<14} {value}  ({int(matrix[i].sum())} images)")
+    print("confusion matrix (rows: true class, columns: predicted class):")
+    print(format_confusion(matrix, names))
+    print(f"loss {loss:.4f}")
+    print(f"test accuracy {100 * accuracy:.2f}% ({int(np.trace(matrix))}/{len(labels)})")
+    return 0

@@ -1,0 +1,232 @@
+"""``im2col-net train``: train a named model on MNIST or Fashion-MNIST.
+
+Defaults (plain ``im2col-net train``): the ``convnet`` model on MNIST, Adam with lr 1e-3
+following a cosine decay over the epochs, batch 128, seed 0. The run directory gets
+``metrics.jsonl``, ``checkpoint.npz`` (every epoch, and on Ctrl-C) and ``model.npz``; the
+last line printed states the test accuracy and the wall time.
+
+``--resume --out DIR`` continues the run in DIR with the settings saved in its
+checkpoint; only ``--epochs`` (to extend the run), ``--data-dir`` and the display options
+may be given anew.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import CliError
+
+NAME = "train"
+HELP = "train a model (default: the convnet on MNIST) and save it"
+
+# Settings a run is made of; None on the command line means "default" (or, with
+# --resume, "as saved").
+DEFAULTS = {
+    "dataset": "mnist",
+    "model": "convnet",
+    "epochs": 4,
+    "batch_size": 128,
+    "optimizer": "adam",
+    "lr": None,          # None: the optimizer's own default
+    "schedule": "cosine",
+    "seed": 0,
+    "limit": None,
+    "dtype": "float32",
+}
+# Command-line conveniences: plain "--optimizer sgd" means SGD with Nesterov momentum at a
+# usable rate (torch's 1e-3 without momentum barely moves in a few epochs).
+DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3, "sgd": 0.05}
+OPTIMIZER_OPTIONS = {"sgd": {"momentum": 0.9, "nesterov": True}}
+# Arguments the command supplies to schedules that need more than lr and epochs.
+SCHEDULE_OPTIONS = {
+    "step": lambda epochs: {"step_size": max(1, epochs // 3), "gamma": 0.1},
+    "exponential": lambda epochs: {"gamma": 0.7},
+}
+# May differ from the saved run on --resume.
+RESUME_OVERRIDABLE = ("epochs",)
+
+
+def _positive_int(text):
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text):
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def schedule_names():
+    from ..optim import SCHEDULES
+
+    return [name for name in SCHEDULES if not name.endswith("table")]
+
+
+def build_schedule(name, lr, epochs):
+    """The schedule ``name`` with this command's extra arguments (SCHEDULE_OPTIONS)."""
+    from ..optim import make_schedule
+
+    base = name[len("warmup-"):] if name.startswith("warmup-") else name
+    extra = SCHEDULE_OPTIONS.get(base, lambda epochs: {})(epochs)
+    return make_schedule(name, lr, epochs, **extra)
+
+
+def add_arguments(parser):
+    from ..datasets import DATASET_NAMES
+    from ..models import MODEL_BUILDERS
+    from ..optim import OPTIMIZERS
+
+    d = DEFAULTS
+    parser.add_argument("--dataset", choices=list(DATASET_NAMES),
+                        help=f"training data (default: {d['dataset']})")
+    parser.add_argument("--model", choices=sorted(MODEL_BUILDERS),
+                        help=f"architecture (default: {d['model']})")
+    parser.add_argument("--epochs", type=_positive_int, metavar="N",
+                        help=f"passes over the training set (default: {d['epochs']})")
+    parser.add_argument("--batch-size", type=_positive_int, metavar="N",
+                        help=f"images per update (default: {d['batch_size']})")
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS),
+                        help=f"update rule (default: {d['optimizer']}; sgd means Nesterov "
+                             "momentum 0.9)")
+    parser.add_argument("--lr", type=_positive_float, metavar="X",
+                        help="initial learning rate (default: 1e-3 for adam/adamw, 0.05 for "
+                             "sgd, else the optimizer's default)")
+    parser.add_argument("--schedule", choices=schedule_names(),
+                        help="learning rate over the epochs: step divides it by 10 every "
+                             "epochs/3, exponential multiplies it by 0.7 per epoch, warmup-* "
+                             f"ramp up over the first epoch (default: {d['schedule']})")
+    parser.add_argument("--seed", type=_non_negative_int, metavar="N",
+                        help=f"seed of initialisation and shuffling (default: {d['seed']})")
+    parser.add_argument("--out", metavar="DIR",
+                        help="run directory (default: runs/<dataset>-<model>-<time>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its checkpoint")
+    parser.add_argument("--limit", type=_positive_int, metavar="N",
+                        help="use only the first N training and the first N test images")
+    parser.add_argument("--data-dir", metavar="DIR", help="where to look for the dataset")
+    parser.add_argument("--dtype", choices=["float32", "float64"],
+                        help=f"parameter and compute dtype (default: {d['dtype']})")
+    parser.add_argument("--log-every", type=_positive_int, default=50, metavar="N",
+                        help="updates between progress lines / log records (default: 50)")
+    parser.add_argument("--progress", choices=["auto", "bar", "lines", "none"], default="auto",
+                        help="progress display (default: a bar on a terminal, else lines)")
+
+
+def _resolve_settings(args, saved):
+    """Merge command-line values with the saved run (resume) or the defaults."""
+    settings = {}
+    for key, default in DEFAULTS.items():
+        given = getattr(args, key)
+        if saved is not None and key in saved:
+            if given is not None and given != saved[key] and key not in RESUME_OVERRIDABLE:
+                raise CliError(f"--{key.replace('_', '-')} {given} differs from the run being "
+                               f"resumed ({saved[key]}); drop it or start a new --out")
+            settings[key] = given if given is not None else saved[key]
+        else:
+            settings[key] = given if given is not None else default
+    if settings["lr"] is None:
+        settings["lr"] = DEFAULT_LR.get(settings["optimizer"])
+    return settings
+
+
+def _saved_settings(out_dir):
+    from ..training import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+
+    path = os.path.join(out_dir, CHECKPOINT_NAME)
+    if not os.path.exists(path):
+        raise CliError(f"--resume: no checkpoint to resume in {out_dir} ({path} missing)")
+    try:
+        meta = load_checkpoint(path).run.get("meta")
+    except CheckpointError as exc:
+        raise CliError(str(exc)) from exc
+    if not isinstance(meta, dict) or "settings" not in meta:
+        raise CliError(f"{path}: not written by 'im2col-net train'; resume it with the "
+                       f"library's fit(resume=True)")
+    return meta["settings"]
+
+
+def run(args) -> int:
+    from ..datasets import DataError, load_dataset
+    from ..models import build_model
+    from ..optim import make_optimizer
+    from ..training import TrainingInterrupted, fit
+
+    started = time.perf_counter()
+    if args.resume and not args.out:
+        raise CliError("--resume needs --out DIR naming the run to continue")
+    saved = _saved_settings(args.out) if args.resume else None
+    s = _resolve_settings(args, saved)
+    out_dir = args.out or os.path.join(
+        "runs", f"{s['dataset']}-{s['model']}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if not args.resume and os.path.exists(os.path.join(out_dir, "checkpoint.npz")):
+        raise CliError(f"{out_dir} already holds a run; pass --resume to continue it or "
+                       f"choose another --out")
+
+    try:
+        train = load_dataset(s["dataset"], "train", data_dir=args.data_dir, limit=s["limit"])
+        test = load_dataset(s["dataset"], "test", data_dir=args.data_dir, limit=s["limit"])
+    except (DataError, FileNotFoundError) as exc:
+        raise CliError(str(exc)) from exc
+
+    dtype = np.dtype(s["dtype"])
+    model = build_model(s["model"], rng=np.random.default_rng([s["seed"], 0]), dtype=dtype)
+    try:
+        optimizer = make_optimizer(s["optimizer"], model.params, lr=s["lr"],
+                                   **OPTIMIZER_OPTIONS.get(s["optimizer"], {}))
+        schedule = build_schedule(s["schedule"], optimizer.lr, s["epochs"])
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+
+    print(f"training {s['model']} ({model.parameter_count():,} parameters, {dtype.name}) on "
+          f"{len(train[0]):,} {s['dataset']} images for {s['epochs']} epochs: "
+          f"{optimizer!r}, {s['schedule']} schedule, batch "
+          f"{s['batch_size']}, seed {s['seed']} -> {out_dir}", flush=True)
+    progress = {"none": False, "auto": True}.get(args.progress, args.progress)
+    try:
+        result = fit(model, train, test, epochs=s["epochs"], batch_size=s["batch_size"],
+                     optimizer=optimizer, schedule=schedule, seed=s["seed"], out_dir=out_dir,
+                     resume=args.resume, progress=progress, log_every=args.log_every,
+                     run_meta={"settings": s})
+    except TrainingInterrupted as exc:
+        print(f"{exc}", file=sys.stderr)
+        print(f"continue with: im2col-net train --resume --out {out_dir}", file=sys.stderr)
+        return 130
+    except (ValueError, FileExistsError) as exc:
+        raise CliError(str(exc)) from exc
+    wall = time.perf_counter() - started
+    print(f"model saved to {result.model_path}; metrics in {out_dir}", flush=True)
+    print(f"test accuracy {100 * result.test_accuracy:.2f}% on {len(test[0]):,} "
+          f"{s['dataset']} test images after {result.epochs} epochs | wall time {wall:.1f} s "
+          f"(training {result.wall_time:.1f} s)", flush=True)
+    return 0

@@ -1,0 +1,184 @@
+"""Reading single-channel images for prediction: ``.npy`` arrays and 8-bit grayscale PNGs.
+
+Rules (:func:`load_images`):
+
+- ``.npy`` (read with ``allow_pickle=False``): shape ``(H, W)``, ``(N, H, W)`` or
+  ``(N, 1, H, W)`` (so ``(1, H, W)`` is one image); dtype ``uint8`` (0-255, divided by
+  255) or floating with every value in [0, 1]. Other integer types, values outside
+  [0, 1], NaN or other shapes are refused.
+- ``.png``: 8-bit grayscale (colour type 0, bit depth 8), not interlaced, decoded by
+  :func:`read_png_gray` (no imaging library needed). Palette, RGB, alpha, 1/2/4/16-bit
+  and interlaced PNGs are refused with a message saying what the file is.
+- Anything else is refused. Images must have the expected size (28x28 for MNIST
+  models); nothing is resized.
+
+The result is float32 ``(N, 1, H, W)`` in [0, 1], like :func:`im2col_net.datasets.load_dataset`.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+
+import numpy as np
+
+__all__ = ["ImageFileError", "read_png_gray", "load_images"]
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_COLOR_TYPES = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}
+
+
+class ImageFileError(ValueError):
+    """An image file is unreadable or of a kind that is not accepted."""
+
+
+def _paeth(a, b, c):
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    if pa <= pb and pa <= pc:
+        return a
+    return b if pb <= pc else c
+
+
+def _unfilter(raw: bytes, height: int, width: int, path) -> np.ndarray:
+    """Undo PNG's per-row filters for 1 byte per pixel; returns uint8 ``(height, width)``."""
+    stride = width + 1
+    if len(raw) != height * stride:
+        raise ImageFileError(f"{path}: PNG image data has {len(raw)} bytes, expected "
+                             f"{height * stride} for {width}x{height} 8-bit grayscale")
+    out = np.zeros((height, width), dtype=np.int64)
+    rows = np.frombuffer(raw, dtype=np.uint8).reshape(height, stride).astype(np.int64)
+    previous = np.zeros(width, dtype=np.int64)
+    for y in range(height):
+        kind, line = rows[y, 0], rows[y, 1:]
+        if kind == 0:
+            row = line
+        elif kind == 1:  # Sub: running sum modulo 256 along the row
+            row = np.cumsum(line) % 256
+        elif kind == 2:  # Up
+            row = (line + previous) % 256
+        elif kind in (3, 4):  # Average / Paeth depend on the pixel just decoded
+            row = np.zeros(width, dtype=np.int64)
+            left = 0
+            for x in range(width):
+                up = int(previous[x])
+                if kind == 3:
+                    pred = (left + up) // 2
+                else:
+                    pred = _paeth(left, up, int(previous[x - 1]) if x else 0)
+                left = (int(line[x]) + pred) % 256
+                row[x] = left
+        else:
+            raise ImageFileError(f"{path}: PNG row {y} has unknown filter type {kind}")
+        out[y] = row
+        previous = row
+    return out.astype(np.uint8)
+
+
+def read_png_gray(path, *, max_side: int = 4096) -> np.ndarray:
+    """Decode an 8-bit grayscale, non-interlaced PNG into uint8 ``(H, W)``.
+
+    Checks the signature, chunk CRCs and the IHDR fields; other PNG kinds raise
+    :class:`ImageFileError` naming the file and what it is.
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if not data.startswith(PNG_SIGNATURE):
+        raise ImageFileError(f"{path}: not a PNG file (bad signature)")
+    pos, header, idat, ended = len(PNG_SIGNATURE), None, [], False
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        crc_bytes = data[pos + 8 + length:pos + 12 + length]
+        if len(body) != length or len(crc_bytes) != 4:
+            raise ImageFileError(f"{path}: PNG truncated inside chunk {kind!r}")
+        if zlib.crc32(kind + body) != struct.unpack(">I", crc_bytes)[0]:
+            raise ImageFileError(f"{path}: PNG chunk {kind!r} has a bad CRC (file damaged)")
+        pos += 12 + length
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body) if length == 13 else None
+            if header is None:
+                raise ImageFileError(f"{path}: malformed PNG IHDR chunk")
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            ended = True
+            break
+    if header is None:
+        raise ImageFileError(f"{path}: PNG has no IHDR chunk")
+    if not ended:
+        raise ImageFileError(f"{path}: PNG truncated (no IEND chunk)")
+    width, height, depth, color, compression, filtering, interlace = header
+    if color != 0 or depth != 8:
+        kind = _COLOR_TYPES.get(color, f"colour type {color}")
+        raise ImageFileError(f"{path}: PNG is {depth}-bit {kind}; only 8-bit grayscale PNGs "
+                             f"are accepted (convert it, e.g. to mode 'L')")
+    if interlace != 0:
+        raise ImageFileError(f"{path}: interlaced (Adam7) PNGs are not accepted")
+    if compression != 0 or filtering != 0:
+        raise ImageFileError(f"{path}: unknown PNG compression/filter method")
+    if not (0 < width <= max_side and 0 < height <= max_side):
+        raise ImageFileError(f"{path}: PNG size {width}x{height} is out of range")
+    try:
+        raw = zlib.decompress(b"".join(idat))
+    except zlib.error as exc:
+        raise ImageFileError(f"{path}: PNG image data is corrupt ({exc})") from exc
+    return _unfilter(raw, height, width, path)
+
+
+def _from_array(array: np.ndarray, path) -> np.ndarray:
+    if array.dtype == np.uint8:
+        images = array.astype(np.float32) / np.float32(255)
+    elif array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)):
+            raise ImageFileError(f"{path}: image contains NaN or infinite values")
+        if array.size and (array.min() < 0 or array.max() > 1):
+            raise ImageFileError(
+                f"{path}: float image values must lie in [0, 1], got [{array.min():g}, "
+                f"{array.max():g}] (save uint8 0-255 pixels, or divide by 255)")
+        images = array.astype(np.float32)
+    else:
+        raise ImageFileError(f"{path}: image dtype must be uint8 (0-255) or float in [0, 1], "
+                             f"got {array.dtype}")
+    if images.ndim == 2:
+        images = images[None, None]
+    elif images.ndim == 3:
+        images = images[:, None]
+    elif not (images.ndim == 4 and images.shape[1] == 1):
+        raise ImageFileError(f"{path}: expected an array of shape (H, W), (N, H, W) or "
+                             f"(N, 1, H, W), got {array.shape}")
+    if images.shape[0] == 0:
+        raise ImageFileError(f"{path}: the array holds no images")
+    return np.ascontiguousarray(images)
+
+
+def load_images(path, size=(28, 28)) -> np.ndarray:
+    """Images of one ``.npy`` or ``.png`` file as float32 ``(N, 1, H, W)`` in [0, 1].
+
+    ``size``: required ``(H, W)`` (None accepts any). Raises :class:`ImageFileError`
+    naming the file for anything refused (see the module docstring), FileNotFoundError
+    if it does not exist.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise ImageFileError(f"{path}: not a readable .npy array ({exc})") from exc
+        if not isinstance(array, np.ndarray):
+            raise ImageFileError(f"{path}: expected a single .npy array")
+        images = _from_array(array, path)
+    elif ext == ".png":
+        images = _from_array(read_png_gray(path), path)
+    else:
+        raise ImageFileError(f"{path}: unsupported file type {ext or '(none)'!r}; give .npy "
+                             f"arrays or 8-bit grayscale .png files")
+    if size is not None and images.shape[2:] != tuple(size):
+        raise ImageFileError(f"{path}: images must be {size[0]}x{size[1]}, got "
+                             f"{images.shape[2]}x{images.shape[3]} (no resizing is done)")
+    return images

@@ -1,0 +1,103 @@
+"""ConvTranspose2D: a thin layer over :mod:`im2col_net.functional.conv_transpose`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..functional.conv_transpose import (
+    conv_transpose2d_backward,
+    conv_transpose2d_forward_geom,
+    conv_transpose2d_geometry,
+    conv_transpose2d_output_size,
+)
+from .base import Layer, check_float_dtype, check_float_input, make_rng
+
+
+class ConvTranspose2D(Layer):
+    """Transposed 2-D convolution, PyTorch argument names and weight shape.
+
+    ``weight (in_channels, out_channels // groups, kh, kw)``, ``bias (out_channels,)``.
+    Input ``(N, in_channels, H, W)``, output ``(N, out_channels, Hout, Wout)`` with
+    ``Hout = (H - 1) * stride - 2 * padding + dilation * (kh - 1) + output_padding + 1``.
+    ``padding`` is an int or a pair; ``output_padding`` must be smaller than the stride
+    or the dilation. Weights are drawn like torch's default (``U(-b, b)``, ``b =
+    1/sqrt(fan_in)`` with ``fan_in = (out_channels // groups) * kh * kw``) from ``rng``;
+    the bias likewise. ``compute_input_grad=False`` makes ``backward`` return None.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups=1, bias=True, dilation=1, padding_mode="zeros", *,
+                 rng=None, dtype=np.float32):
+        super().__init__()
+        name = f"ConvTranspose2D({in_channels}, {out_channels}, kernel_size={kernel_size!r})"
+        for arg, value in (("in_channels", in_channels), ("out_channels", out_channels),
+                           ("groups", groups)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}: {arg} must be a positive int, got {value!r}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must "
+                f"both be divisible by groups ({groups})"
+            )
+        if padding_mode != "zeros":
+            raise ValueError(f"{name}: only padding_mode='zeros' is supported, got "
+                             f"{padding_mode!r}")
+        self.geometry, self.output_padding = conv_transpose2d_geometry(
+            kernel_size, stride, padding, dilation, output_padding, owner=name
+        )
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.groups = int(groups)
+        self.compute_input_grad = True
+        g = self.geometry
+        self._config = dict(
+            in_channels=self.in_channels, out_channels=self.out_channels,
+            kernel_size=list(g.kernel), stride=list(g.stride),
+            padding=[g.padding[0], g.padding[2]], output_padding=list(self.output_padding),
+            groups=self.groups, bias=bool(bias), dilation=list(g.dilation),
+        )
+        kh, kw = g.kernel
+        dtype = check_float_dtype(name, dtype)
+        rng = make_rng(rng, owner=name)
+        shape = (self.in_channels, self.out_channels // self.groups, kh, kw)
+        bound = 1.0 / np.sqrt(shape[1] * kh * kw)
+        self.params["weight"] = rng.uniform(-bound, bound, size=shape).astype(dtype)
+        if bias:
+            self.params["bias"] = rng.uniform(-bound, bound, size=self.out_channels).astype(dtype)
+
+    def get_config(self):
+        return dict(self._config)
+
+    def extra_repr(self):
+        c = self._config
+        return (f"{c['in_channels']}, {c['out_channels']}, kernel_size={tuple(c['kernel_size'])}, "
+                f"stride={tuple(c['stride'])}, padding={tuple(c['padding'])}, "
+                f"output_padding={tuple(c['output_padding'])}, groups={c['groups']}, "
+                f"bias={c['bias']}, dilation={tuple(c['dilation'])}")
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """``(Hout, Wout)`` for an ``height x width`` input."""
+        return conv_transpose2d_output_size(self.geometry, self.output_padding, height, width)
+
+    def forward(self, x):
+        weight = self.params["weight"]
+        x = check_float_input(self, x, 4, weight.dtype)
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{self!r}: expected input of shape (N, {self.in_channels}, H, W), "
+                f"got shape {x.shape}"
+            )
+        y, self._cache = conv_transpose2d_forward_geom(
+            x, weight, self.params.get("bias"), self.geometry, self.output_padding,
+            groups=self.groups, owner=repr(self),
+        )
+        return y
+
+    def backward(self, dy):
+        cache = self._require_cache()
+        n = cache.input_shape[0]
+        dy = self._check_dy(dy, (n, self.out_channels) + tuple(cache.out_size))
+        dx, dw, db = conv_transpose2d_backward(dy, cache, need_input_grad=self.compute_input_grad)
+        self.grads["weight"] = dw
+        if db is not None:
+            self.grads["bias"] = db
+        return dx

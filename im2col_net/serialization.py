@@ -1,0 +1,387 @@
+"""Save and load models: architecture as JSON, arrays in one ``.npz`` file.
+
+Architecture
+    :func:`architecture_to_dict` turns a layer tree into
+    ``{"class": name, "config": layer.get_config(), "children": [...]}`` (``children``
+    only for containers); :func:`layer_from_dict` rebuilds it through the layer registry
+    (class name -> class). Every class named in ``im2col_net.layers.__all__`` that is a
+    :class:`~im2col_net.layers.base.Layer` is registered automatically; other classes
+    call :func:`register_layer`.
+
+Arrays
+    Parameters come from ``named_parameters()``. Non-parameter state (e.g. batch-norm
+    running statistics) is read from an optional ``buffers`` dict on each layer (name ->
+    ndarray); :func:`named_buffers` walks the tree and names them ``"<child index>.<...>.
+    <buffer name>"``, like Sequential's parameter names. A container whose ``buffers``
+    merely re-exports its children's entries (keys starting with a child index) is not
+    counted twice.
+
+Model file (:func:`save_model`), an uncompressed ``.npz`` with these members:
+    ``__format__``        0-d str ``"im2col_net.model"``
+    ``__version__``       0-d int64 :data:`FORMAT_VERSION`
+    ``__architecture__``  0-d str, the architecture JSON
+    ``__dtype__``         0-d str, the parameter dtype name (``"float32"``)
+    ``param/<name>``      every parameter
+    ``buffer/<name>``     every buffer
+
+Files are written to a temporary file in the target directory, fsync-ed and renamed
+over the target (:func:`atomic_savez`), so a crash never leaves a half-written file, and
+read with ``allow_pickle=False`` (:func:`read_npz`), so a file can never run code. Any
+problem with a file's contents raises :class:`ModelFileError` naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import zipfile
+import zlib
+
+import numpy as np
+
+from .layers.base import Layer
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ModelFileError",
+    "register_layer",
+    "layer_registry",
+    "architecture_to_dict",
+    "architecture_to_json",
+    "layer_from_dict",
+    "model_from_json",
+    "named_buffers",
+    "named_layers",
+    "load_buffers",
+    "load_parameters",
+    "atomic_savez",
+    "read_npz",
+    "json_scalar",
+    "json_from_array",
+    "model_arrays",
+    "model_from_arrays",
+    "save_model",
+    "load_model",
+]
+
+FORMAT_VERSION = 1
+MODEL_FORMAT = "im2col_net.model"
+PARAM_PREFIX = "param/"
+BUFFER_PREFIX = "buffer/"
+
+_EXTRA_LAYERS: dict[str, type] = {}
+
+
+class ModelFileError(ValueError):
+    """A model or checkpoint file is unreadable, corrupt or inconsistent."""
+
+
+# -- layer registry ---------------------------------------------------------------------
+def register_layer(cls, name: str | None = None):
+    """Make ``cls`` (a Layer subclass) rebuildable from JSON under ``name`` (default: its
+    class name). Usable as a class decorator; returns ``cls``."""
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise ValueError(f"register_layer: expected a Layer subclass, got {cls!r}")
+    _EXTRA_LAYERS[name or cls.__name__] = cls
+    return cls
+
+
+def layer_registry() -> dict[str, type]:
+    """Class name -> class for every known layer: the Layer subclasses exported by
+    ``im2col_net.layers`` (looked up on each call, so new exports are picked up) plus
+    those passed to :func:`register_layer`."""
+    from . import layers as layers_module
+
+    registry = {}
+    for name in getattr(layers_module, "__all__", ()):
+        obj = getattr(layers_module, name, None)
+        if isinstance(obj, type) and issubclass(obj, Layer):
+            registry[obj.__name__] = obj
+    registry.update(_EXTRA_LAYERS)
+    return registry
+
+
+# -- architecture <-> JSON ----------------------------------------------------------------
+def architecture_to_dict(layer: Layer) -> dict:
+    """The JSON-able description of ``layer`` and its sub-layers."""
+    if not isinstance(layer, Layer):
+        raise ValueError(f"architecture_to_dict: expected a Layer, got {type(layer).__name__}")
+    name = type(layer).__name__
+    registered = layer_registry().get(name)
+    if registered is not type(layer):
+        raise ValueError(
+            f"architecture_to_dict: layer class {name!r} is not registered; export it from "
+            f"im2col_net.layers or call im2col_net.serialization.register_layer({name})"
+        )
+    node = {"class": name, "config": layer.get_config()}
+    children = layer.children()
+    if children:
+        node["children"] = [architecture_to_dict(child) for child in children]
+    return node
+
+
+def architecture_to_json(layer: Layer) -> str:
+    """``architecture_to_dict`` as a compact, key-sorted JSON string."""
+    try:
+        return json.dumps(architecture_to_dict(layer), sort_keys=True, separators=(",", ":"))
+    except TypeError as exc:
+        raise ValueError(
+            f"architecture_to_json: a layer's get_config() is not JSON-able: {exc}"
+        ) from exc
+
+
+def layer_from_dict(node, *, where: str = "architecture") -> Layer:
+    """Rebuild a layer tree from :func:`architecture_to_dict` output (fresh parameters)."""
+    if not isinstance(node, dict) or not isinstance(node.get("class"), str):
+        raise ValueError(f"{where}: expected an object with a 'class' name, got {node!r:.200}")
+    name = node["class"]
+    config = node.get("config", {})
+    if not isinstance(config, dict):
+        raise ValueError(f"{where}: config of {name!r} must be an object, got {config!r:.200}")
+    registry = layer_registry()
+    if name not in registry:
+        raise ValueError(
+            f"{where}: unknown layer class {name!r}; known classes: {sorted(registry)}"
+        )
+    children_nodes = node.get("children", [])
+    if not isinstance(children_nodes, list):
+        raise ValueError(f"{where}: children of {name!r} must be a list")
+    children = [layer_from_dict(child, where=f"{where}.{name}[{i}]")
+                for i, child in enumerate(children_nodes)]
+    try:
+        return registry[name].from_config(config, children)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: cannot rebuild {name} from config {config}: {exc}") from exc
+
+
+def model_from_json(text: str) -> Layer:
+    """Rebuild a layer tree from :func:`architecture_to_json` output."""
+    try:
+        node = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"model_from_json: invalid architecture JSON: {exc}") from exc
+    return layer_from_dict(node)
+
+
+# -- walking the tree -------------------------------------------------------------------
+def named_layers(layer: Layer, path: str = ""):
+    """``(dotted path, layer)`` for ``layer`` (path ``""``) and every sub-layer, depth first;
+    a child's path adds its index in ``children()`` (``"4"``, ``"4.0"``)."""
+    yield path, layer
+    for i, child in enumerate(layer.children()):
+        yield from named_layers(child, f"{path}.{i}" if path else str(i))
+
+
+def _dotted(path, name):
+    return f"{path}.{name}" if path else name
+
+
+def _own_buffers(layer: Layer) -> dict:
+    buffers = getattr(layer, "buffers", None) or {}
+    if not isinstance(buffers, dict):
+        raise ValueError(f"{layer!r}: 'buffers' must be a dict of arrays, got {type(buffers)}")
+    child_prefixes = tuple(f"{i}." for i in range(len(layer.children())))
+    return {k: v for k, v in buffers.items()
+            if not (child_prefixes and k.startswith(child_prefixes))}
+
+
+def named_buffers(layer: Layer) -> dict[str, np.ndarray]:
+    """Every buffer of the tree under a dotted name (the arrays themselves, not copies)."""
+    out = {}
+    for path, sub in named_layers(layer):
+        for name, value in _own_buffers(sub).items():
+            out[_dotted(path, name)] = value
+    return out
+
+
+def load_buffers(layer: Layer, buffers: dict, *, where: str = "load_buffers"):
+    """Copy ``buffers`` (dotted name -> array) into the tree's buffers, in place where the
+    existing value is an array. Names and shapes must match exactly."""
+    owners = {}
+    for path, sub in named_layers(layer):
+        for name in _own_buffers(sub):
+            owners[_dotted(path, name)] = (sub, name)
+    missing = sorted(set(owners) - set(buffers))
+    unexpected = sorted(set(buffers) - set(owners))
+    if missing or unexpected:
+        raise ValueError(f"{where}: buffers do not match the model: missing {missing}, "
+                         f"unexpected {unexpected}")
+    for key, (sub, name) in owners.items():
+        value = np.asarray(buffers[key])
+        target = sub.buffers[name]
+        if isinstance(target, np.ndarray):
+            if value.shape != target.shape:
+                raise ValueError(f"{where}: buffer {key!r} expects shape {target.shape}, "
+                                 f"got {value.shape}")
+            np.copyto(target, value, casting="same_kind")
+        else:
+            sub.buffers[name] = value.copy()
+
+
+# -- npz files --------------------------------------------------------------------------
+def atomic_savez(path, arrays: dict):
+    """Write ``arrays`` as an uncompressed ``.npz`` at exactly ``path`` (no suffix added):
+    temp file in the same directory, fsync, then ``os.replace``. On any failure the
+    temporary file is removed and a previous file at ``path`` is left untouched."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                               dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable where possible
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+# What a damaged or hostile .npz can raise while being read.
+_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error,
+                UnicodeDecodeError, NotImplementedError, RuntimeError)
+
+
+def read_npz(path, *, error=ModelFileError) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path``, read eagerly with ``allow_pickle=False``.
+
+    A missing file raises FileNotFoundError; anything else unreadable (not a zip,
+    truncated, bad CRC, a pickled object array) raises ``error`` naming the file.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not hasattr(data, "files"):  # a bare .npy array, not an archive
+            raise ValueError("a single .npy array, not an .npz archive")
+        with data:
+            return {key: data[key] for key in data.files}
+    except _READ_ERRORS as exc:
+        raise error(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from exc
+
+
+def json_scalar(obj) -> np.ndarray:
+    """``obj`` as JSON in a 0-d unicode array (loadable without pickle)."""
+    return np.array(json.dumps(obj, sort_keys=True, separators=(",", ":")))
+
+
+def json_from_array(arrays: dict, key: str, path, *, error=ModelFileError):
+    """Decode the JSON stored under ``key`` by :func:`json_scalar`."""
+    text = _str_member(arrays, key, path, error)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: member {key!r} is not valid JSON: {exc}") from exc
+
+
+def _str_member(arrays, key, path, error):
+    if key not in arrays:
+        raise error(f"{path}: missing member {key!r}")
+    value = arrays[key]
+    if value.shape != () or value.dtype.kind != "U":
+        raise error(f"{path}: member {key!r} should be a 0-d string, got {value.dtype} "
+                    f"shape {value.shape}")
+    return str(value)
+
+
+def model_arrays(model: Layer) -> dict[str, np.ndarray]:
+    """The members describing ``model`` in a model file (also embedded in checkpoints)."""
+    dtype = model.dtype
+    arrays = {
+        "__format__": np.array(MODEL_FORMAT),
+        "__version__": np.array(FORMAT_VERSION, dtype=np.int64),
+        "__architecture__": np.array(architecture_to_json(model)),
+        "__dtype__": np.array(np.dtype(dtype).name if dtype is not None else "float32"),
+    }
+    for name, value in model.named_parameters():
+        arrays[PARAM_PREFIX + name] = np.asarray(value)
+    for name, value in named_buffers(model).items():
+        arrays[BUFFER_PREFIX + name] = np.asarray(value)
+    return arrays
+
+
+def model_from_arrays(arrays: dict, path, *, error=ModelFileError) -> Layer:
+    """Rebuild a model from :func:`model_arrays` members; ``error`` names ``path``."""
+    fmt = _str_member(arrays, "__format__", path, error)
+    if fmt != MODEL_FORMAT:
+        raise error(f"{path}: unexpected format {fmt!r} (expected {MODEL_FORMAT!r})")
+    version = arrays.get("__version__")
+    if version is None or version.shape != () or version.dtype.kind not in "iu":
+        raise error(f"{path}: missing or malformed member '__version__'")
+    if int(version) > FORMAT_VERSION:
+        raise error(f"{path}: format version {int(version)} is newer than this im2col_net "
+                    f"understands ({FORMAT_VERSION})")
+    dtype_name = _str_member(arrays, "__dtype__", path, error)
+    try:
+        dtype = np.dtype(dtype_name)
+    except TypeError as exc:
+        raise error(f"{path}: unknown dtype {dtype_name!r}") from exc
+    if dtype.kind != "f":
+        raise error(f"{path}: parameter dtype must be floating, got {dtype_name!r}")
+    try:
+        model = model_from_json(_str_member(arrays, "__architecture__", path, error))
+    except ModelFileError:
+        raise
+    except ValueError as exc:
+        raise error(f"{path}: {exc}") from exc
+    model.astype(dtype)
+    params = {k[len(PARAM_PREFIX):]: v for k, v in arrays.items() if k.startswith(PARAM_PREFIX)}
+    buffers = {k[len(BUFFER_PREFIX):]: v for k, v in arrays.items()
+               if k.startswith(BUFFER_PREFIX)}
+    for name, value in list(params.items()) + list(buffers.items()):
+        if value.dtype.kind not in "fiub":
+            raise error(f"{path}: array {name!r} has unsupported dtype {value.dtype}")
+    try:
+        load_parameters(model, params)
+        load_buffers(model, buffers, where="model")
+    except ValueError as exc:
+        raise error(f"{path}: arrays do not fit the architecture: {exc}") from exc
+    return model
+
+
+def load_parameters(model: Layer, params: dict):
+    """Copy ``params`` (dotted name -> array) into ``model`` after checking names and
+    shapes, with a short message (Layer.load_state_dict's names the whole model)."""
+    own = dict(model.named_parameters())
+    missing = sorted(set(own) - set(params))
+    unexpected = sorted(set(params) - set(own))
+    if missing or unexpected:
+        raise ValueError(f"parameters do not match: missing {missing}, unexpected {unexpected}")
+    for name, target in own.items():
+        if np.shape(params[name]) != target.shape:
+            raise ValueError(f"parameter {name!r} has shape {np.shape(params[name])}, the "
+                             f"architecture needs {target.shape}")
+    model.load_state_dict(params)
+
+
+def save_model(model: Layer, path) -> None:
+    """Write ``model`` (architecture, dtype, parameters, buffers) to ``path`` atomically.
+
+    The file is an ``.npz`` readable without pickle; :func:`load_model` rebuilds the
+    model from it with no user code. ``path`` is used exactly as given.
+    """
+    if not isinstance(model, Layer):
+        raise ValueError(f"save_model: expected a Layer, got {type(model).__name__}")
+    atomic_savez(path, model_arrays(model))
+
+
+def load_model(path) -> Layer:
+    """Rebuild a model saved by :func:`save_model` (or the model inside a checkpoint).
+
+    Returns the layer tree in training mode with the saved dtype, parameters and buffers.
+    Raises FileNotFoundError if ``path`` does not exist and :class:`ModelFileError`
+    (a ValueError) naming ``path`` for any damaged or inconsistent content.
+    """
+    return model_from_arrays(read_npz(path), os.fspath(path))

@@ -1,0 +1,204 @@
+"""Training checkpoints: one ``.npz`` holding everything needed to continue a run exactly.
+
+Members (all loadable with ``allow_pickle=False``):
+
+- the model members of :func:`im2col_net.serialization.model_arrays` (architecture JSON,
+  dtype, ``param/<name>``, ``buffer/<name>``), so :func:`im2col_net.load_model` also
+  reads the model out of a checkpoint;
+- ``optim/<key>``: the optimizer's ``state_dict()`` arrays;
+- ``__checkpoint__``: a 0-d JSON string with ``version``, ``optimizer`` (its
+  ``get_config()``), ``schedule`` (its ``get_config()`` or null), ``progress`` (see
+  :class:`Progress`), ``rng`` (``{"shuffle": bit-generator state at the start of the
+  epoch in progress, "layers": {layer path: state}}`` for every layer holding a
+  ``numpy.random.Generator`` in ``.rng``, e.g. Dropout), ``run`` (batch size, seed,
+  training-set size and label checksum, epochs, plus free-form ``meta``).
+
+Written with :func:`~im2col_net.serialization.atomic_savez` (temp file + fsync + rename).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..serialization import (
+    ModelFileError,
+    atomic_savez,
+    json_from_array,
+    json_scalar,
+    model_arrays,
+    named_buffers,
+    named_layers,
+    read_npz,
+)
+
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "CheckpointError",
+    "Progress",
+    "Checkpoint",
+    "generator_state",
+    "set_generator_state",
+    "layer_rng_states",
+    "set_layer_rng_states",
+    "save_checkpoint",
+    "load_checkpoint",
+    "snapshot_buffers",
+]
+
+CHECKPOINT_VERSION = 1
+OPTIM_PREFIX = "optim/"
+
+
+class CheckpointError(ModelFileError):
+    """A checkpoint file is unreadable, corrupt, or does not belong to this run."""
+
+
+@dataclass
+class Progress:
+    """Where a run stands.
+
+    ``epoch``: completed epochs (evaluated and logged). ``step``: optimizer updates done
+    in total. ``batch_in_epoch``: updates done in epoch ``epoch`` (0-based) so far; it may
+    equal the number of batches per epoch when the interruption came during evaluation.
+    ``loss_sum``/``correct``/``seen``: the running training sums of that partial epoch.
+    ``elapsed``: training wall time in seconds over all sessions so far.
+    """
+
+    epoch: int = 0
+    step: int = 0
+    batch_in_epoch: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    elapsed: float = 0.0
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint (see the module docstring for the meaning of each part)."""
+
+    path: str
+    model_arrays: dict
+    optimizer_state: dict
+    optimizer_config: dict
+    schedule_config: dict | None
+    progress: Progress
+    rng: dict
+    run: dict = field(default_factory=dict)
+
+
+# -- RNG states as JSON ------------------------------------------------------------------
+def _to_json(value):
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": value.tolist(), "dtype": value.dtype.str}
+    if isinstance(value, dict):
+        return {k: _to_json(v) for k, v in value.items()}
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _from_json(value):
+    if isinstance(value, dict):
+        if "__ndarray__" in value:
+            return np.asarray(value["__ndarray__"], dtype=np.dtype(value["dtype"]))
+        return {k: _from_json(v) for k, v in value.items()}
+    return value
+
+
+def generator_state(rng: np.random.Generator) -> dict:
+    """The bit-generator state of ``rng`` as a JSON-able dict."""
+    return _to_json(rng.bit_generator.state)
+
+
+def set_generator_state(rng: np.random.Generator, state: dict):
+    """Restore a state taken by :func:`generator_state`."""
+    rng.bit_generator.state = _from_json(state)
+
+
+def layer_rng_states(model) -> dict:
+    """``{layer path: state}`` for every layer whose ``rng`` is a Generator (Dropout...)."""
+    return {path: generator_state(layer.rng) for path, layer in named_layers(model)
+            if isinstance(getattr(layer, "rng", None), np.random.Generator)}
+
+
+def set_layer_rng_states(model, states: dict, *, where="checkpoint"):
+    """Restore :func:`layer_rng_states`; the set of layers with generators must match."""
+    own = {path: layer for path, layer in named_layers(model)
+           if isinstance(getattr(layer, "rng", None), np.random.Generator)}
+    if set(own) != set(states):
+        raise ValueError(f"{where}: layers with random generators do not match: model has "
+                         f"{sorted(own)}, checkpoint has {sorted(states)}")
+    for path, layer in own.items():
+        set_generator_state(layer.rng, states[path])
+
+
+# -- files -------------------------------------------------------------------------------
+def save_checkpoint(path, model, optimizer, *, schedule=None, progress: Progress,
+                    shuffle_state: dict, run: dict | None = None):
+    """Write a checkpoint of the current state atomically to ``path``.
+
+    ``shuffle_state``: the shuffle generator's state at the start of the epoch in
+    progress (:func:`generator_state`). ``run``: JSON-able identity of the run.
+    """
+    arrays = model_arrays(model)
+    for key, value in optimizer.state_dict().items():
+        arrays[OPTIM_PREFIX + key] = np.asarray(value)
+    meta = {
+        "version": CHECKPOINT_VERSION,
+        "optimizer": optimizer.get_config(),
+        "schedule": schedule.get_config() if schedule is not None else None,
+        "progress": asdict(progress),
+        "rng": {"shuffle": shuffle_state, "layers": layer_rng_states(model)},
+        "run": run or {},
+    }
+    arrays["__checkpoint__"] = json_scalar(meta)
+    atomic_savez(path, arrays)
+
+
+def load_checkpoint(path) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Raises FileNotFoundError or :class:`CheckpointError` naming the file.
+    """
+    path = os.fspath(path)
+    arrays = read_npz(path, error=CheckpointError)
+    meta = json_from_array(arrays, "__checkpoint__", path, error=CheckpointError)
+    if not isinstance(meta, dict) or not isinstance(meta.get("version"), int):
+        raise CheckpointError(f"{path}: '__checkpoint__' is not a checkpoint description")
+    if meta["version"] > CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {meta['version']} is newer than "
+                              f"this im2col_net understands ({CHECKPOINT_VERSION})")
+    try:
+        progress = Progress(**meta["progress"])
+        rng = meta["rng"]
+        if not isinstance(rng.get("shuffle"), dict) or not isinstance(rng.get("layers"), dict):
+            raise TypeError("bad 'rng' entry")
+        optimizer_config = meta["optimizer"]
+        if not isinstance(optimizer_config, dict):
+            raise TypeError("bad 'optimizer' entry")
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: malformed checkpoint description: {exc}") from exc
+    for key, value in arrays.items():
+        if key.startswith(("param/", "buffer/", OPTIM_PREFIX)) and value.dtype.kind not in "fiub":
+            raise CheckpointError(f"{path}: array {key!r} has unsupported dtype {value.dtype}")
+    return Checkpoint(
+        path=path,
+        model_arrays={k: v for k, v in arrays.items()
+                      if not k.startswith(OPTIM_PREFIX) and k != "__checkpoint__"},
+        optimizer_state={k[len(OPTIM_PREFIX):]: v for k, v in arrays.items()
+                         if k.startswith(OPTIM_PREFIX)},
+        optimizer_config=optimizer_config,
+        schedule_config=meta.get("schedule"),
+        progress=progress,
+        rng=rng,
+        run=meta.get("run") or {},
+    )
+
+
+def snapshot_buffers(model) -> dict:
+    """Copies of every buffer (to undo a half-done step)."""
+    return {name: np.array(value, copy=True) for name, value in named_buffers(model).items()}

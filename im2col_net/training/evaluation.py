@@ -1,0 +1,106 @@
+"""Evaluation helpers: loss/accuracy/predictions, class probabilities, confusion matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..functional.basic import log_softmax
+from ..layers.loss import SoftmaxCrossEntropy
+
+__all__ = ["evaluate", "predict_proba", "predict_logits", "confusion_matrix",
+           "per_class_accuracy"]
+
+
+def _check_images(images, owner):
+    images = np.asarray(images)
+    if images.ndim != 4 or images.dtype.kind != "f":
+        raise ValueError(f"{owner}: expected float images of shape (N, C, H, W), got shape "
+                         f"{images.shape} dtype {images.dtype}")
+    return images
+
+
+def _check_batch_size(batch_size, owner):
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) \
+            or batch_size < 1:
+        raise ValueError(f"{owner}: batch_size must be a positive int, got {batch_size!r}")
+    return int(batch_size)
+
+
+def _batches_in_eval_mode(model, images, batch_size):
+    """Yield ``(start, logits)`` per batch with the model in eval mode (mode restored)."""
+    was_training = model.training
+    dtype = model.dtype or images.dtype
+    model.eval()
+    try:
+        for start in range(0, len(images), batch_size):
+            xb = images[start:start + batch_size].astype(dtype, copy=False)
+            yield start, model.forward(xb)
+    finally:
+        model.train(was_training)
+
+
+def predict_logits(model, images, batch_size: int = 256) -> np.ndarray:
+    """Logits ``(N, K)`` in the model's dtype for ``images (N, C, H, W)`` (eval mode)."""
+    images = _check_images(images, "predict_logits")
+    batch_size = _check_batch_size(batch_size, "predict_logits")
+    parts = [logits for _, logits in _batches_in_eval_mode(model, images, batch_size)]
+    if not parts:
+        raise ValueError("predict_logits: no images given (N = 0)")
+    return np.concatenate(parts)
+
+
+def predict_proba(model, images, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities ``(N, K)`` (softmax of the logits, rows sum to 1), model dtype."""
+    images = _check_images(images, "predict_proba")
+    return np.exp(log_softmax(predict_logits(model, images, batch_size)))
+
+
+def evaluate(model, images, labels, batch_size: int = 256):
+    """Mean cross-entropy, accuracy and predicted classes on a labelled set.
+
+    ``images (N, C, H, W)`` float, ``labels (N,)`` ints. Returns ``(loss: float,
+    accuracy: float in [0, 1], predictions (N,) int64)``. Runs in eval mode (dropout off)
+    and restores the model's previous mode.
+    """
+    images = _check_images(images, "evaluate")
+    labels = np.asarray(labels)
+    if labels.shape != (len(images),) or labels.dtype.kind not in "iu":
+        raise ValueError(f"evaluate: expected integer labels of shape ({len(images)},), got "
+                         f"shape {labels.shape} dtype {labels.dtype}")
+    if len(images) == 0:
+        raise ValueError("evaluate: no images given (N = 0)")
+    batch_size = _check_batch_size(batch_size, "evaluate")
+    loss_fn = SoftmaxCrossEntropy()
+    predictions = np.empty(len(images), dtype=np.int64)
+    loss_sum = 0.0
+    for start, logits in _batches_in_eval_mode(model, images, batch_size):
+        yb = labels[start:start + len(logits)]
+        loss_sum += loss_fn.forward(logits, yb) * len(yb)
+        predictions[start:start + len(logits)] = logits.argmax(axis=1)
+    accuracy = float(np.mean(predictions == labels))
+    return loss_sum / len(images), accuracy, predictions
+
+
+def confusion_matrix(labels, predictions, num_classes: int | None = None) -> np.ndarray:
+    """``(K, K)`` int64 counts: row = true class, column = predicted class."""
+    labels = np.asarray(labels, dtype=np.int64)
+    predictions = np.asarray(predictions, dtype=np.int64)
+    if labels.shape != predictions.shape or labels.ndim != 1:
+        raise ValueError(f"confusion_matrix: labels {labels.shape} and predictions "
+                         f"{predictions.shape} must be 1-D of equal length")
+    if num_classes is None:
+        num_classes = int(max(labels.max(initial=-1), predictions.max(initial=-1))) + 1
+    for name, values in (("labels", labels), ("predictions", predictions)):
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(f"confusion_matrix: {name} must lie in [0, {num_classes}), got "
+                             f"values in [{values.min()}, {values.max()}]")
+    counts = np.bincount(labels * num_classes + predictions, minlength=num_classes ** 2)
+    return counts.reshape(num_classes, num_classes)
+
+
+def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
+    """Recall of each class from a confusion matrix (NaN for a class with no samples)."""
+    matrix = np.asarray(matrix)
+    totals = matrix.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.diag(matrix) / totals

@@ -1,0 +1,431 @@
+"""``fit``: mini-batch training with per-epoch evaluation, metrics log and exact resume.
+
+Run directory (``out_dir``): ``metrics.jsonl`` (format in :mod:`.metrics`),
+``checkpoint.npz`` (format in :mod:`.checkpoint`, rewritten after every epoch) and, when
+training finishes, ``model.npz`` (:func:`im2col_net.save_model`).
+
+Exact resume. Each epoch shuffles with a generator seeded by ``seed``; a checkpoint holds
+that generator's state at the start of the epoch in progress, the number of updates done
+in it, the weights, buffers, optimizer state and every layer generator (Dropout). Resuming
+replays the epoch's shuffle from that state, skips the batches already done and continues,
+so an interrupted-then-resumed run ends with bit-for-bit the weights of an uninterrupted
+one (same data, seed, batch size, and the same BLAS threading).
+
+Ctrl-C. While training in the main thread, the first SIGINT only sets a flag: the current
+update finishes, a checkpoint of exactly that state (mid-epoch) is written, and
+:class:`TrainingInterrupted` (a KeyboardInterrupt) is raised. A KeyboardInterrupt raised
+any other way (a second Ctrl-C, a callback, another thread's handler):
+
+- between updates, or during evaluation: the checkpoint holds the last completed update;
+- during forward/backward: that update is discarded (layer generators and buffers are
+  rewound) and the checkpoint holds the previous update;
+- during the optimizer's in-place update itself: no consistent state exists, so no new
+  checkpoint is written; the previous one (last epoch or last Ctrl-C) stays valid.
+
+Either way a later ``resume=True`` continues exactly from what the checkpoint holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..layers.conv import Conv2D
+from ..layers.loss import SoftmaxCrossEntropy
+from ..serialization import architecture_to_json, load_buffers, load_parameters, save_model
+from .checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    Progress,
+    generator_state,
+    layer_rng_states,
+    load_checkpoint,
+    save_checkpoint,
+    set_generator_state,
+    set_layer_rng_states,
+    snapshot_buffers,
+)
+from .evaluation import evaluate
+from .metrics import MetricsLog, read_metrics
+from .progress import make_progress
+
+__all__ = ["fit", "FitResult", "TrainingInterrupted", "CHECKPOINT_NAME", "METRICS_NAME",
+           "MODEL_NAME"]
+
+CHECKPOINT_NAME = "checkpoint.npz"
+METRICS_NAME = "metrics.jsonl"
+MODEL_NAME = "model.npz"
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C. ``checkpoint``: the file to resume from (or None);
+    ``progress``: the :class:`~.checkpoint.Progress` it holds."""
+
+    def __init__(self, message, checkpoint=None, progress=None):
+        super().__init__(message)
+        self.checkpoint = checkpoint
+        self.progress = progress
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns. Accuracies in [0, 1]; ``wall_time`` is the training wall
+    time in seconds summed over resumed sessions; ``history`` the epoch records."""
+
+    epochs: int
+    step: int
+    train_loss: float | None
+    train_accuracy: float | None
+    test_loss: float | None
+    test_accuracy: float | None
+    wall_time: float
+    history: list = field(default_factory=list)
+    out_dir: str | None = None
+    model_path: str | None = None
+    checkpoint_path: str | None = None
+
+
+class _Stop(Exception):
+    """Internal: the SIGINT flag was seen at a safe point."""
+
+
+class _SigintFlag:
+    requested = False
+
+
+@contextlib.contextmanager
+def _deferred_sigint(enabled):
+    """Turn the first SIGINT into a flag (main thread, default handler only)."""
+    flag = _SigintFlag()
+    if (not enabled or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag.requested:  # second Ctrl-C: abort now
+            raise KeyboardInterrupt
+        flag.requested = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _check_data(data, name, require=True):
+    if data is None and not require:
+        return None
+    try:
+        images, labels = data
+    except (TypeError, ValueError):
+        raise ValueError(f"fit: {name} must be an (images, labels) pair") from None
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim != 4 or images.dtype.kind != "f":
+        raise ValueError(f"fit: {name} images must be float (N, C, H, W), got shape "
+                         f"{images.shape} dtype {images.dtype}")
+    if labels.shape != (len(images),) or labels.dtype.kind not in "iu":
+        raise ValueError(f"fit: {name} labels must be integers of shape ({len(images)},), "
+                         f"got shape {labels.shape} dtype {labels.dtype}")
+    if len(images) == 0:
+        raise ValueError(f"fit: {name} is empty")
+    return images, labels
+
+
+def _positive_int(value, name):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"fit: {name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _config_without_lr(config):
+    return {k: v for k, v in config.items() if k not in ("lr", "initial_lr")}
+
+
+def _restore(checkpoint: Checkpoint, model, optimizer, run):
+    """Load a checkpoint's state into ``model``/``optimizer`` after checking it fits."""
+    path = checkpoint.path
+    arrays = checkpoint.model_arrays
+    saved_arch = str(arrays.get("__architecture__", ""))
+    if saved_arch != architecture_to_json(model):
+        raise CheckpointError(f"{path}: the checkpoint's architecture differs from the model "
+                              f"being trained")
+    if str(arrays.get("__dtype__", "")) != np.dtype(model.dtype).name:
+        raise CheckpointError(f"{path}: checkpoint dtype {arrays.get('__dtype__')} differs "
+                              f"from the model's {np.dtype(model.dtype).name}")
+    for key in ("batch_size", "seed", "n_train", "train_labels_crc32"):
+        if checkpoint.run.get(key) != run[key]:
+            raise CheckpointError(
+                f"{path}: cannot resume exactly: {key} was {checkpoint.run.get(key)!r}, "
+                f"now {run[key]!r}")
+    saved_opt = _config_without_lr(checkpoint.optimizer_config)
+    own_opt = _config_without_lr(optimizer.get_config())
+    if saved_opt != own_opt:
+        raise CheckpointError(f"{path}: optimizer differs from the checkpoint's: saved "
+                              f"{saved_opt}, given {own_opt}")
+    try:
+        params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
+        buffers = {k[len("buffer/"):]: v for k, v in arrays.items() if k.startswith("buffer/")}
+        load_parameters(model, params)
+        load_buffers(model, buffers, where=path)
+        optimizer.load_state_dict(checkpoint.optimizer_state)
+        set_layer_rng_states(model, checkpoint.rng["layers"], where=path)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: cannot restore: {exc}") from exc
+
+
+def _first_conv(model):
+    """The model's first layer if it is a Conv2D applied directly to the input."""
+    if isinstance(model, Conv2D):
+        return model
+    layers = getattr(model, "layers", None)
+    if type(model).__name__ == "Sequential" and layers and isinstance(layers[0], Conv2D):
+        return layers[0]
+    return None
+
+
+def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, schedule=None,
+        seed=0, out_dir=None, resume=False, progress=True, log_every=50, eval_batch_size=256,
+        callback=None, run_meta=None, handle_sigint=True, stream=None) -> FitResult:
+    """Train ``model`` with softmax cross-entropy.
+
+    ``train_data``/``test_data``: ``(images (N, C, H, W) float, labels (N,) int)``;
+    images are cast per batch to the model's dtype. ``optimizer``: an optimizer from
+    :mod:`im2col_net.optim` built on ``model.params`` (or a name for
+    ``make_optimizer(name, model.params)``). ``schedule``: a callable ``epoch (float) ->
+    lr`` applied before every update at the fractional epoch ``e + i / batches``; None
+    keeps ``optimizer.lr``. ``seed``: the shuffling generator's seed (the model's
+    initialisation is the caller's). ``out_dir``: run directory (module docstring); a
+    directory already holding a checkpoint needs ``resume=True``. ``progress``: see
+    :func:`.progress.make_progress`. ``log_every``: updates between step records and
+    progress lines. ``callback(info: dict)``: called after every update with ``epoch``,
+    ``step``, ``batch``, ``loss``, ``accuracy``, ``lr``. ``run_meta``: JSON-able
+    description stored in checkpoints and the log. ``handle_sigint``: defer Ctrl-C to
+    the end of the current update (main thread only).
+
+    Returns :class:`FitResult`; raises :class:`TrainingInterrupted` after a Ctrl-C.
+    """
+    train_x, train_y = _check_data(train_data, "train_data")
+    test = _check_data(test_data, "test_data", require=False)
+    epochs = _positive_int(epochs, "epochs")
+    batch_size = _positive_int(batch_size, "batch_size")
+    log_every = _positive_int(log_every, "log_every")
+    eval_batch_size = _positive_int(eval_batch_size, "eval_batch_size")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"fit: seed must be a non-negative int, got {seed!r}")
+    if model.dtype is None:
+        raise ValueError("fit: the model has no parameters to train")
+    if isinstance(optimizer, str):
+        from ..optim import make_optimizer
+
+        optimizer = make_optimizer(optimizer, model.params)
+    if schedule is not None and not callable(schedule):
+        raise ValueError(f"fit: schedule must be callable epoch -> lr, got {schedule!r}")
+    from ..datasets import iterate_batches
+
+    paths = {}
+    if out_dir is not None:
+        out_dir = os.fspath(out_dir)
+        os.makedirs(out_dir, exist_ok=True)
+        paths = {name: os.path.join(out_dir, name)
+                 for name in (CHECKPOINT_NAME, METRICS_NAME, MODEL_NAME)}
+    elif resume:
+        raise ValueError("fit: resume=True needs the out_dir holding the checkpoint")
+    ckpt_path = paths.get(CHECKPOINT_NAME)
+    log = MetricsLog(paths.get(METRICS_NAME))
+    show = make_progress(progress, stream)
+
+    n_train = len(train_x)
+    batches_per_epoch = math.ceil(n_train / batch_size)
+    run = {"batch_size": batch_size, "seed": int(seed), "n_train": n_train,
+           "train_labels_crc32": zlib.crc32(np.ascontiguousarray(train_y).tobytes()),
+           "epochs": epochs, "meta": run_meta}
+    dtype = model.dtype
+    shuffle_rng = np.random.default_rng(seed)
+    state = Progress()
+    if resume:
+        if not os.path.exists(ckpt_path):
+            raise FileNotFoundError(f"fit: nothing to resume: {ckpt_path} does not exist")
+        checkpoint = load_checkpoint(ckpt_path)
+        _restore(checkpoint, model, optimizer, run)
+        state = checkpoint.progress
+        set_generator_state(shuffle_rng, checkpoint.rng["shuffle"])
+        log.truncate_to(step=state.step, epoch=state.epoch)
+        log.write({"kind": "event", "event": "resume", "epoch": state.epoch,
+                   "step": state.step, "time": state.elapsed, "run": run})
+        show.message(f"resuming from {ckpt_path}: epoch {state.epoch} done, "
+                     f"step {state.step}")
+    else:
+        if ckpt_path is not None and os.path.exists(ckpt_path):
+            raise FileExistsError(f"fit: {out_dir} already holds a run ({ckpt_path}); "
+                                  f"pass resume=True to continue it or use another out_dir")
+        if log.path is not None and os.path.exists(log.path):
+            os.unlink(log.path)  # a log without a checkpoint is from an aborted start
+        log.write({"kind": "event", "event": "start", "epoch": 0, "step": 0, "time": 0.0,
+                   "run": run, "optimizer": optimizer.get_config(),
+                   "schedule": schedule.get_config() if hasattr(schedule, "get_config")
+                   else None})
+    shuffle_start = generator_state(shuffle_rng)
+    loss_fn = SoftmaxCrossEntropy()
+    first_conv = _first_conv(model)
+    saved_input_grad = first_conv.compute_input_grad if first_conv is not None else None
+    session_start = time.perf_counter()
+    elapsed_before = state.elapsed
+
+    def elapsed():
+        return elapsed_before + time.perf_counter() - session_start
+
+    def save(current: Progress, start_state):
+        if ckpt_path is not None:
+            save_checkpoint(ckpt_path, model, optimizer, schedule=schedule,
+                            progress=replace(current, elapsed=elapsed()),
+                            shuffle_state=start_state, run=run)
+
+    phase = "idle"
+    before_step = None
+    session_history = []
+    try:
+        if first_conv is not None:
+            first_conv.compute_input_grad = False  # nobody needs d(loss)/d(images)
+        with _deferred_sigint(handle_sigint) as sigint:
+            while state.epoch < epochs:
+                epoch_started = time.perf_counter()
+                skip = state.batch_in_epoch
+                show.start_epoch(state.epoch + 1, epochs, batches_per_epoch, initial=skip)
+                model.train()
+                window = [0.0, 0, 0, 0, time.perf_counter()]  # loss*n, correct, n, steps, t0
+                lr = float(optimizer.lr)  # the rate of the last update, for the records
+                if schedule is not None and skip > 0:
+                    lr = float(schedule(state.epoch + (skip - 1) / batches_per_epoch))
+                for index, (xb, yb) in enumerate(iterate_batches(train_x, train_y, batch_size,
+                                                                 shuffle_rng, shuffle=True)):
+                    if index < skip:
+                        continue
+                    xb = xb.astype(dtype, copy=False)
+                    if schedule is not None:
+                        lr = float(schedule(state.epoch + index / batches_per_epoch))
+                        optimizer.lr = lr
+                    before_step = (layer_rng_states(model), snapshot_buffers(model))
+                    phase = "compute"
+                    logits = model.forward(xb)
+                    loss = loss_fn.forward(logits, yb)
+                    model.backward(loss_fn.backward())
+                    correct = int(np.count_nonzero(logits.argmax(axis=1) == yb))
+                    phase = "update"
+                    optimizer.step(model.grads)
+                    n = len(yb)
+                    state = replace(state, step=state.step + 1, batch_in_epoch=index + 1,
+                                    loss_sum=state.loss_sum + loss * n,
+                                    correct=state.correct + correct, seen=state.seen + n)
+                    phase = "done"
+                    show.advance()
+                    window[0] += loss * n
+                    window[1] += correct
+                    window[2] += n
+                    window[3] += 1
+                    if window[3] >= log_every or index + 1 == batches_per_epoch:
+                        _log_window(log, show, window, state, batches_per_epoch, lr, elapsed())
+                        window = [0.0, 0, 0, 0, time.perf_counter()]
+                    if callback is not None:
+                        callback({"epoch": state.epoch, "step": state.step, "batch": index,
+                                  "loss": loss, "accuracy": correct / n, "lr": lr})
+                    if sigint.requested:
+                        raise _Stop
+                phase = "eval"
+                if test is not None:
+                    test_loss, test_acc, _ = evaluate(model, *test, batch_size=eval_batch_size)
+                else:
+                    test_loss = test_acc = None
+                record = {"kind": "epoch", "epoch": state.epoch + 1, "step": state.step,
+                          "train_loss": state.loss_sum / max(state.seen, 1),
+                          "train_accuracy": state.correct / max(state.seen, 1),
+                          "test_loss": test_loss, "test_accuracy": test_acc, "lr": lr,
+                          "epoch_time": time.perf_counter() - epoch_started,
+                          "time": elapsed()}
+                state, shuffle_start = (Progress(epoch=state.epoch + 1, step=state.step),
+                                        generator_state(shuffle_rng))
+                phase = "epoch_end"
+                log.write(record)
+                session_history.append(record)
+                show.end_epoch()
+                show.message(_epoch_line(record, epochs))
+                save(state, shuffle_start)
+                phase = "idle"
+                if sigint.requested:
+                    raise _Stop
+    except (KeyboardInterrupt, _Stop) as exc:
+        show.close()
+        consistent = phase != "update"
+        if phase == "compute" and before_step is not None:
+            set_layer_rng_states(model, before_step[0])
+            load_buffers(model, before_step[1])
+        where = None
+        if ckpt_path is not None and consistent:
+            save(state, shuffle_start)
+            where = ckpt_path
+        elif ckpt_path is not None and os.path.exists(ckpt_path):
+            where = ckpt_path
+        log.write({"kind": "event", "event": "interrupt", "epoch": state.epoch,
+                   "step": state.step, "time": elapsed(), "consistent": consistent})
+        message = (f"interrupted at epoch {state.epoch + 1}, step {state.step}; "
+                   + (f"checkpoint in {where} (resume to continue)" if where
+                      else "no checkpoint (no out_dir)"))
+        if not consistent:
+            message += "; the update in progress was cut short, the last saved state stays"
+        raise TrainingInterrupted(message, where, state) from (
+            None if isinstance(exc, _Stop) else exc)
+    finally:
+        show.close()
+        if first_conv is not None:
+            first_conv.compute_input_grad = saved_input_grad
+
+    history = read_metrics(log.path, kind="epoch") if log.path is not None else session_history
+    last = history[-1] if history else None
+    if last is None or last.get("epoch") != state.epoch:
+        last = None
+    if test is not None and (last is None or last.get("test_accuracy") is None):
+        test_loss, test_acc, _ = evaluate(model, *test, batch_size=eval_batch_size)
+    else:
+        test_loss = last.get("test_loss") if last else None
+        test_acc = last.get("test_accuracy") if last else None
+    model_path = paths.get(MODEL_NAME)
+    if model_path is not None:
+        save_model(model, model_path)
+    log.write({"kind": "event", "event": "end", "epoch": state.epoch, "step": state.step,
+               "time": elapsed(), "test_accuracy": test_acc})
+    return FitResult(
+        epochs=state.epoch, step=state.step,
+        train_loss=last.get("train_loss") if last else None,
+        train_accuracy=last.get("train_accuracy") if last else None,
+        test_loss=test_loss, test_accuracy=test_acc, wall_time=elapsed(), history=history,
+        out_dir=out_dir, model_path=model_path, checkpoint_path=ckpt_path,
+    )
+
+
+def _log_window(log, show, window, state, batches_per_epoch, lr, now):
+    loss_sum, correct, n, steps, t0 = window
+    seconds = max(time.perf_counter() - t0, 1e-9)
+    loss, accuracy, speed = loss_sum / n, correct / n, n / seconds
+    log.write({"kind": "step",
+               "epoch": state.epoch + state.batch_in_epoch / batches_per_epoch,
+               "step": state.step, "loss": loss, "accuracy": accuracy, "lr": lr,
+               "images_per_sec": speed, "time": now})
+    show.update(state.batch_in_epoch, loss, accuracy, speed, lr)
+
+
+def _epoch_line(record, epochs):
+    text = (f"epoch {record['epoch']}/{epochs}: train loss {record['train_loss']:.4f} "
+            f"acc {100 * record['train_accuracy']:.2f}%")
+    if record["test_accuracy"] is not None:
+        text += (f" | test loss {record['test_loss']:.4f} "
+                 f"acc {100 * record['test_accuracy']:.2f}%")
+    return text + f" | {record['epoch_time']:.1f} s"
