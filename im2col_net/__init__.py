@@ -1,6 +1,6 @@
 """im2col_net: a NumPy convolutional-network engine built on im2col and BLAS GEMM."""
 
-from . import gradcheck  # the module: im2col_net.gradcheck.gradcheck(...)
+from . import gradcheck  # noqa: F401  (the module: im2col_net.gradcheck.gradcheck)
 from .gradcheck import GradcheckError
 from .layers import (
     ELU,

@@ -29,21 +29,23 @@ __all__ = ["inception_mini", "resnet_mini"]
 def inception_mini(*, rng=None, dtype=np.float32, in_channels=1, num_classes=10) -> Sequential:
     """A small GoogLeNet: stem, two Inception blocks, global average pooling.
 
-    conv 3x3x16 pad 1 -> ReLU -> max-pool 2 (14x14) -> Inception(16 -> 8+16+8+8 = 40)
-    -> max-pool 2 (7x7) -> Inception(40 -> 16+24+8+8 = 56) -> global avg-pool ->
-    Flatten -> Linear 56->num_classes. About 1 M multiply-adds per image.
+    conv 3x3x32 pad 1 -> BatchNorm -> ReLU -> max-pool 2 (14x14) -> Inception(32 ->
+    16+32+16+16 = 80) -> max-pool 2 (7x7) -> Inception(80 -> 32+48+16+16 = 112) ->
+    global avg-pool -> Flatten -> Linear 112->num_classes. Every convolution is followed
+    by BatchNorm (Inception v2 style). About 3.3 M multiply-adds per image.
     """
     rng = make_rng(rng)
     return Sequential(
-        Conv2D(in_channels, 16, 3, padding=1, rng=rng, dtype=dtype),
+        Conv2D(in_channels, 32, 3, padding=1, bias=False, rng=rng, dtype=dtype),
+        BatchNorm2D(32, dtype=dtype),
         ReLU(),
         MaxPool2D(2),
-        inception_block(16, 8, 8, 16, 4, 8, 8, rng=rng, dtype=dtype),
+        inception_block(32, 16, 16, 32, 8, 16, 16, batch_norm=True, rng=rng, dtype=dtype),
         MaxPool2D(2),
-        inception_block(40, 16, 16, 24, 4, 8, 8, rng=rng, dtype=dtype),
+        inception_block(80, 32, 32, 48, 8, 16, 16, batch_norm=True, rng=rng, dtype=dtype),
         GlobalAvgPool2D(),
         Flatten(),
-        Linear(56, num_classes, rng=rng, dtype=dtype),
+        Linear(112, num_classes, rng=rng, dtype=dtype),
     )
 
 

@@ -300,3 +300,20 @@ def test_models_accept_other_channel_counts_and_classes():
         y = model(np.zeros((2, 3, 28, 28)))
         assert y.shape == (2, 4) and y.dtype == np.float64
         assert isinstance(model[-1], Linear)
+
+
+def test_astype_and_zero_grad_reach_every_branch():
+    block = Sequential(inception_block(2, 1, 1, 1, 1, 1, 1, batch_norm=True),
+                       basic_residual_block(4, 4))
+    block.astype(np.float64)
+    assert {p.dtype for _, p in block.named_parameters()} == {np.dtype(np.float64)}
+    assert {b.dtype for n, b in block.named_buffers()
+            if not n.endswith("num_batches_tracked")} == {np.dtype(np.float64)}
+    x = np.random.default_rng(6).standard_normal((2, 2, 4, 4))
+    y = block(x)
+    block.backward(np.ones_like(y))
+    block.zero_grad()
+    assert set(block.grads) == set(block.params)
+    assert all(not g.any() for g in block.grads.values())
+    with pytest.raises(ValueError, match="Parallel: astype expects a floating dtype"):
+        block[0].astype(np.int32)

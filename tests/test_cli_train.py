@@ -4,13 +4,12 @@ import re
 
 import numpy as np
 import pytest
+from test_imageio import write_png
 
 import im2col_net
 from im2col_net.cli import main
 from im2col_net.datasets import load_dataset
 from im2col_net.training import evaluate, load_checkpoint, predict_proba, read_metrics
-
-from test_imageio import write_png
 
 TRAIN_ARGS = ["--limit", "600", "--epochs", "1", "--batch-size", "50", "--progress", "lines"]
 

@@ -13,6 +13,9 @@ import sys
 
 # Module names (relative to this package) of the sub-commands, in help order.
 COMMANDS = [
+    "train_cmd",
+    "evaluate_cmd",
+    "predict_cmd",
     "gradcheck_cmd",
     "summary_cmd",
 ]

@@ -77,6 +77,20 @@ class _Branching(Layer):
     def buffers(self):
         return dict(self.named_buffers())
 
+    # The derived dicts hold the children's arrays; only the children need converting.
+    def astype(self, dtype):
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise ValueError(f"{type(self).__name__}: astype expects a floating dtype, got {dtype}")
+        for child in self._children:
+            child.astype(dtype)
+        self._cache = None
+        return self
+
+    def zero_grad(self):
+        for child in self._children:
+            child.zero_grad()
+
     def __len__(self):
         return len(self._children)
 
@@ -251,19 +265,24 @@ class Residual(_Branching):
         return _sum_arrays([dx_body, dx_short])
 
 
-def inception_block(in_channels, c1, c3r, c3, c5r, c5, pool_proj, *, rng=None,
-                    dtype=np.float32) -> Parallel:
+def inception_block(in_channels, c1, c3r, c3, c5r, c5, pool_proj, *, batch_norm=False,
+                    rng=None, dtype=np.float32) -> Parallel:
     """A GoogLeNet Inception module: four branches concatenated along channels.
 
     Branches (each convolution followed by ReLU, spatial size kept):
     ``1x1 -> c1``; ``1x1 -> c3r, 3x3 -> c3``; ``1x1 -> c5r, 5x5 -> c5``;
     ``3x3 max-pool stride 1 -> 1x1 -> pool_proj``. Input ``(N, in_channels, H, W)``,
-    output ``(N, c1 + c3 + c5 + pool_proj, H, W)``.
+    output ``(N, c1 + c3 + c5 + pool_proj, H, W)``. ``batch_norm=True`` puts a
+    BatchNorm2D between every convolution (then without bias) and its ReLU, as in
+    Inception v2 and later.
     """
     rng = make_rng(rng)
 
     def conv(cin, cout, k):
-        return [Conv2D(cin, cout, k, padding=k // 2, rng=rng, dtype=dtype), ReLU()]
+        layer = Conv2D(cin, cout, k, padding=k // 2, bias=not batch_norm, rng=rng, dtype=dtype)
+        if batch_norm:
+            return [layer, BatchNorm2D(cout, dtype=dtype), ReLU()]
+        return [layer, ReLU()]
 
     return Parallel(
         Sequential(conv(in_channels, c1, 1)),
