@@ -27,6 +27,9 @@ __all__ = [
     "window_view",
     "im2col",
     "col2im",
+    "im2col_transposed",
+    "col2im_transposed",
+    "split_axes",
 ]
 
 
@@ -49,17 +52,22 @@ def check_padding_mode(mode: str, padding, height: int, width: int, *, owner: st
 
 
 def pad(x: np.ndarray, padding: tuple[int, int, int, int], mode: str = "zeros",
-        fill: float = 0.0) -> np.ndarray:
+        fill: float = 0.0, *, out: np.ndarray | None = None) -> np.ndarray:
     """Pad the two spatial axes of an NHWC array; returns a new C-contiguous array.
 
     ``mode``: ``"zeros"`` (``fill``, normally 0), ``"edge"`` (repeat the border element)
     or ``"reflect"`` (mirror without repeating the border, as ``torch``'s ``reflect``).
-    The result always has ``x.dtype``; ``x`` may have any strides.
+    The result always has ``x.dtype``; ``x`` may have any strides. ``out``: an array of
+    the padded shape and ``x.dtype`` to write into instead (returned).
     """
     top, bottom, left, right = padding
     n, h, w, c = x.shape
+    if out is not None and mode != "zeros":
+        out[...] = pad(x, padding, mode, fill)
+        return out
     if mode == "zeros":
-        out = np.empty((n, h + top + bottom, w + left + right, c), dtype=x.dtype)
+        if out is None:
+            out = np.empty((n, h + top + bottom, w + left + right, c), dtype=x.dtype)
         if top or bottom or left or right:
             out[:, :top] = fill
             out[:, h + top:] = fill
@@ -74,7 +82,8 @@ def pad(x: np.ndarray, padding: tuple[int, int, int, int], mode: str = "zeros",
     )
 
 
-def pad_grad(dxp: np.ndarray, padding: tuple[int, int, int, int], mode: str = "zeros") -> np.ndarray:
+def pad_grad(dxp: np.ndarray, padding: tuple[int, int, int, int],
+             mode: str = "zeros") -> np.ndarray:
     """Adjoint of :func:`pad`: fold the gradient of the padded array back onto the input.
 
     For ``"zeros"`` the border is simply dropped (a view is returned); for ``"edge"``
@@ -153,36 +162,116 @@ def window_view(xp: np.ndarray, geometry: WindowGeometry, out_h: int, out_w: int
     )
 
 
+def split_axes(a: np.ndarray, splits) -> np.ndarray:
+    """Writeable view of ``a`` with axis ``i`` split into the sizes ``splits[i]`` (C order
+    within the axis), for any strides: unlike ``reshape`` it never silently copies."""
+    shape, strides = [], []
+    for sizes, size, stride in zip(splits, a.shape, a.strides, strict=True):
+        sizes = tuple(sizes)
+        if int(np.prod(sizes)) != size:
+            raise ValueError(f"split_axes: cannot split an axis of {size} into {sizes}")
+        inner, sub = stride, []
+        for part in reversed(sizes):
+            sub.append(inner)
+            inner *= part
+        shape += sizes
+        strides += reversed(sub)
+    return as_strided(a, shape=tuple(shape), strides=tuple(strides))
+
+
 def im2col(xp: np.ndarray, geometry: WindowGeometry, out_h: int, out_w: int,
-           groups: int = 1) -> np.ndarray:
-    """Column matrix ``(G, N*Ho*Wo, kh*kw*C/G)`` of padded NHWC ``xp``, in ``xp.dtype``."""
+           groups: int = 1, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Column matrix ``(G, N*Ho*Wo, kh*kw*C/G)`` of padded NHWC ``xp``, in ``xp.dtype``.
+
+    ``out``: an array of that shape and dtype to fill instead (returned); any strides,
+    e.g. the first ``K`` columns of a wider buffer.
+    """
     n, _, _, c = xp.shape
     kh, kw = geometry.kernel
+    cg = c // groups
+    shape = (groups, n * out_h * out_w, kh * kw * cg)
+    if out is None:
+        out = np.empty(shape, dtype=xp.dtype)
     view = window_view(xp, geometry, out_h, out_w)
     if groups == 1:
-        cols = np.empty((n, out_h, out_w, kh, kw, c), dtype=xp.dtype)
-        np.copyto(cols, view)
-        return cols.reshape(1, n * out_h * out_w, kh * kw * c)
-    cg = c // groups
+        # Kernel column and channel merge into one run of kw*C contiguous numbers when
+        # the dilation is 1, so the copy moves long rows.
+        target = split_axes(out[0], [(n, out_h, out_w), (kh, kw, c)])
+        np.copyto(target, view)
+        return out
     grouped = view.reshape(n, out_h, out_w, kh, kw, groups, cg).transpose(5, 0, 1, 2, 3, 4, 6)
-    cols = np.empty(grouped.shape, dtype=xp.dtype)
-    np.copyto(cols, grouped)
-    return cols.reshape(groups, n * out_h * out_w, kh * kw * cg)
+    np.copyto(split_axes(out, [(groups,), (n, out_h, out_w), (kh, kw, cg)]), grouped)
+    return out
+
+
+def im2col_transposed(xp: np.ndarray, geometry: WindowGeometry, out_h: int, out_w: int, *,
+                      out: np.ndarray | None = None) -> np.ndarray:
+    """Transposed column matrix ``(kh*kw*C, N*Ho*Wo)`` of padded NHWC ``xp`` (no groups).
+
+    Row ``(i, j, c)`` holds what kernel offset ``(i, j)`` sees of channel ``c`` at every
+    output position. For few channels (``kw*C`` small) this copy moves runs of ``Wo``
+    numbers where :func:`im2col` moves runs of only ``kw*C``. ``out``: an array of that
+    shape (any strides) to fill instead (returned).
+    """
+    n, _, _, c = xp.shape
+    kh, kw = geometry.kernel
+    if out is None:
+        out = np.empty((kh * kw * c, n * out_h * out_w), dtype=xp.dtype)
+    view = window_view(xp, geometry, out_h, out_w).transpose(3, 4, 5, 0, 1, 2)
+    np.copyto(split_axes(out, [(kh, kw, c), (n, out_h, out_w)]), view)
+    return out
+
+
+def col2im_transposed(cols_t: np.ndarray, padded_shape: tuple[int, int, int, int],
+                      geometry: WindowGeometry, out_h: int, out_w: int, *,
+                      out: np.ndarray | None = None) -> np.ndarray:
+    """Adjoint of :func:`im2col_transposed`: scatter-add ``(kh*kw*C, M)`` rows into a
+    padded NHWC array (one slice addition per kernel offset). ``out`` as in :func:`col2im`.
+    """
+    n, hp, wp, c = padded_shape
+    kh, kw = geometry.kernel
+    blocks = split_axes(cols_t, [(kh, kw, c), (n, out_h, out_w)])
+    if out is None:
+        dxp = np.zeros(padded_shape, dtype=cols_t.dtype)
+    else:
+        dxp = out
+        dxp[...] = 0
+    for i, j, index in offset_slices(geometry, out_h, out_w):
+        target = dxp[index]
+        target += blocks[i, j].transpose(1, 2, 3, 0)
+    return dxp
 
 
 def col2im(cols: np.ndarray, padded_shape: tuple[int, int, int, int],
-           geometry: WindowGeometry, out_h: int, out_w: int) -> np.ndarray:
+           geometry: WindowGeometry, out_h: int, out_w: int, *,
+           out: np.ndarray | None = None) -> np.ndarray:
     """Adjoint of :func:`im2col`: scatter-add ``(G, M, K)`` columns into a padded NHWC array.
 
-    One slice addition per kernel offset; overlapping windows accumulate.
+    Overlapping windows accumulate. ``out``: an array of ``padded_shape`` and the
+    columns' dtype to overwrite instead (returned).
+
+    Without groups or horizontal dilation, a window row's ``kw*C`` numbers land on
+    ``kw*C`` consecutive numbers of the padded row, and the windows of every
+    ``ceil(kw/sw)``-th output column do not overlap: so each kernel row adds those
+    windows in ``ceil(kw/sw)`` additions of long contiguous runs. Otherwise one slice
+    addition per kernel offset.
     """
     n, hp, wp, c = padded_shape
     groups = cols.shape[0]
     kh, kw = geometry.kernel
     cg = c // groups
+    if out is None:
+        dxp = np.zeros(padded_shape, dtype=cols.dtype)
+    else:
+        dxp = out
+        dxp[...] = 0
+    if groups == 1 and geometry.dilation[1] == 1 and dxp.strides[2:] == (
+            c * dxp.itemsize, dxp.itemsize):
+        _col2im_row_runs(split_axes(cols[0], [(n, out_h, out_w), (kh, kw * c)]), dxp,
+                         geometry)
+        return dxp
     # (G, N, Ho, Wo, kh, kw, Cg) -> per offset a (N, Ho, Wo, C) block in NHWC order.
-    blocks = cols.reshape(groups, n, out_h, out_w, kh, kw, cg)
-    dxp = np.zeros(padded_shape, dtype=cols.dtype)
+    blocks = split_axes(cols, [(groups,), (n, out_h, out_w), (kh, kw, cg)])
     for i, j, index in offset_slices(geometry, out_h, out_w):
         target = dxp[index]
         if groups == 1:
@@ -192,3 +281,29 @@ def col2im(cols: np.ndarray, padded_shape: tuple[int, int, int, int],
                 n, out_h, out_w, c
             )
     return dxp
+
+
+def _col2im_row_runs(rows: np.ndarray, dxp: np.ndarray, geometry: WindowGeometry) -> None:
+    """col2im for ``rows (N, Ho, Wo, kh, kw*C)`` into ``dxp`` (rows of ``W*C`` contiguous)."""
+    n, out_h, out_w, kh, run = rows.shape
+    kw = geometry.kernel[1]
+    sh, sw = geometry.stride
+    dh = geometry.dilation[0]
+    stride_n, stride_h, stride_w, item = dxp.strides
+    # Output columns r, r + hop, r + 2*hop, ... have disjoint targets.
+    hop = -(-kw // sw)
+    # The ndarray constructor makes these views ~5x faster than as_strided (this loop
+    # runs once per batch block); it needs dxp's own buffer, i.e. a contiguous dxp.
+    direct = dxp.flags.c_contiguous
+    for i in range(kh):
+        for r in range(min(hop, out_w)):
+            count = len(range(r, out_w, hop))
+            shape = (n, out_h, count, run)
+            strides = (stride_n, stride_h * sh, stride_w * sw * hop, item)
+            if direct:
+                offset = i * dh * stride_h + r * sw * stride_w
+                target = np.ndarray(shape, dxp.dtype, buffer=dxp, offset=offset,
+                                    strides=strides)
+            else:
+                target = as_strided(dxp[:, i * dh:, r * sw:, :], shape=shape, strides=strides)
+            target += rows[:, :, r::hop, i, :]

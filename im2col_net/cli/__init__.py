@@ -16,8 +16,10 @@ COMMANDS = [
     "train_cmd",
     "evaluate_cmd",
     "predict_cmd",
+    "plot_cmd",
     "gradcheck_cmd",
     "summary_cmd",
+    "bench_cmd",
 ]
 
 

@@ -37,14 +37,22 @@ def load_model_or_fail(path):
         raise CliError(str(exc)) from exc
 
 
+def class_label(index, names) -> str:
+    """``"3"`` for MNIST's digit names, ``"3 Dress"`` where the name says more."""
+    name = names[index] if index < len(names) else str(index)
+    return str(index) if name == str(index) else f"{index} {name}"
+
+
 def format_confusion(matrix, names) -> str:
-    """Rows: true class, columns: predicted class."""
+    """Rows: true class, columns: predicted class (by index)."""
     width = max(5, max(len(str(int(v))) for v in matrix.ravel()) + 1)
-    labels = [str(i) for i in range(len(matrix))]
-    lines = ["true \\ predicted " + "".join(f"{label:>{width}}" for label in labels)]
+    first = max(17, max(len(class_label(i, names)) for i in range(len(matrix))) + 1)
+    corner = "true \\ predicted"
+    lines = [f"{corner:<{first}}"
+             + "".join(f"{i:>{width}}" for i in range(len(matrix)))]
     for i, row in enumerate(matrix):
-        lines.append(f"{labels[i]:>2} {names[i][:13]:<14}" + "".join(f"{int(v):>{width}}"
-                                                                  for v in row))
+        lines.append(f"{class_label(i, names):<{first}}"
+                     + "".join(f"{int(v):>{width}}" for v in row))
     return "\n".join(lines)
 
 
@@ -71,9 +79,9 @@ def run(args) -> int:
     recall = per_class_accuracy(matrix)
     print(f"{args.model} on {len(labels):,} {args.dataset} {args.split} images")
     print("per-class accuracy:")
-    for i, name in enumerate(names):
+    for i in range(len(names)):
         value = "n/a" if np.isnan(recall[i]) else f"{100 * recall[i]:6.2f}%"
-        print(f"  {i:>2} {name:<14} {value}  ({int(matrix[i].sum())} images)")
+        print(f"  {class_label(i, names):<16} {value}  ({int(matrix[i].sum())} images)")
     print("confusion matrix (rows: true class, columns: predicted class):")
     print(format_confusion(matrix, names))
     print(f"loss {loss:.4f}")

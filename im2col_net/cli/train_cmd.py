@@ -141,6 +141,9 @@ def add_arguments(parser):
                         help="updates between progress lines / log records (default: 50)")
     parser.add_argument("--progress", choices=["auto", "bar", "lines", "none"], default="auto",
                         help="progress display (default: a bar on a terminal, else lines)")
+    parser.add_argument("--plot", action="store_true",
+                        help="at the end, draw the run's PNG pictures as 'im2col-net plot' "
+                             "does (needs matplotlib)")
 
 
 def _resolve_settings(args, saved):
@@ -185,6 +188,10 @@ def run(args) -> int:
     started = time.perf_counter()
     if args.resume and not args.out:
         raise CliError("--resume needs --out DIR naming the run to continue")
+    if args.plot:
+        from .plot_cmd import require_matplotlib
+
+        require_matplotlib()  # before training, not after it
     saved = _saved_settings(args.out) if args.resume else None
     s = _resolve_settings(args, saved)
     out_dir = args.out or os.path.join(
@@ -226,7 +233,12 @@ def run(args) -> int:
         raise CliError(str(exc)) from exc
     wall = time.perf_counter() - started
     print(f"model saved to {result.model_path}; metrics in {out_dir}", flush=True)
+    status = 0
+    if args.plot:
+        from .plot_cmd import plot_after_training
+
+        status = plot_after_training(out_dir, args.data_dir)
     print(f"test accuracy {100 * result.test_accuracy:.2f}% on {len(test[0]):,} "
           f"{s['dataset']} test images after {result.epochs} epochs | wall time {wall:.1f} s "
           f"(training {result.wall_time:.1f} s)", flush=True)
-    return 0
+    return status

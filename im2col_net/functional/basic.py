@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._parallel import for_row_blocks, matmul
+
 __all__ = [
     "linear_forward",
     "linear_backward",
@@ -38,7 +40,7 @@ def linear_forward(x, weight, bias=None):
         raise ValueError(
             f"linear: expected bias of shape ({weight.shape[0]},), got {np.shape(bias)}"
         )
-    y = x @ weight.T
+    y = matmul(x, weight.T)
     if bias is not None:
         y += bias
     return y, (x, weight, bias is not None)
@@ -47,20 +49,47 @@ def linear_forward(x, weight, bias=None):
 def linear_backward(dy, cache):
     """``dy (N, out)`` -> ``dx (N, in)``, ``dw (out, in)``, ``db (out,)`` or None."""
     x, weight, has_bias = cache
-    dx = dy @ weight
-    dw = dy.T @ x
+    dx = matmul(dy, weight)
+    dw = matmul(dy.T, x)
     db = dy.sum(axis=0) if has_bias else None
     return dx, dw, db
 
 
 def relu_forward(x):
-    """``max(x, 0)``, any shape; the cache is the mask ``x > 0``."""
-    mask = x > 0
-    return np.multiply(x, mask, dtype=x.dtype), mask
+    """``max(x, 0)``, any shape and layout (the result has ``x``'s memory order).
+
+    The cache is ``x`` itself: backward needs only its sign, and the caller keeps ``x``
+    unchanged (as every layer here does with its input)."""
+    x = np.asarray(x)
+    y = np.empty_like(x)
+    if x.ndim == 0:
+        np.maximum(x, 0, out=y)
+        return y, x
+
+    def block(start, stop, _):
+        np.maximum(x[start:stop], 0, out=y[start:stop])
+
+    for_row_blocks(x.shape[0], x[:1].nbytes, block)
+    return y, x
 
 
-def relu_backward(dy, mask):
-    return np.multiply(dy, mask, dtype=dy.dtype)
+def relu_backward(dy, cache):
+    """``dy`` where the forward input was positive, 0 elsewhere (also at exactly 0).
+
+    ``cache``: the forward input (or any array whose positive entries mark the same
+    positions, such as a boolean mask). The result has ``dy``'s dtype and layout."""
+    dy = np.asarray(dy)
+    dx = np.empty_like(dy)
+    if dy.ndim == 0:
+        np.multiply(dy, cache > 0, out=dx)
+        return dx
+
+    def block(start, stop, _):
+        # The mask takes the cache's memory order (often an NCHW view of NHWC data).
+        np.multiply(dy[start:stop], np.greater(cache[start:stop], 0), out=dx[start:stop])
+
+    for_row_blocks(dy.shape[0], dy[:1].nbytes, block)
+    return dx
 
 
 def leaky_relu_forward(x, negative_slope=0.01):

@@ -10,6 +10,22 @@ Two lowering strategies share one interface (``strategy=``):
     No column matrix: one GEMM per kernel offset ``(i, j)`` on the strided view of the
     padded input that tap sees, accumulated into the output. Backward does the same
     per offset. Uses ``kh*kw`` times less workspace, at the cost of smaller GEMMs.
+``"fft"``
+    Stride 1, no dilation, no groups, float32/float64 only: per-frequency products of
+    the padded input's FFT (see :mod:`.conv_fft`); far less arithmetic than the GEMM for
+    larger kernels and channel counts, same results up to rounding.
+``"auto"``
+    ``"fft"`` where it applies and pays off, else ``"im2col"`` (see
+    :func:`resolve_strategy`).
+
+All work on the batch in blocks of whole images (see :mod:`._parallel`): a block's
+column matrix (about :data:`BLOCK_BYTES`) stays in cache between the copy and the GEMM,
+lives in a per-thread scratch buffer reused across calls, and blocks run on the BLAS
+thread count's worth of threads. The cache keeps only the padded input; backward
+rebuilds each block's columns, which costs one in-cache copy instead of keeping the whole
+column matrix (``kh*kw`` times the input) alive between forward and backward. ``dW`` and
+``db`` are summed per chain of blocks, then over the chains in order, so results do not
+depend on the thread count; ``dx`` blocks are disjoint.
 
 Arrays are NCHW at the interface and NHWC inside (see :mod:`im2col_net.lowering`);
 returned arrays may be NCHW views of NHWC memory. Every buffer is allocated in the
@@ -23,11 +39,43 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..geometry import WindowGeometry
-from ..lowering import check_padding_mode, col2im, im2col, offset_slices, pad, pad_grad
+from ..lowering import (
+    check_padding_mode,
+    col2im,
+    col2im_transposed,
+    im2col,
+    im2col_transposed,
+    offset_slices,
+    pad,
+    pad_grad,
+)
+from . import conv_fft
+from ._parallel import block_count, call, chains, run_blocks, scratch, worker_count
 
-STRATEGIES = ("im2col", "strided")
+STRATEGIES = ("im2col", "strided", "fft", "auto")
 
-__all__ = ["STRATEGIES", "ConvCache", "conv2d_forward", "conv2d_backward", "conv2d_forward_geom"]
+# "auto" takes the FFT path from this many input and output channels on (with fewer,
+# the transforms cost more than the GEMM they save) ...
+FFT_MIN_CHANNELS = 8
+# ... and when the GEMM would do at least this many times the FFT's per-frequency work:
+# kh*kw*Ho*Wo / (Hp*Wp). Measured (2 cores, float32): 5x5 "same" kernels on 14x14 and
+# 28x28 maps (ratio ~15-19) run 1.4-1.8x faster by FFT, 3x3 ones (ratio 5-8) 1.2-1.4x
+# slower.
+FFT_MIN_GAIN = 10.0
+# ... and for batches of at least this many images (below, its fixed per-call costs, the
+# kernel spectrum and the per-block weight-gradient products, outweigh the saving).
+FFT_MIN_BATCH = 16
+
+# Target size of one block's column matrix: small enough to stay in a core's share of
+# the cache between the copy that writes it and the GEMM that reads it.
+BLOCK_BYTES = 2 << 20
+# The FFT path's blocks: its per-block weight-gradient product (F x C x Cout complex) is
+# as large as several images' spectra, so fewer, larger blocks amortise it.
+FFT_BLOCK_BYTES = 4 << 20
+FFT_MIN_BLOCKS = 4
+
+__all__ = ["STRATEGIES", "ConvCache", "conv2d_forward", "conv2d_backward", "conv2d_forward_geom",
+           "resolve_strategy"]
 
 
 @dataclass
@@ -41,10 +89,10 @@ class ConvCache:
     strategy: str
     input_shape: tuple[int, int, int, int]
     out_size: tuple[int, int]
-    xp: np.ndarray | None          # padded NHWC input (strided strategy)
-    cols: np.ndarray | None        # (G, M, K) column matrix (im2col strategy)
+    xp: np.ndarray                 # (N, Hp, Wp, C) padded NHWC input
     w_gemm: np.ndarray             # (G, kh, kw, Cg, Coutg) weights in GEMM order
     has_bias: bool
+    spectrum: np.ndarray | None = None   # "fft": kernel spectrum (F, C, Cout)
 
 
 def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
@@ -96,7 +144,32 @@ def _check_conv_args(x, weight, bias, geometry, groups, padding_mode, strategy, 
         )
     if strategy not in STRATEGIES:
         raise ValueError(f"{owner}: strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if strategy == "fft":
+        missing = conv_fft.fft_supported(geometry, groups, x.dtype)
+        if missing:
+            raise ValueError(f"{owner}: strategy 'fft' needs {missing}; use 'auto' or 'im2col'")
     check_padding_mode(padding_mode, geometry.padding, x.shape[2], x.shape[3], owner=owner)
+
+
+def resolve_strategy(strategy, geometry: WindowGeometry, groups, dtype, input_shape,
+                     out_channels):
+    """The strategy actually run: ``"auto"`` becomes ``"fft"`` or ``"im2col"``.
+
+    ``"fft"`` when it applies (stride 1, no dilation or groups, float32/64), the batch
+    has at least :data:`FFT_MIN_BATCH` images, both channel counts are at least
+    :data:`FFT_MIN_CHANNELS`, and the GEMM's work per frequency product,
+    ``kh*kw*Ho*Wo / (Hp*Wp)``, is at least :data:`FFT_MIN_GAIN`.
+    """
+    if strategy != "auto":
+        return strategy
+    n, channels, h, w = input_shape
+    if (conv_fft.fft_supported(geometry, groups, dtype) is not None
+            or n < FFT_MIN_BATCH or min(channels, out_channels) < FFT_MIN_CHANNELS):
+        return "im2col"
+    kh, kw = geometry.kernel
+    out_h, out_w = geometry.output_size(h, w)
+    hp, wp = geometry.padded_size(h, w)
+    return "fft" if kh * kw * out_h * out_w >= FFT_MIN_GAIN * hp * wp else "im2col"
 
 
 def conv2d_forward_geom(x, weight, bias, geometry: WindowGeometry, *, groups=1,
@@ -118,34 +191,38 @@ def conv2d_forward_geom(x, weight, bias, geometry: WindowGeometry, *, groups=1,
     w_gemm = np.ascontiguousarray(
         w_eff.reshape(groups, coutg, cg, kh, kw).transpose(0, 3, 4, 2, 1)
     )
-    xp = pad(x.transpose(0, 2, 3, 1), geometry.padding, padding_mode)
-    m = n * out_h * out_w
-
-    if strategy == "im2col":
-        cols = im2col(xp, geometry, out_h, out_w, groups)
-        w_mat = w_gemm.reshape(groups, kh * kw * cg, coutg)
-        if groups == 1:
-            y2d = cols[0] @ w_mat[0]
-        else:
-            y2d = np.matmul(cols, w_mat).transpose(1, 0, 2).reshape(m, cout)
-        cache_xp, cache_cols = None, cols
+    strategy = resolve_strategy(strategy, geometry, groups, x.dtype, x.shape, cout)
+    plan = _Plan(geometry, groups, (n, c, h, w), (out_h, out_w), cout, x.dtype, strategy,
+                 bias is not None)
+    hp, wp = geometry.padded_size(h, w)
+    spectrum = k_conj = None
+    if strategy == "fft":
+        spectrum = call(conv_fft.kernel_spectrum, w_gemm[0], (hp, wp))
+        k_conj = np.conjugate(spectrum)
     else:
-        y2d = np.zeros((m, cout), dtype=x.dtype)
-        y3 = y2d.reshape(m, groups, coutg)
-        for i, j, index in offset_slices(geometry, out_h, out_w):
-            tap = xp[index].reshape(m, groups, cg)
-            if groups == 1:
-                y2d += tap[:, 0, :] @ w_gemm[0, i, j]
-            else:
-                y3 += np.matmul(tap.transpose(1, 0, 2), w_gemm[:, i, j]).transpose(1, 0, 2)
-        cache_xp, cache_cols = xp, None
+        w_mat = plan.gemm_weights(w_gemm, bias)
+    x_nhwc = x.transpose(0, 2, 3, 1)
+    xp = np.empty((n, hp, wp, c), dtype=x.dtype)
+    y = np.empty((n, out_h, out_w, cout), dtype=x.dtype)
 
-    if bias is not None:
-        y2d += bias
-    y = y2d.reshape(n, out_h, out_w, cout).transpose(0, 3, 1, 2)
+    def task(block, worker):
+        start, stop = plan.bounds(block)
+        xp_b = pad(x_nhwc[start:stop], geometry.padding, padding_mode, out=xp[start:stop])
+        y_b = y[start:stop].reshape(-1, cout)
+        if strategy == "im2col":
+            np.matmul(plan.columns(xp_b), w_mat, out=plan.by_group(y_b))
+        elif strategy == "fft":
+            conv_fft.forward_block(xp_b, k_conj, bias, y[start:stop])
+            return
+        else:
+            _strided_forward(plan, xp_b, w_gemm, y_b)
+        if bias is not None and not plan.fold_bias:
+            y_b += bias
+
+    run_blocks(task, plan.blocks, plan.workers)
     cache = ConvCache(geometry, groups, padding_mode, flip_kernel, strategy, (n, c, h, w),
-                      (out_h, out_w), cache_xp, cache_cols, w_gemm, bias is not None)
-    return y, cache
+                      (out_h, out_w), xp, w_gemm, bias is not None, spectrum)
+    return y.transpose(0, 3, 1, 2), cache
 
 
 def conv2d_backward(dy, cache: ConvCache, *, need_input_grad: bool = True):
@@ -160,51 +237,58 @@ def conv2d_backward(dy, cache: ConvCache, *, need_input_grad: bool = True):
     out_h, out_w = cache.out_size
     g_, kh, kw, cg, coutg = cache.w_gemm.shape
     cout = groups * coutg
-    m = n * out_h * out_w
     dtype = cache.w_gemm.dtype
     if dy.shape != (n, cout, out_h, out_w):
         raise ValueError(
             f"conv2d backward: expected dy of shape {(n, cout, out_h, out_w)}, got {dy.shape}"
         )
-    # NHWC-contiguous dy (the usual case: it came from our own NHWC ops) reshapes for free.
-    dy2d = np.asarray(dy, dtype=dtype).transpose(0, 2, 3, 1).reshape(m, cout)
-    db = dy2d.sum(axis=0) if cache.has_bias else None
-    padded_shape = (n,) + geometry.padded_size(h, w) + (c,)
+    # NHWC-contiguous dy (the usual case: it came from our own NHWC ops) reshapes for free;
+    # otherwise each block is gathered into a scratch copy.
+    dy_nhwc = np.asarray(dy, dtype=dtype).transpose(0, 2, 3, 1)
+    plan = _Plan(geometry, groups, cache.input_shape, cache.out_size, cout, dtype,
+                 cache.strategy, cache.has_bias)
+    xp = cache.xp
+    dxp = np.empty(xp.shape, dtype=dtype) if need_input_grad else None
+    fft = cache.strategy == "fft"
+    # Weight (and bias) gradients are sums over the batch: one accumulator per chain of
+    # blocks, added up in chain order (deterministic for any thread count). With the
+    # bias folded in, row K of the weight gradient is db.
+    acc_shape = cache.spectrum.shape if fft else (groups, plan.kb, coutg)
+    acc_dtype = cache.spectrum.dtype if fft else dtype
+    block_chains = chains(plan.blocks, int(np.prod(acc_shape)) * np.dtype(acc_dtype).itemsize)
+    dw_parts = np.zeros((len(block_chains),) + acc_shape, dtype=acc_dtype)
+    db_parts = (np.zeros((len(block_chains), cout), dtype=dtype) if plan.separate_bias
+                else None)
 
-    dxp = None
-    if cache.strategy == "im2col":
-        cols = cache.cols
-        w_mat = cache.w_gemm.reshape(groups, kh * kw * cg, coutg)
-        if groups == 1:
-            dw_mat = (cols[0].T @ dy2d)[None]
-            if need_input_grad:
-                dcols = (dy2d @ w_mat[0].T)[None]
+    def one_block(block, chain):
+        start, stop = plan.bounds(block)
+        dy_b = _rows(dy_nhwc[start:stop], cout)
+        if db_parts is not None:
+            db_parts[chain] += dy_b.sum(axis=0)
+        xp_b = xp[start:stop]
+        dxp_b = None if dxp is None else dxp[start:stop]
+        if cache.strategy == "im2col":
+            _im2col_backward(plan, xp_b, dy_b, cache.w_gemm, dw_parts[chain], dxp_b)
+        elif fft:
+            conv_fft.backward_block(xp_b, dy_b.reshape(stop - start, out_h, out_w, cout),
+                                    cache.spectrum, dw_parts[chain], dxp_b)
         else:
-            dyg = dy2d.reshape(m, groups, coutg).transpose(1, 0, 2)
-            dw_mat = np.matmul(cols.transpose(0, 2, 1), dyg)
-            if need_input_grad:
-                dcols = np.matmul(dyg, w_mat.transpose(0, 2, 1))
-        if need_input_grad:
-            dxp = col2im(dcols, padded_shape, geometry, out_h, out_w)
-        dw_gemm = dw_mat.reshape(groups, kh, kw, cg, coutg)
-    else:
-        xp = cache.xp
-        dw_gemm = np.empty_like(cache.w_gemm)
-        if need_input_grad:
-            dxp = np.zeros(padded_shape, dtype=dtype)
-        dyg = dy2d.reshape(m, groups, coutg).transpose(1, 0, 2)  # (G, M, Coutg)
-        for i, j, index in offset_slices(geometry, out_h, out_w):
-            tap = xp[index].reshape(m, groups, cg)
-            if groups == 1:
-                dw_gemm[0, i, j] = tap[:, 0, :].T @ dy2d
-                if need_input_grad:
-                    dxp[index] += (dy2d @ cache.w_gemm[0, i, j].T).reshape(n, out_h, out_w, c)
-            else:
-                dw_gemm[:, i, j] = np.matmul(tap.transpose(1, 2, 0), dyg)
-                if need_input_grad:
-                    d_tap = np.matmul(dyg, cache.w_gemm[:, i, j].transpose(0, 2, 1))
-                    dxp[index] += d_tap.transpose(1, 0, 2).reshape(n, out_h, out_w, c)
+            _strided_backward(plan, xp_b, dy_b, cache.w_gemm,
+                              dw_parts[chain].reshape(cache.w_gemm.shape), dxp_b)
 
+    def task(chain, worker):
+        for block in block_chains[chain]:
+            one_block(block, chain)
+
+    run_blocks(task, len(block_chains), plan.workers)
+    dw_all = dw_parts.sum(axis=0)
+    if fft:
+        dw_gemm = call(conv_fft.weight_gradient, dw_all, xp.shape[1:3], (kh, kw))[None]
+    else:
+        dw_gemm = dw_all[:, :plan.k].reshape(cache.w_gemm.shape)
+    db = None
+    if cache.has_bias:
+        db = dw_all[0, plan.k].copy() if plan.fold_bias else db_parts.sum(axis=0)
     # (G, kh, kw, Cg, Coutg) -> (Cout, Cg, kh, kw)
     dw = dw_gemm.transpose(0, 4, 3, 1, 2).reshape(cout, cg, kh, kw)
     if cache.flip_kernel:
@@ -214,3 +298,144 @@ def conv2d_backward(dy, cache: ConvCache, *, need_input_grad: bool = True):
     if need_input_grad:
         dx = pad_grad(dxp, geometry.padding, cache.padding_mode).transpose(0, 3, 1, 2)
     return dx, dw, db
+
+
+def _rows(a_nhwc, channels):
+    """``(n, Ho, Wo, C)`` -> ``(n*Ho*Wo, C)``: a view when contiguous, else a scratch copy."""
+    if a_nhwc.flags.c_contiguous:
+        return a_nhwc.reshape(-1, channels)
+    rows = scratch("conv.dy", (a_nhwc.size // max(channels, 1), channels), a_nhwc.dtype)
+    np.copyto(rows.reshape(a_nhwc.shape), a_nhwc)
+    return rows
+
+
+class _Plan:
+    """Block layout of one convolution call: image ranges, column layout, GEMM views.
+
+    Without groups the im2col strategy folds the bias into the GEMM: the column matrix
+    gets a column of ones and the weight matrix the bias as an extra row, so the forward
+    GEMM adds the bias and the backward GEMM sums ``db`` with no separate pass. With few
+    input channels (``kw*C < Wo``) the columns are built transposed (see
+    :func:`~im2col_net.lowering.im2col_transposed`), which copies longer runs.
+    """
+
+    def __init__(self, geometry, groups, input_shape, out_size, cout, dtype, strategy,
+                 has_bias):
+        n, c, _, _ = input_shape
+        self.geometry, self.groups = geometry, groups
+        self.out_h, self.out_w = out_size
+        kh, kw = geometry.kernel
+        self.cg, self.coutg = c // groups, cout // groups
+        self.k = kh * kw * self.cg
+        dense = groups == 1 and strategy == "im2col"
+        self.fold_bias = dense and has_bias
+        self.separate_bias = has_bias and not self.fold_bias
+        self.kb = self.k + int(self.fold_bias)
+        self.transposed = dense and self.cg * kw < self.out_w
+        self.dtype = np.dtype(dtype)
+        self.n = n
+        # The strided strategy's workspace is one tap, kh*kw times less than the columns;
+        # the FFT's is the input and output spectra (complex, about the padded size).
+        per_image = self.out_h * self.out_w * self.dtype.itemsize * (
+            c * kh * kw if strategy == "im2col" else c + cout)
+        if strategy == "fft":
+            hp, wp = geometry.padded_size(*input_shape[2:])
+            per_image = hp * (wp + 2) * self.dtype.itemsize * (c + cout)
+        self.workers = worker_count()
+        if strategy == "fft":
+            self.blocks = block_count(n, per_image, FFT_BLOCK_BYTES, FFT_MIN_BLOCKS)
+        else:
+            self.blocks = block_count(n, per_image, BLOCK_BYTES)
+
+    def bounds(self, block):
+        return block * self.n // self.blocks, (block + 1) * self.n // self.blocks
+
+    def rows(self, images):
+        return images * self.out_h * self.out_w
+
+    def gemm_weights(self, w_gemm, bias):
+        """``(G, kb, Coutg)``: the weights in column order, plus the bias row if folded."""
+        w_mat = w_gemm.reshape(self.groups, self.k, self.coutg)
+        if self.fold_bias:
+            w_mat = np.concatenate([w_mat, bias.reshape(1, 1, -1)], axis=1)
+        return w_mat
+
+    def columns(self, xp_b):
+        """The block's ``(G, m, kb)`` column matrix (a view of this thread's scratch)."""
+        m = self.rows(xp_b.shape[0])
+        if self.transposed:
+            buffer = scratch("conv.cols_t", (self.kb, m), self.dtype)
+            im2col_transposed(xp_b, self.geometry, self.out_h, self.out_w,
+                              out=buffer[:self.k])
+            cols = buffer.T[None]
+        else:
+            cols = scratch("conv.cols", (self.groups, m, self.kb), self.dtype)
+            im2col(xp_b, self.geometry, self.out_h, self.out_w, self.groups,
+                   out=cols[:, :, :self.k])
+        if self.fold_bias:
+            cols[:, :, self.k] = 1
+        return cols
+
+    def col2im(self, cols, xp_b, dxp_b):
+        """Write ``dxp_b`` from ``(G, m, K)`` column gradients (a view of :meth:`columns`)."""
+        if self.transposed:
+            col2im_transposed(cols[0].T, xp_b.shape, self.geometry, self.out_h, self.out_w,
+                              out=dxp_b)
+        else:
+            col2im(cols, xp_b.shape, self.geometry, self.out_h, self.out_w, out=dxp_b)
+
+    def by_group(self, rows2d):
+        """``(m, Cout)`` rows -> ``(G, m, Coutg)`` view (the GEMM's group-major layout)."""
+        return rows2d.reshape(-1, self.groups, self.coutg).transpose(1, 0, 2)
+
+
+def _im2col_backward(plan, xp_b, dy_b, w_gemm, dw_acc, dxp_b):
+    """Add the block's ``cols^T dY`` to ``dw_acc (G, kb, Coutg)``; write its ``dx`` into
+    ``dxp_b``."""
+    cols = plan.columns(xp_b)
+    dy_g = plan.by_group(dy_b)
+    dw_b = scratch("conv.dw", dw_acc.shape, plan.dtype)
+    np.matmul(cols.transpose(0, 2, 1), dy_g, out=dw_b)
+    dw_acc += dw_b
+    if dxp_b is not None:
+        # The column buffer takes dcols: the columns are no longer needed.
+        dcols = cols[:, :, :plan.k]
+        w_t = w_gemm.reshape(plan.groups, plan.k, plan.coutg).transpose(0, 2, 1)
+        np.matmul(dy_g, w_t, out=dcols)
+        plan.col2im(dcols, xp_b, dxp_b)
+
+
+def _taps(plan, xp_b):
+    """``(index, tap)`` per kernel offset: ``xp_b[index]`` is what the offset sees, ``tap``
+    a ``(m, G, Cg)`` copy of it in scratch."""
+    m = plan.rows(xp_b.shape[0])
+    for i, j, index in offset_slices(plan.geometry, plan.out_h, plan.out_w):
+        tap = scratch("conv.tap", xp_b[index].shape, plan.dtype)
+        np.copyto(tap, xp_b[index])
+        yield (i, j), index, tap.reshape(m, plan.groups, plan.cg)
+
+
+def _strided_forward(plan, xp_b, w_gemm, y_b):
+    """``y_b (m, Cout) = sum over offsets of tap @ W[i, j]``, one GEMM per offset."""
+    y_g = plan.by_group(y_b)
+    product = scratch("conv.product", y_g.shape, plan.dtype)
+    first = True
+    for (i, j), _, tap in _taps(plan, xp_b):
+        np.matmul(tap.transpose(1, 0, 2), w_gemm[:, i, j], out=y_g if first else product)
+        if not first:
+            y_g += product
+        first = False
+
+
+def _strided_backward(plan, xp_b, dy_b, w_gemm, dw_acc, dxp_b):
+    """Per offset: ``dW[i, j] += tap^T dY``; ``dxp_b[index] += dY W[i, j]^T``."""
+    dy_g = plan.by_group(dy_b)
+    if dxp_b is not None:
+        dxp_b[...] = 0
+        d_tap = scratch("conv.dtap", (plan.groups, dy_b.shape[0], plan.cg), plan.dtype)
+    for (i, j), index, tap in _taps(plan, xp_b):
+        dw_acc[:, i, j] += np.matmul(tap.transpose(1, 2, 0), dy_g)
+        if dxp_b is not None:
+            np.matmul(dy_g, w_gemm[:, i, j].transpose(0, 2, 1), out=d_tap)
+            target = dxp_b[index]
+            target += d_tap.transpose(1, 0, 2).reshape(target.shape)

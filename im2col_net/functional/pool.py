@@ -19,12 +19,17 @@ import numpy as np
 
 from ..geometry import WindowGeometry, as_pair
 from ..lowering import offset_slices, pad
+from ._parallel import block_count, run_blocks, scratch, worker_count
+
+# Target input bytes per block of images (see :mod:`._parallel`).
+BLOCK_BYTES = 1 << 20
 
 __all__ = [
     "PoolCache",
     "pool_geometry",
     "max_pool2d_forward",
     "max_pool2d_backward",
+    "relu_max_pool2d_forward_geom",
     "avg_pool2d_forward",
     "avg_pool2d_backward",
     "global_avg_pool2d_forward",
@@ -63,36 +68,57 @@ def _check_input(x, owner):
 
 
 def _taps(x_nhwc, geometry: WindowGeometry, out_h, out_w, fill):
-    """Yield ``(k, i, j, view)`` for every kernel offset; ``view`` is ``(N, Ho, Wo, C)``."""
-    kh, kw = geometry.kernel
+    """``(k, view)`` for every kernel offset ``k = i*kw + j``; ``view`` is ``(N, Ho, Wo, C)``."""
+    kw = geometry.kernel[1]
     if geometry.tiles_exactly:
-        n, _, _, c = x_nhwc.shape
-        tiles = x_nhwc[:, : out_h * kh, : out_w * kw].reshape(n, out_h, kh, out_w, kw, c)
-        for i in range(kh):
-            for j in range(kw):
-                yield i * kw + j, tiles[:, :, i, :, j, :]
+        yield from enumerate(_tile_views(x_nhwc, geometry, out_h, out_w))
         return
     xp = pad(x_nhwc, geometry.padding, "zeros", fill=fill)
     for i, j, index in offset_slices(geometry, out_h, out_w):
         yield i * kw + j, xp[index]
 
 
-def _scatter(parts, geometry: WindowGeometry, input_shape, out_h, out_w, dtype):
-    """Add per-offset ``(N, Ho, Wo, C)`` gradients back into an ``(N, C, H, W)`` view."""
-    n, c, h, w = input_shape
+def _tile_views(a, geometry, out_h, out_w):
+    """Per offset, the ``(N, Ho, Wo, C)`` view of NHWC ``a`` when windows tile it."""
+    kh, kw = geometry.kernel
+    n, _, _, c = a.shape
+    tiles = a[:, : out_h * kh, : out_w * kw].reshape(n, out_h, kh, out_w, kw, c)
+    return [tiles[:, :, i, :, j, :] for i in range(kh) for j in range(kw)]
+
+
+def _blocks(n, image_bytes):
+    """Image ranges for a pooling call, about :data:`BLOCK_BYTES` of input each."""
+    workers = worker_count()
+    count = block_count(n, image_bytes, BLOCK_BYTES)
+    return count, workers, (lambda b: (b * n // count, (b + 1) * n // count))
+
+
+def _scatter_block(parts, geometry: WindowGeometry, dx_b, out_h, out_w):
+    """Write per-offset ``(n, Ho, Wo, C)`` gradients into the NHWC block ``dx_b``.
+
+    Disjoint tiling windows are written straight into their tiles; otherwise they are
+    added into a zero-padded copy whose border is then dropped.
+    """
+    n, h, w, c = dx_b.shape
+    kh, kw = geometry.kernel
+    if geometry.tiles_exactly:
+        # Rows/columns past the last whole window get no gradient.
+        dx_b[:, out_h * kh:] = 0
+        dx_b[:, :, out_w * kw:] = 0
+        views = _tile_views(dx_b, geometry, out_h, out_w)
+        for k, write in parts:
+            write(views[k])
+        return
     hp, wp = geometry.padded_size(h, w)
-    dxp = np.zeros((n, hp, wp, c), dtype=dtype)
-    index_of = {(i, j): index for i, j, index in offset_slices(geometry, out_h, out_w)}
-    kw = geometry.kernel[1]
-    disjoint = geometry.stride[0] >= geometry.kernel[0] and geometry.stride[1] >= kw
-    for k, part in parts:
-        target = dxp[index_of[divmod(k, kw)]]
-        if disjoint:
-            target[...] = part
-        else:
-            target += part
+    dxp = scratch("pool.dxp", (n, hp, wp, c), dx_b.dtype)
+    dxp[...] = 0
+    index_of = {i * kw + j: index for i, j, index in offset_slices(geometry, out_h, out_w)}
+    part = scratch("pool.part", (n, out_h, out_w, c), dx_b.dtype)
+    for k, write in parts:
+        write(part)
+        dxp[index_of[k]] += part
     top, _, left, _ = geometry.padding
-    return dxp[:, top:top + h, left:left + w].transpose(0, 3, 1, 2)
+    np.copyto(dx_b, dxp[:, top:top + h, left:left + w])
 
 
 def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
@@ -106,36 +132,101 @@ def max_pool2d_forward_geom(x, geometry: WindowGeometry, owner="max_pool2d"):
     _check_input(x, owner)
     n, c, h, w = x.shape
     out_h, out_w = geometry.checked_output_size(h, w, owner=owner)
-    taps = list(_taps(x.transpose(0, 2, 3, 1), geometry, out_h, out_w, -np.inf))
+    x_nhwc = x.transpose(0, 2, 3, 1)
+    kh, kw = geometry.kernel
     y = np.empty((n, out_h, out_w, c), dtype=x.dtype)
-    np.copyto(y, taps[0][1])
-    for _, view in taps[1:]:
-        np.maximum(y, view, out=y)
-    # Walk the offsets backwards so the first (row-major) maximum is the one kept.
-    index_dtype = np.uint8 if len(taps) <= 256 else np.int32
-    argmax = np.zeros(y.shape, dtype=index_dtype)
-    hit = np.empty(y.shape, dtype=bool)
-    for k, view in reversed(taps[1:]):
-        np.equal(view, y, out=hit)
-        np.copyto(argmax, k, where=hit)
-    np.equal(taps[0][1], y, out=hit)
-    np.copyto(argmax, 0, where=hit)
+    index_dtype = np.uint8 if kh * kw <= 256 else np.int32
+    argmax = np.empty(y.shape, dtype=index_dtype)
+    count, workers, bounds = _blocks(n, h * w * c * x.dtype.itemsize)
+
+    def task(block, _):
+        start, stop = bounds(block)
+        taps = list(_taps(x_nhwc[start:stop], geometry, out_h, out_w, -np.inf))
+        y_b, argmax_b = y[start:stop], argmax[start:stop]
+        np.copyto(y_b, taps[0][1])
+        for _, view in taps[1:]:
+            np.maximum(y_b, view, out=y_b)
+        _first_max_index(taps, y_b, argmax_b)
+
+    run_blocks(task, count, workers)
     cache = PoolCache(geometry, (n, c, h, w), (out_h, out_w), argmax=argmax, dtype=x.dtype)
     return y.transpose(0, 3, 1, 2), cache
+
+
+def _first_max_index(taps, y_b, argmax_b):
+    """``argmax_b`` = offset of the first (row-major) tap equal to the maximum ``y_b``.
+
+    Horner form ``d0 * (1 + d1 * (1 + ... d[K-2]))`` with ``dk = (tap k != max)``: pure
+    integer arithmetic, much cheaper than masked assignments. A window whose maximum is
+    NaN equals no tap and gets the last offset.
+    """
+    if len(taps) == 1:
+        argmax_b[...] = 0
+        return
+    differs = scratch("pool.differs", y_b.shape, argmax_b.dtype)
+    np.not_equal(taps[-2][1], y_b, out=argmax_b)
+    for _, view in reversed(taps[:-2]):
+        argmax_b += 1
+        np.not_equal(view, y_b, out=differs)
+        argmax_b *= differs
+
+
+def relu_max_pool2d_forward_geom(x, geometry: WindowGeometry, owner="max_pool2d"):
+    """``max_pool2d(relu(x))`` computed as ``relu(max_pool2d(x))`` (they commute), so
+    the ReLU runs on the pooled, ``kh*kw`` times smaller array.
+
+    Only for windows that tile the input (``geometry.tiles_exactly``). Returns ``y (N, C,
+    Ho, Wo)``, the :class:`PoolCache` that :func:`max_pool2d_forward_geom` would give
+    for ``relu(x)`` (windows whose maximum is not positive point at offset 0, the first
+    of their tied zeros), and ``positive (N, C, Ho, Wo)`` bool, where ``y > 0``: the
+    ReLU's backward mask at the pooled size.
+    """
+    x = np.asarray(x)
+    _check_input(x, owner)
+    if not geometry.tiles_exactly:
+        raise ValueError(f"{owner}: the fused ReLU path needs tiling windows, got {geometry}")
+    y, cache = max_pool2d_forward_geom(x, geometry, owner)
+    y_nhwc = y.transpose(0, 2, 3, 1)
+    positive = np.empty(y_nhwc.shape, dtype=bool)
+    n = y_nhwc.shape[0]
+    count, workers, bounds = _blocks(n, y_nhwc[:1].nbytes)
+
+    def task(block, _):
+        start, stop = bounds(block)
+        y_b = y_nhwc[start:stop]
+        np.greater(y_b, 0, out=positive[start:stop])
+        cache.argmax[start:stop] *= positive[start:stop]
+        np.maximum(y_b, 0, out=y_b)
+
+    run_blocks(task, count, workers)
+    return y, cache, positive.transpose(0, 3, 1, 2)
 
 
 def max_pool2d_backward(dy, cache: PoolCache):
     """``dy (N, C, Ho, Wo)`` -> ``dx (N, C, H, W)``; each gradient goes to its window's argmax."""
     dy_nhwc = _check_dy(dy, cache, "max_pool2d")
     kh, kw = cache.geometry.kernel
-    zero = np.zeros((), dtype=cache.dtype)
-
-    def parts():
-        for k in range(kh * kw):
-            yield k, np.where(cache.argmax == k, dy_nhwc, zero)
-
+    n, c, h, w = cache.input_shape
     out_h, out_w = cache.out_size
-    return _scatter(parts(), cache.geometry, cache.input_shape, out_h, out_w, cache.dtype)
+    dx = np.empty((n, h, w, c), dtype=cache.dtype)
+    count, workers, bounds = _blocks(n, h * w * c * dx.itemsize)
+
+    def task(block, _):
+        start, stop = bounds(block)
+        dy_b, argmax_b = dy_nhwc[start:stop], cache.argmax[start:stop]
+        hit = scratch("pool.hit", argmax_b.shape, bool)
+
+        def writer(k):
+            def write(target):
+                np.equal(argmax_b, k, out=hit)
+                np.multiply(dy_b, hit, out=target)
+            return k, write
+
+        parts = (writer(k) for k in range(kh * kw))
+        _scatter_block(parts, cache.geometry, dx[start:stop], out_h, out_w)
+
+    run_blocks(task, count, workers)
+    return dx.transpose(0, 3, 1, 2)
 
 
 def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, count_include_pad=True):
@@ -154,9 +245,6 @@ def avg_pool2d_forward_geom(x, geometry: WindowGeometry, count_include_pad=True,
     n, c, h, w = x.shape
     out_h, out_w = geometry.checked_output_size(h, w, owner=owner)
     kh, kw = geometry.kernel
-    y = np.zeros((n, out_h, out_w, c), dtype=x.dtype)
-    for _, view in _taps(x.transpose(0, 2, 3, 1), geometry, out_h, out_w, 0.0):
-        y += view
     if count_include_pad or geometry.padding == (0, 0, 0, 0):
         divisor = np.asarray(kh * kw, dtype=x.dtype)
     else:
@@ -166,7 +254,20 @@ def avg_pool2d_forward_geom(x, geometry: WindowGeometry, count_include_pad=True,
         for _, view in _taps(ones, geometry, out_h, out_w, 0.0):
             counts += view
         divisor = counts
-    y /= divisor
+    x_nhwc = x.transpose(0, 2, 3, 1)
+    y = np.empty((n, out_h, out_w, c), dtype=x.dtype)
+    count, workers, bounds = _blocks(n, h * w * c * x.dtype.itemsize)
+
+    def task(block, _):
+        start, stop = bounds(block)
+        y_b = y[start:stop]
+        taps = _taps(x_nhwc[start:stop], geometry, out_h, out_w, 0.0)
+        np.copyto(y_b, next(taps)[1])
+        for _, view in taps:
+            y_b += view
+        y_b /= divisor
+
+    run_blocks(task, count, workers)
     cache = PoolCache(geometry, (n, c, h, w), (out_h, out_w), divisor=divisor, dtype=x.dtype)
     return y.transpose(0, 3, 1, 2), cache
 
@@ -174,11 +275,26 @@ def avg_pool2d_forward_geom(x, geometry: WindowGeometry, count_include_pad=True,
 def avg_pool2d_backward(dy, cache: PoolCache):
     """``dy (N, C, Ho, Wo)`` -> ``dx (N, C, H, W)``; each window shares its gradient evenly."""
     dy_nhwc = _check_dy(dy, cache, "avg_pool2d")
-    share = dy_nhwc / cache.divisor
     kh, kw = cache.geometry.kernel
+    n, c, h, w = cache.input_shape
     out_h, out_w = cache.out_size
-    parts = ((k, share) for k in range(kh * kw))
-    return _scatter(parts, cache.geometry, cache.input_shape, out_h, out_w, cache.dtype)
+    dx = np.empty((n, h, w, c), dtype=cache.dtype)
+    count, workers, bounds = _blocks(n, h * w * c * dx.itemsize)
+
+    def task(block, _):
+        start, stop = bounds(block)
+        dy_b = dy_nhwc[start:stop]
+        share = scratch("pool.share", dy_b.shape, cache.dtype)
+        np.divide(dy_b, cache.divisor, out=share)
+
+        def write(target):
+            np.copyto(target, share)
+
+        parts = ((k, write) for k in range(kh * kw))
+        _scatter_block(parts, cache.geometry, dx[start:stop], out_h, out_w)
+
+    run_blocks(task, count, workers)
+    return dx.transpose(0, 3, 1, 2)
 
 
 def _check_dy(dy, cache: PoolCache, owner):

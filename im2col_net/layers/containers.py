@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import _fusion
 from .base import Layer
 
 
@@ -10,6 +11,11 @@ class Sequential(Layer):
 
     ``Sequential(a, b, c)`` or ``Sequential([a, b, c])``. Parameters are exposed under
     dotted names, ``"<index>.<name>"`` (``"0.weight"``), like torch.nn.Sequential.
+
+    A ``ReLU`` directly followed by a ``MaxPool2D`` whose windows tile the input is run
+    as one fused operation (pool first, then ReLU on the smaller result); outputs,
+    gradients and the two layers' own caches are exactly those of running them one by
+    one (see :mod:`im2col_net.layers._fusion`).
     """
 
     def __init__(self, *layers):
@@ -79,13 +85,29 @@ class Sequential(Layer):
             raise AttributeError("Sequential.grads is derived from its layers")
 
     def forward(self, x):
-        for layer in self.layers:
-            x = layer.forward(x)
+        layers = self.layers
+        self._fused = {}  # index of the ReLU -> record of the fused pair
+        i = 0
+        while i < len(layers):
+            if i + 1 < len(layers) and _fusion.fusable(layers[i], layers[i + 1], x):
+                x, self._fused[i] = _fusion.forward_pair(layers[i], layers[i + 1], x)
+                i += 2
+            else:
+                x = layers[i].forward(x)
+                i += 1
         return x
 
     def backward(self, dy):
-        for layer in reversed(self.layers):
-            dy = layer.backward(dy)
+        layers, fused = self.layers, getattr(self, "_fused", {})
+        i = len(layers) - 1
+        while i >= 0:
+            record = fused.get(i - 1)
+            if record is not None and _fusion.still_valid(layers[i - 1], layers[i], record):
+                dy = _fusion.backward_pair(layers[i - 1], layers[i], dy, record)
+                i -= 2
+            else:
+                dy = layers[i].backward(dy)
+                i -= 1
         return dy
 
     def __repr__(self):

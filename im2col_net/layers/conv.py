@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..functional.conv import STRATEGIES, conv2d_backward, conv2d_forward_geom
+from ..functional.conv_fft import fft_supported
 from ..geometry import PADDING_MODES, WindowGeometry
 from .base import (
     Layer,
@@ -28,7 +29,10 @@ class Conv2D(Layer):
     ``padding``: int, pair, ``(top, bottom, left, right)``, ``"same"`` (stride 1) or
     ``"valid"``; ``padding_mode``: ``"zeros"``, ``"edge"`` (alias ``"replicate"``) or
     ``"reflect"``. ``flip_kernel=True`` makes it a true convolution (kernel rotated by
-    180 degrees). ``strategy``: ``"im2col"`` or ``"strided"`` lowering. ``init``:
+    180 degrees). ``strategy``: ``"auto"`` (default: ``"fft"`` where that is faster,
+    else ``"im2col"``, see :func:`im2col_net.functional.conv.resolve_strategy`),
+    ``"im2col"``, ``"strided"`` or ``"fft"`` (stride 1, no dilation or groups). All give
+    the same results up to rounding. ``init``:
     ``"he"`` (normal, default) or ``"xavier"`` (uniform), drawn from ``rng`` (a
     ``numpy.random.Generator`` or seed). ``compute_input_grad=False`` skips ``dx`` (for a
     first layer); ``backward`` then returns None.
@@ -36,7 +40,7 @@ class Conv2D(Layer):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, padding_mode="zeros", *, flip_kernel=False,
-                 strategy="im2col", init="he", rng=None, dtype=np.float32):
+                 strategy="auto", init="he", rng=None, dtype=np.float32):
         super().__init__()
         name = f"Conv2D({in_channels}, {out_channels}, kernel_size={kernel_size!r})"
         for arg, value in (("in_channels", in_channels), ("out_channels", out_channels),
@@ -76,6 +80,11 @@ class Conv2D(Layer):
         )
         kh, kw = self.geometry.kernel
         dtype = check_float_dtype(name, dtype)
+        if strategy == "fft":
+            missing = fft_supported(self.geometry, self.groups, dtype)
+            if missing:
+                raise ValueError(f"{name}: strategy 'fft' needs {missing}; use 'auto' or "
+                                 f"'im2col'")
         rng = make_rng(rng, owner=name)
         shape = (self.out_channels, self.in_channels // self.groups, kh, kw)
         fan_in = shape[1] * kh * kw

@@ -1,0 +1,456 @@
+"""Training-speed benchmark of the default ``convnet`` model, side by side with PyTorch.
+
+:func:`run_benchmark` measures, in one run and on fixed random data (float32):
+
+1. the training step (forward, softmax cross-entropy, backward, Adam) in images per
+   second, median of ``repeats`` after ``warmup`` steps;
+2. forward and backward time of every conv and pool layer, with the conv layers'
+   GFLOP/s as a fraction of the machine's float32 GEMM rate (the "roof": the best of a
+   few large square matmuls timed in the same run);
+3. both conv lowering strategies on the model's conv shapes, and the speed-up of the
+   fast path over the reference loops on a small case;
+4. the identical model and step in PyTorch when it is importable (same initial weights,
+   same data, same thread count), and the ratio ours / torch;
+5. the peak resident memory of a process that runs training steps (a fresh
+   subprocess, so the number is not inflated by torch or by the benchmark itself).
+
+Timed steps of both engines are interleaved so that load from other processes hits
+both alike; compare ratios, not absolute numbers, across runs. The first conv layer
+skips its input gradient (``compute_input_grad=False``), as PyTorch skips it for an
+input that does not require a gradient.
+
+:func:`format_report` renders the result as text tables; the ``im2col-net bench``
+command prints it and can write the dict as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from contextlib import contextmanager, nullcontext
+
+import numpy as np
+
+from . import bench_torch
+from .functional import _parallel
+from .functional.conv import STRATEGIES, conv2d_backward, conv2d_forward, resolve_strategy
+from .functional.conv_fft import fft_supported
+from .layers import Conv2D, MaxPool2D
+from .layers.loss import SoftmaxCrossEntropy
+from .models import convnet
+from .optim import make_optimizer
+
+__all__ = ["run_benchmark", "format_report", "ENV_VARS"]
+
+# Environment variables that change which BLAS kernel runs or how many threads it uses.
+ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
+            "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+INPUT_SHAPE = (1, 28, 28)
+NUM_CLASSES = 10
+LEARNING_RATE = 1e-3
+
+
+def run_benchmark(batch_size: int = 200, repeats: int = 7, warmup: int = 2,
+                  threads: int | None = None, include_torch: bool = True,
+                  quick: bool = False, measure_memory: bool = True, seed: int = 0) -> dict:
+    """Run every measurement; returns a JSON-serialisable dict (see the module docstring).
+
+    ``threads``: BLAS threads for our engine and ``torch.set_num_threads`` for PyTorch;
+    None keeps the BLAS thread count in effect. Setting it needs ``threadpoolctl``.
+    ``quick``: one warm-up step, two repeats and smaller auxiliary cases (for smoke tests).
+    """
+    for name, value, low in (("batch_size", batch_size, 1), ("repeats", repeats, 1),
+                             ("warmup", warmup, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"run_benchmark: {name} must be an int >= {low}, got {value!r}")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"run_benchmark: threads must be a positive int or None, got {threads!r}")
+    if quick:
+        repeats, warmup = min(repeats, 2), min(warmup, 1)
+    with _blas_threads(threads):
+        threads_used = _parallel.worker_count() if threads is None else threads
+        result = {
+            "config": dict(model="convnet", dtype="float32", optimizer="adam",
+                           lr=LEARNING_RATE, batch_size=batch_size, repeats=repeats,
+                           warmup=warmup, threads=threads_used, quick=quick, seed=seed),
+            "machine": machine_info(),
+        }
+        result["gemm_roof"] = measure_gemm_roof(512 if quick else 2048, 2 if quick else 4)
+        # BLAS's own threads spin for a while after a multi-threaded call; let them
+        # settle so they do not slow the first timed steps of either engine.
+        time.sleep(0.3)
+        roof = result["gemm_roof"]["gflops"]
+        result["train_step"] = measure_train_step(batch_size, repeats, warmup, threads_used,
+                                                  include_torch, seed)
+        result["layers"] = measure_layers(batch_size, repeats, warmup, roof, seed)
+        result["strategies"] = measure_strategies(batch_size, repeats, warmup, roof, seed)
+        result["reference"] = measure_reference_speedup(repeats, seed)
+    result["memory"] = (measure_step_memory(batch_size, threads, seed) if measure_memory
+                        else {"status": "skipped"})
+    return result
+
+
+# -- environment ------------------------------------------------------------------------
+@contextmanager
+def _blas_threads(threads):
+    if threads is None:
+        yield
+        return
+    try:
+        import threadpoolctl
+    except ImportError as exc:
+        raise ValueError(
+            "run_benchmark: threads= needs threadpoolctl (pip install 'im2col_net[bench]'); "
+            "or set OPENBLAS_NUM_THREADS before starting Python"
+        ) from exc
+    with threadpoolctl.threadpool_limits(threads, user_api="blas"):
+        yield
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    """CPU, versions, BLAS libraries (via threadpoolctl when installed) and env vars."""
+    import scipy
+
+    blas = _parallel.blas_info()
+    return {
+        "cpu": _cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "threadpoolctl": bool(blas),
+        "blas": [{key: lib.get(key) for key in ("internal_api", "version", "architecture",
+                                                "threading_layer", "num_threads", "filepath")}
+                 for lib in blas],
+        "env": {name: os.environ.get(name) for name in ENV_VARS},
+    }
+
+
+# -- timing helpers -----------------------------------------------------------------------
+def _time(fn, repeats, warmup) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _summary(times) -> dict:
+    return {"median_s": float(np.median(times)), "min_s": float(np.min(times)),
+            "times_s": [float(t) for t in times]}
+
+
+def measure_gemm_roof(size: int = 2048, repeats: int = 4) -> dict:
+    """Best float32 GFLOP/s of ``(size, size) @ (size, size)`` with the current BLAS threads."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    out = np.empty_like(a)
+    times = _time(lambda: np.matmul(a, b, out=out), repeats, 1)
+    flops = 2.0 * size ** 3
+    return {"size": size, "gflops": flops / min(times) / 1e9,
+            "gflops_median": flops / float(np.median(times)) / 1e9, **_summary(times)}
+
+
+# -- the training step -------------------------------------------------------------------
+def make_batch(batch_size: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch_size,) + INPUT_SHAPE, dtype=np.float32)
+    labels = rng.integers(0, NUM_CLASSES, batch_size)
+    return x, labels
+
+
+def make_model(seed: int = 0):
+    """The default model, first conv layer without input gradient."""
+    model = convnet(rng=seed, dtype=np.float32)
+    model.layers[0].compute_input_grad = False
+    return model
+
+
+def make_step(model, x, labels):
+    """A closure running one training step; returns the loss."""
+    loss_fn = SoftmaxCrossEntropy()
+    optimizer = make_optimizer("adam", model.params, lr=LEARNING_RATE)
+
+    def step():
+        loss = loss_fn.forward(model.forward(x), labels)
+        model.backward(loss_fn.backward())
+        optimizer.step(model.grads)
+        return loss
+
+    return step
+
+
+def measure_train_step(batch_size, repeats, warmup, threads, include_torch, seed) -> dict:
+    x, labels = make_batch(batch_size, seed)
+    model = make_model(seed)
+    torch_step, torch_status = None, "disabled (--no-torch)"
+    if include_torch:
+        torch_step, torch_status = bench_torch.make_torch_step(model, x, labels, threads,
+                                                               LEARNING_RATE)
+    ours = make_step(model, x, labels)
+    first_loss = {"ours": float(ours())}
+    if torch_step is not None:
+        first_loss["torch"] = float(torch_step())
+    steps = {"ours": ours} if torch_step is None else {"ours": ours, "torch": torch_step}
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    times = {name: [] for name in steps}
+    for _ in range(repeats):  # interleaved, so background load hits both engines alike
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    out = {"first_loss": first_loss, "torch_status": torch_status}
+    for name, ts in times.items():
+        out[name] = dict(_summary(ts), images_per_s=batch_size / float(np.median(ts)))
+    out["ratio"] = (out["ours"]["images_per_s"] / out["torch"]["images_per_s"]
+                    if "torch" in out else None)
+    return out
+
+
+# -- per layer -----------------------------------------------------------------------------
+def conv_flops(layer: Conv2D, x_shape, y_shape) -> tuple[float, float]:
+    """Forward and backward FLOPs (multiply + add) of a convolution."""
+    n, _, ho, wo = y_shape
+    cout, cg, kh, kw = layer.params["weight"].shape
+    forward = 2.0 * n * ho * wo * cout * cg * kh * kw
+    return forward, forward * (2 if layer.compute_input_grad else 1)
+
+
+def measure_layers(batch_size, repeats, warmup, roof, seed) -> list[dict]:
+    """Forward/backward times of the model's conv and pool layers on real activations."""
+    x, _ = make_batch(batch_size, seed)
+    model = make_model(seed)
+    rows = []
+    rng = np.random.default_rng(seed + 1)
+    for index, layer in enumerate(model.layers):
+        y = layer.forward(x)
+        if isinstance(layer, (Conv2D, MaxPool2D)):
+            # dy in NHWC memory, as the layer above would hand it back.
+            dy = np.ascontiguousarray(
+                rng.standard_normal(y.shape, dtype=np.float32).transpose(0, 2, 3, 1)
+            ).transpose(0, 3, 1, 2)
+            fwd = _time(lambda layer=layer, x=x: layer.forward(x), repeats, warmup)
+            layer.forward(x)
+            bwd = _time(lambda layer=layer, dy=dy: layer.backward(dy), repeats, warmup)
+            row = {"index": index, "layer": describe(layer), "kind": type(layer).__name__,
+                   "input_shape": list(x.shape), "output_shape": list(y.shape),
+                   "forward": _summary(fwd), "backward": _summary(bwd)}
+            if isinstance(layer, Conv2D):
+                row["compute_input_grad"] = layer.compute_input_grad
+                row["strategy"] = layer._cache.strategy  # what "auto" resolved to
+                row.update(_rates(*conv_flops(layer, x.shape, y.shape), fwd, bwd, roof))
+            rows.append(row)
+        x = y
+    return rows
+
+
+def describe(layer) -> str:
+    """Short name of a conv or pool layer for the table, e.g. ``conv 1->32 5x5 pad 2``."""
+    g = layer.geometry
+    kernel = f"{g.kernel[0]}x{g.kernel[1]}"
+    if isinstance(layer, Conv2D):
+        pad = g.padding[0] if len(set(g.padding)) == 1 else list(g.padding)
+        return f"conv {layer.in_channels}->{layer.out_channels} {kernel} pad {pad}"
+    return f"{type(layer).__name__.replace('2D', '').lower()} {kernel}"
+
+
+def _rates(flops_fwd, flops_bwd, fwd, bwd, roof) -> dict:
+    rate_f = flops_fwd / float(np.median(fwd)) / 1e9
+    rate_b = flops_bwd / float(np.median(bwd)) / 1e9
+    total = (flops_fwd + flops_bwd) / (float(np.median(fwd)) + float(np.median(bwd))) / 1e9
+    return {"gflop_forward": flops_fwd / 1e9, "gflop_backward": flops_bwd / 1e9,
+            "gflops_forward": rate_f, "gflops_backward": rate_b, "gflops_total": total,
+            "roof_fraction_forward": rate_f / roof, "roof_fraction_backward": rate_b / roof,
+            "roof_fraction_total": total / roof}
+
+
+def measure_strategies(batch_size, repeats, warmup, roof, seed) -> list[dict]:
+    """Every applicable strategy on each conv layer's shape (forward + the backward the
+    model runs); ``auto_choice`` marks the one ``strategy="auto"`` (the default) picks."""
+    model = make_model(seed)
+    x, _ = make_batch(batch_size, seed)
+    rows = []
+    rng = np.random.default_rng(seed + 2)
+    for index, layer in enumerate(model.layers):
+        if isinstance(layer, Conv2D):
+            w, b = layer.params["weight"], layer.params.get("bias")
+            auto = resolve_strategy("auto", layer.geometry, layer.groups, x.dtype, x.shape,
+                                    layer.out_channels)
+            for strategy in STRATEGIES:
+                if strategy == "auto" or (strategy == "fft" and fft_supported(
+                        layer.geometry, layer.groups, x.dtype)):
+                    continue
+                kwargs = dict(stride=tuple(layer.geometry.stride),
+                              padding=tuple(layer.geometry.padding), strategy=strategy)
+                y, cache = conv2d_forward(x, w, b, **kwargs)
+                dy = rng.standard_normal(y.shape, dtype=np.float32)
+                fwd = _time(lambda x=x, w=w, b=b, kw=kwargs: conv2d_forward(x, w, b, **kw),
+                            repeats, warmup)
+                need_dx = layer.compute_input_grad
+                bwd = _time(lambda dy=dy, c=cache, d=need_dx:
+                            conv2d_backward(dy, c, need_input_grad=d), repeats, warmup)
+                row = {"index": index, "strategy": strategy, "auto_choice": strategy == auto,
+                       "input_shape": list(x.shape),
+                       "weight_shape": list(w.shape), "compute_input_grad": need_dx,
+                       "forward": _summary(fwd), "backward": _summary(bwd)}
+                row.update(_rates(*conv_flops(layer, x.shape, y.shape), fwd, bwd, roof))
+                rows.append(row)
+        x = layer.forward(x)
+    return rows
+
+
+def measure_reference_speedup(repeats, seed) -> dict:
+    """Forward + backward of a small conv: reference loops vs. the fast path."""
+    from . import reference
+
+    rng = np.random.default_rng(seed + 3)
+    x = rng.standard_normal((2, 3, 8, 8), dtype=np.float32)
+    w = rng.standard_normal((4, 3, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(4, dtype=np.float32)
+    dy = rng.standard_normal((2, 4, 8, 8), dtype=np.float32)
+
+    def ours():
+        _, cache = conv2d_forward(x, w, b, stride=1, padding=1)
+        conv2d_backward(dy, cache)
+
+    def loops():
+        reference.conv2d_forward(x, w, b, stride=1, padding=1)
+        reference.conv2d_backward(x, w, dy, stride=1, padding=1)
+
+    t_ref = _time(loops, min(repeats, 3), 0)
+    t_ours = _time(ours, repeats, 1)
+    return {"case": {"x": list(x.shape), "weight": list(w.shape), "padding": 1},
+            "reference": _summary(t_ref), "ours": _summary(t_ours),
+            "speedup": float(np.median(t_ref)) / float(np.median(t_ours))}
+
+
+# -- memory --------------------------------------------------------------------------------
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size (VmHWM on Linux, else getrusage)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def _memory_probe(batch_size: int, threads, seed: int, steps: int = 3) -> dict:
+    """Run in the subprocess: peak RSS after imports and after ``steps`` training steps."""
+    with _blas_threads(threads) if threads else nullcontext():
+        x, labels = make_batch(batch_size, seed)
+        model = make_model(seed)
+        before = peak_rss_bytes()
+        step = make_step(model, x, labels)
+        for _ in range(steps):
+            step()
+    return {"baseline_rss_bytes": before, "peak_rss_bytes": peak_rss_bytes()}
+
+
+def measure_step_memory(batch_size, threads, seed) -> dict:
+    """Peak RSS of training steps, measured in a fresh Python process."""
+    code = ("import json, sys; from im2col_net.bench import _memory_probe; "
+            "print(json.dumps(_memory_probe(*json.loads(sys.argv[1]))))")
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    try:
+        done = subprocess.run([sys.executable, "-c", code, json.dumps([batch_size, threads, seed])],
+                              capture_output=True, text=True, env=env, timeout=600, check=True)
+        probe = json.loads(done.stdout.strip().splitlines()[-1])
+    except (subprocess.SubprocessError, OSError, ValueError, IndexError) as exc:
+        return {"status": f"failed: {exc}", "method": "subprocess"}
+    return dict(probe, status="ok", method="subprocess, VmHWM", steps=3)
+
+
+# -- report ----------------------------------------------------------------------------------
+def _ms(summary) -> str:
+    return f"{summary['median_s'] * 1e3:9.2f}"
+
+
+def format_report(result: dict) -> str:
+    """Human-readable tables of a :func:`run_benchmark` result."""
+    cfg, mach, step = result["config"], result["machine"], result["train_step"]
+    lines = [f"im2col_net benchmark: convnet, batch {cfg['batch_size']}, float32, Adam; "
+             f"median of {cfg['repeats']} after {cfg['warmup']} warm-up",
+             f"machine: {mach['cpu']} ({mach['logical_cpus']} logical CPUs), "
+             f"numpy {mach['numpy']}, threads {cfg['threads']}"]
+    for lib in mach["blas"]:
+        lines.append(f"BLAS: {lib['internal_api']} {lib['version']} kernel "
+                     f"{lib['architecture']} ({lib['threading_layer']}, "
+                     f"{lib['num_threads']} threads)")
+    if not mach["blas"]:
+        lines.append("BLAS: unknown (install threadpoolctl to report it)")
+    env = ", ".join(f"{k}={v}" for k, v in mach["env"].items() if v is not None)
+    lines.append(f"env: {env or '(no BLAS/OpenMP variables set)'}")
+    roof = result["gemm_roof"]
+    lines += [f"GEMM roof: {roof['gflops']:.1f} GFLOP/s (float32 {roof['size']}^3 matmul, best)",
+              "", "training step          ms/step    images/s"]
+    for name in ("ours", "torch"):
+        if name in step:
+            s = step[name]
+            lines.append(f"  {name:<18} {_ms(s)}  {s['images_per_s']:10.1f}")
+    if step["ratio"] is not None:
+        lines.append(f"  ratio ours/torch: {step['ratio']:.2f}x  "
+                     f"(first-step loss ours {step['first_loss']['ours']:.6f}, "
+                     f"torch {step['first_loss']['torch']:.6f})")
+    else:
+        lines.append(f"  torch: {step['torch_status']}")
+    lines += ["", "layer                                   fwd ms    bwd ms  GFLOP/s fwd/bwd"
+              "   roof fwd/bwd"]
+    for row in result["layers"]:
+        text = f"  {row['index']:>2} {row['layer']:<33} {_ms(row['forward'])} " \
+               f"{_ms(row['backward'])}"
+        if "gflops_forward" in row:
+            text += (f"  {row['gflops_forward']:6.1f}/{row['gflops_backward']:<6.1f}"
+                     f"  {row['roof_fraction_forward']:5.0%}/{row['roof_fraction_backward']:<5.0%}")
+            text += f" {row['strategy']}" + ("" if row["compute_input_grad"] else ", no dx")
+        lines.append(text)
+    lines += ["", "strategy            layer    fwd ms    bwd ms  GFLOP/s  roof"
+              "   (* = what 'auto' picks; GFLOP/s counts direct-convolution FLOPs)"]
+    for row in result["strategies"]:
+        mark = "*" if row["auto_choice"] else " "
+        lines.append(f"  {row['strategy'] + mark:<17} {row['index']:>5} {_ms(row['forward'])} "
+                     f"{_ms(row['backward'])}  {row['gflops_total']:7.1f} "
+                     f"{row['roof_fraction_total']:5.0%}")
+    ref = result["reference"]
+    lines += ["", f"reference loops vs fast path (conv {ref['case']['x']} * "
+                  f"{ref['case']['weight']}, forward + backward): "
+                  f"{ref['reference']['median_s'] * 1e3:.1f} ms vs "
+                  f"{ref['ours']['median_s'] * 1e3:.3f} ms, {ref['speedup']:.0f}x"]
+    mem = result["memory"]
+    if mem.get("status") == "ok":
+        lines.append(f"peak RSS of training steps: {mem['peak_rss_bytes'] / 2**20:.0f} MiB "
+                     f"(process after imports and data: {mem['baseline_rss_bytes'] / 2**20:.0f}"
+                     " MiB)")
+    else:
+        lines.append(f"peak RSS: {mem.get('status')}")
+    return "\n".join(lines)

@@ -1,0 +1,139 @@
+"""The benchmark runs end to end in quick mode and reports well-formed results.
+
+No timing assertions: only structure, consistency and the torch-missing path.
+"""
+
+import builtins
+import json
+import math
+
+import pytest
+
+from im2col_net import bench
+from im2col_net.cli import main
+
+TOP_KEYS = {"config", "machine", "gemm_roof", "train_step", "layers", "strategies",
+            "reference", "memory"}
+
+
+def positive(value):
+    return isinstance(value, float) and math.isfinite(value) and value > 0
+
+
+def check_result(result, *, with_torch):
+    assert set(result) == TOP_KEYS
+    assert result["config"]["batch_size"] == 2 and result["config"]["quick"]
+    assert result["config"]["threads"] >= 1
+    machine = result["machine"]
+    assert set(bench.ENV_VARS) <= set(machine["env"])
+    for lib in machine["blas"]:
+        assert {"internal_api", "architecture", "num_threads"} <= set(lib)
+    assert positive(result["gemm_roof"]["gflops"])
+
+    step = result["train_step"]
+    assert positive(step["ours"]["images_per_s"]) and positive(step["ours"]["median_s"])
+    assert len(step["ours"]["times_s"]) == result["config"]["repeats"]
+    assert math.isfinite(step["first_loss"]["ours"])
+    if with_torch:
+        assert positive(step["torch"]["images_per_s"]) and positive(step["ratio"])
+        assert step["ratio"] == pytest.approx(
+            step["ours"]["images_per_s"] / step["torch"]["images_per_s"])
+    else:
+        assert "torch" not in step and step["ratio"] is None
+
+    kinds = [row["kind"] for row in result["layers"]]
+    assert kinds == ["Conv2D", "MaxPool2D", "Conv2D", "MaxPool2D"]
+    for row in result["layers"]:
+        assert positive(row["forward"]["median_s"]) and positive(row["backward"]["median_s"])
+        if row["kind"] == "Conv2D":
+            assert positive(row["gflops_forward"]) and positive(row["roof_fraction_forward"])
+            assert row["roof_fraction_backward"] == pytest.approx(
+                row["gflops_backward"] / result["gemm_roof"]["gflops"])
+    # The first conv skips its input gradient, so its backward does half the work.
+    conv0, conv1 = result["layers"][0], result["layers"][2]
+    assert conv0["compute_input_grad"] is False and conv1["compute_input_grad"] is True
+    for conv in (conv0, conv1):  # the model's convs run what "auto" picks for them
+        (picked,) = [r["strategy"] for r in result["strategies"]
+                     if r["index"] == conv["index"] and r["auto_choice"]]
+        assert conv["strategy"] == picked
+    assert conv0["gflop_backward"] == pytest.approx(conv0["gflop_forward"])
+    assert conv1["gflop_backward"] == pytest.approx(2 * conv1["gflop_forward"])
+
+    assert [(r["index"], r["strategy"]) for r in result["strategies"]] == [
+        (0, "im2col"), (0, "strided"), (0, "fft"), (3, "im2col"), (3, "strided"), (3, "fft")]
+    # Exactly one strategy per layer is the one "auto" (the default) picks.
+    for index in (0, 3):
+        assert sum(r["auto_choice"] for r in result["strategies"] if r["index"] == index) == 1
+    assert positive(result["reference"]["speedup"])
+    json.dumps(result)  # JSON-serialisable throughout
+
+
+def test_quick_benchmark_without_torch_or_memory():
+    result = bench.run_benchmark(batch_size=2, quick=True, include_torch=False,
+                                 measure_memory=False)
+    check_result(result, with_torch=False)
+    assert result["train_step"]["torch_status"].startswith("disabled")
+    assert result["memory"] == {"status": "skipped"}
+    text = bench.format_report(result)
+    assert "training step" in text and "GEMM roof" in text and "torch: disabled" in text
+
+
+def test_quick_benchmark_with_torch_runs_the_identical_model():
+    pytest.importorskip("torch")
+    result = bench.run_benchmark(batch_size=2, quick=True, include_torch=True,
+                                 measure_memory=False)
+    check_result(result, with_torch=True)
+    losses = result["train_step"]["first_loss"]
+    # Same weights, data and loss: the first step's losses agree.
+    assert losses["torch"] == pytest.approx(losses["ours"], rel=1e-4)
+    assert "ratio ours/torch" in bench.format_report(result)
+
+
+def test_torch_hidden_is_reported_not_fatal(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch hidden by the test")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    result = bench.run_benchmark(batch_size=2, quick=True, include_torch=True,
+                                 measure_memory=False)
+    check_result(result, with_torch=False)
+    assert result["train_step"]["torch_status"].startswith("not available")
+    assert "torch hidden by the test" in bench.format_report(result)
+
+
+def test_cli_writes_json_with_memory(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--batch-size", "2", "--no-torch",
+                 "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "images/s" in out and f"wrote {path}" in out
+    result = json.loads(path.read_text())
+    check_result(result, with_torch=False)
+    memory = result["memory"]
+    assert memory["status"] == "ok", memory
+    assert memory["peak_rss_bytes"] >= memory["baseline_rss_bytes"] > 0
+    assert not [p for p in tmp_path.iterdir() if p.name != "bench.json"]  # no temp left
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--batch-size", "0"], "batch_size"),
+    (["--repeats", "0"], "repeats"),
+    (["--threads", "0"], "threads"),
+    (["--json", "/nonexistent-dir/x.json"], "does not exist"),
+])
+def test_cli_rejects_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "--quick", "--no-torch", "--no-memory"] + argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_threads_option_sets_the_thread_count():
+    pytest.importorskip("threadpoolctl")
+    result = bench.run_benchmark(batch_size=2, quick=True, include_torch=False,
+                                 measure_memory=False, threads=1)
+    assert result["config"]["threads"] == 1
