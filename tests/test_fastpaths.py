@@ -207,6 +207,10 @@ def test_block_count_is_capped_whatever_the_batch():
     assert _parallel.block_count(3, 1, 1 << 20) == 3          # at most one per item
     assert _parallel.block_count(100, 10, 1 << 20) == _parallel.MIN_BLOCKS
     assert _parallel.block_count(0, 10, 10) == 0
+    # Multiples of BALANCE (equal shares for 1, 2 or 4 threads) when there are enough items.
+    for items, item_bytes in ((200, 138_000), (200, 627_000), (1000, 5000), (50, 1 << 20)):
+        count = _parallel.block_count(items, item_bytes, 2 << 20)
+        assert count % _parallel.BALANCE == 0 or count == items
 
 
 @pytest.mark.parametrize("blocks, accumulator_bytes", [(1, 8), (7, 8), (64, 8), (64, 10**7),
@@ -215,6 +219,7 @@ def test_chains_cover_the_blocks_in_order(blocks, accumulator_bytes):
     parts = _parallel.chains(blocks, accumulator_bytes)
     assert [b for part in parts for b in part] == list(range(blocks))
     assert 1 <= len(parts) <= _parallel.MAX_CHAINS
+    assert len(parts) <= _parallel.BALANCE or len(parts) % _parallel.BALANCE == 0
     if len(parts) > 1:
         assert len(parts) * accumulator_bytes <= _parallel.CHAIN_BYTES
 

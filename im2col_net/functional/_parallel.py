@@ -31,6 +31,9 @@ __all__ = ["worker_count", "forced_workers", "run_blocks", "call", "for_row_bloc
 # Upper bound on blocks per region: keeps the Python-level loop count independent of the
 # batch size (blocks simply grow for very large batches).
 MAX_BLOCKS = 64
+# Block and chain counts are rounded to multiples of this, so that common thread counts
+# (1, 2, 4) get equal numbers of them.
+BALANCE = 4
 # Fewest blocks a large enough job is cut into (work for a few threads; see block_count).
 MIN_BLOCKS = 8
 # Reductions (weight and bias gradients): most chains, and the memory their accumulators
@@ -110,7 +113,10 @@ def block_count(items: int, item_bytes: int, budget_bytes: int,
         return 0
     by_budget = math.ceil(items * max(item_bytes, 1) / max(budget_bytes, 1))
     least = MIN_BLOCKS if minimum is None else minimum
-    return max(1, min(items, MAX_BLOCKS, max(by_budget, least)))
+    count = max(by_budget, least)
+    # A multiple of BALANCE, so that 1, 2 or 4 threads get equal shares.
+    count = -(-count // BALANCE) * BALANCE
+    return max(1, min(items, MAX_BLOCKS, count))
 
 
 def chains(blocks: int, accumulator_bytes: int) -> list[range]:
@@ -120,6 +126,8 @@ def chains(blocks: int, accumulator_bytes: int) -> list[range]:
     any number of threads and any timing. More chains balance load better; their count
     is capped so that the accumulators stay within :data:`CHAIN_BYTES`."""
     count = max(1, min(blocks, MAX_CHAINS, CHAIN_BYTES // max(accumulator_bytes, 1)))
+    if count > BALANCE:
+        count -= count % BALANCE  # equal shares for 1, 2 or 4 threads
     return [range(c * blocks // count, (c + 1) * blocks // count) for c in range(count)]
 
 
