@@ -256,9 +256,10 @@ def conv2d_backward(dy, cache: ConvCache, *, need_input_grad: bool = True):
     acc_shape = cache.spectrum.shape if fft else (groups, plan.kb, coutg)
     acc_dtype = cache.spectrum.dtype if fft else dtype
     block_chains = chains(plan.blocks, int(np.prod(acc_shape)) * np.dtype(acc_dtype).itemsize)
-    dw_parts = np.zeros((len(block_chains),) + acc_shape, dtype=acc_dtype)
-    db_parts = (np.zeros((len(block_chains), cout), dtype=dtype) if plan.separate_bias
-                else None)
+    # Scratch (reused across calls, already in memory); each chain zeroes its own part.
+    dw_parts = scratch("conv.dw_parts", (len(block_chains),) + acc_shape, acc_dtype)
+    db_parts = (scratch("conv.db_parts", (len(block_chains), cout), dtype)
+                if plan.separate_bias else None)
 
     def one_block(block, chain):
         start, stop = plan.bounds(block)
@@ -277,6 +278,9 @@ def conv2d_backward(dy, cache: ConvCache, *, need_input_grad: bool = True):
                               dw_parts[chain].reshape(cache.w_gemm.shape), dxp_b)
 
     def task(chain, worker):
+        dw_parts[chain] = 0
+        if db_parts is not None:
+            db_parts[chain] = 0
         for block in block_chains[chain]:
             one_block(block, chain)
 
