@@ -91,7 +91,7 @@ def resolve_padding(padding, kernel: tuple[int, int], stride: tuple[int, int],
                     f"{where}padding='same' needs stride 1, got stride={stride}"
                 )
             pads = []
-            for k, d in zip(kernel, dilation):
+            for k, d in zip(kernel, dilation, strict=True):
                 total = d * (k - 1)
                 pads.extend([total // 2, total - total // 2])
             return tuple(pads)  # type: ignore[return-value]
@@ -128,7 +128,8 @@ class WindowGeometry:
     dilation: tuple[int, int] = (1, 1)
 
     @classmethod
-    def make(cls, kernel_size, stride=1, padding=0, dilation=1, *, owner: str = "") -> WindowGeometry:
+    def make(cls, kernel_size, stride=1, padding=0, dilation=1, *,
+             owner: str = "") -> WindowGeometry:
         """Validate torch-style arguments and build the geometry."""
         kernel = as_pair(kernel_size, "kernel_size", owner=owner)
         stride_ = as_pair(stride, "stride", owner=owner)
@@ -139,7 +140,7 @@ class WindowGeometry:
     @property
     def span(self) -> tuple[int, int]:
         """Extent of one dilated window: ``dilation * (kernel - 1) + 1``."""
-        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation))  # type: ignore
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation, strict=True))  # type: ignore
 
     def padded_size(self, height: int, width: int) -> tuple[int, int]:
         top, bottom, left, right = self.padding
@@ -148,9 +149,10 @@ class WindowGeometry:
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """``(Ho, Wo)`` for an input of ``height x width`` (may be <= 0)."""
         top, bottom, left, right = self.padding
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
         return (
-            conv_output_size(height, self.kernel[0], self.stride[0], top + bottom, self.dilation[0]),
-            conv_output_size(width, self.kernel[1], self.stride[1], left + right, self.dilation[1]),
+            conv_output_size(height, kh, sh, top + bottom, dh),
+            conv_output_size(width, kw, sw, left + right, dw),
         )
 
     def checked_output_size(self, height: int, width: int, *, owner: str = "") -> tuple[int, int]:

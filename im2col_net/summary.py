@@ -18,11 +18,14 @@ FLOPs (forward)
 activation memory
     The bytes of the layer's output (what training keeps for the backward pass, give
     or take the layers that cache their input instead).
-im2col workspace
-    The column matrix the lowering builds: ``N*Ho*Wo * kh*kw*Cin`` elements for a
-    Conv2D with ``strategy="im2col"`` (the padded input ``N*Hp*Wp*Cin`` for
-    ``"strided"``), ``N*H*W * kh*kw*Cout`` for a ConvTranspose2D; 0 elsewhere. These
-    matrices are cached for the backward pass, so in training they add up.
+workspace
+    Memory the layer's lowering holds besides its output. Conv2D: the padded
+    channels-last copy of its input, ``N*Hp*Wp*Cin`` elements, kept from forward to
+    backward whatever the strategy; its column matrices are built in blocks of about
+    2 MiB per thread (``functional.conv.BLOCK_BYTES``), a fixed cost not counted here.
+    ConvTranspose2D: its whole column matrix, ``N*H*W * kh*kw*Cout`` elements, built in
+    forward and again in backward. 0 elsewhere. In training the conv rows add up, since
+    every layer keeps its copy until its backward has run.
 """
 
 from __future__ import annotations
@@ -132,7 +135,7 @@ class ModelSummary:
         return json.dumps(self.to_dict(), indent=2)
 
     def __str__(self) -> str:
-        header = ("Layer", "Output shape", "Params", "FLOPs", "Activations", "im2col workspace")
+        header = ("Layer", "Output shape", "Params", "FLOPs", "Activations", "Workspace")
         table = [header]
         for r in self.rows:
             label = "  " * r.depth + f"{r.name} {r.kind}".strip()
@@ -155,7 +158,7 @@ class ModelSummary:
             f"(batch of {self.batch_size})",
             f"Input:                 {format_bytes(self.input_bytes)}",
             f"Activations (sum):     {format_bytes(self.total_activation_bytes)}",
-            f"im2col workspace:      {format_bytes(self.total_workspace_bytes)} total, "
+            f"Workspace:             {format_bytes(self.total_workspace_bytes)} total, "
             f"{format_bytes(self.peak_workspace_bytes)} largest layer",
         ]
         return "\n".join(out)
@@ -211,12 +214,8 @@ def _leaf_costs(layer: Layer, x_shape, y_shape, batch: int, itemsize: int):
         kh, kw = layer.geometry.kernel
         ho, wo = y_shape[2], y_shape[3]
         macs = ho * wo * layer.out_channels * (layer.in_channels // layer.groups) * kh * kw
-        if layer.strategy == "im2col":
-            work = ho * wo * kh * kw * layer.in_channels
-        else:
-            hp, wp = layer.geometry.padded_size(x_shape[2], x_shape[3])
-            work = hp * wp * layer.in_channels
-        return 2 * macs * batch, work * batch * itemsize
+        hp, wp = layer.geometry.padded_size(x_shape[2], x_shape[3])
+        return 2 * macs * batch, hp * wp * layer.in_channels * batch * itemsize
     if isinstance(layer, ConvTranspose2D):
         kh, kw = layer.geometry.kernel
         h, w = x_shape[2], x_shape[3]

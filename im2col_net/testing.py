@@ -487,8 +487,10 @@ def reference_pair(layer):
     """``(reference_forward, reference_backward)`` for a built-in layer, reading the
     layer's current parameters and configuration at call time.
 
-    Supports Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, Linear, ReLU, LeakyReLU,
-    Sigmoid, Tanh and Flatten.
+    Supports Conv2D, ConvTranspose2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, Linear,
+    ReLU, LeakyReLU, ELU, Sigmoid, Tanh and Flatten. (BatchNorm's reference,
+    :func:`im2col_net.reference.batch_norm_forward`, also returns running statistics, so
+    it is called directly.)
     """
     from . import layers as L
 
@@ -510,6 +512,25 @@ def reference_pair(layer):
             return dx, {"weight": dw, "bias": db}
 
         return conv_fwd, conv_bwd
+    if isinstance(layer, L.ConvTranspose2D):
+        g = layer.geometry
+        opts = dict(stride=g.stride, padding=(g.padding[0], g.padding[2]),
+                    output_padding=layer.output_padding, groups=layer.groups,
+                    dilation=g.dilation)
+
+        def tconv_fwd(x):
+            return ref.conv_transpose2d_forward(x, layer.params["weight"],
+                                                layer.params.get("bias"), **opts)
+
+        def tconv_bwd(x, dy):
+            dx, dw, db = ref.conv_transpose2d_backward(
+                x, layer.params["weight"], dy, bias="bias" in layer.params, **opts)
+            return dx, {"weight": dw, "bias": db}
+
+        return tconv_fwd, tconv_bwd
+    if isinstance(layer, L.ELU):
+        return (lambda x: ref.elu_forward(x, layer.alpha),
+                lambda x, dy: ref.elu_backward(x, dy, layer.alpha))
     if isinstance(layer, (L.MaxPool2D, L.AvgPool2D)):
         g = layer.geometry
         opts = dict(kernel_size=g.kernel, stride=g.stride, padding=(g.padding[0], g.padding[2]))

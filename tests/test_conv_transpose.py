@@ -17,6 +17,7 @@ from im2col_net.testing import (
     assert_close,
     assert_layer_matches_reference,
     assert_passes_gradcheck,
+    reference_pair,
 )
 
 
@@ -83,25 +84,12 @@ def tconv_configs(draw, max_size=4, dtypes=(np.float32, np.float64)):
     return config
 
 
-def reference_pair(layer, config):
-    def forward(x):
-        return ref.conv_transpose2d_forward(x, layer.params["weight"], layer.params.get("bias"),
-                                            **config.kwargs())
-
-    def backward(x, dy):
-        dx, dw, db = ref.conv_transpose2d_backward(x, layer.params["weight"], dy,
-                                                   bias=config.bias, **config.kwargs())
-        return dx, {"weight": dw, "bias": db}
-
-    return forward, backward
-
-
 @given(config=tconv_configs(), data=st.data())
 def test_layer_matches_reference(config, data):
     layer = config.make_layer(seed=data.draw(st.integers(0, 2**16)))
     assert layer.params["weight"].shape == config.weight_shape
     x = data.draw(arrays(config.input_shape, config.dtype, noncontiguous=True))
-    y, dx = assert_layer_matches_reference(layer, *reference_pair(layer, config), x)
+    y, dx = assert_layer_matches_reference(layer, *reference_pair(layer), x)
     assert y.shape == (config.batch, config.out_channels) + config.out_size
     assert y.dtype == dx.dtype == config.dtype
     assert set(layer.grads) == ({"weight", "bias"} if config.bias else {"weight"})

@@ -14,6 +14,7 @@ from im2col_net.testing import (
     assert_layer_matches_reference,
     assert_passes_gradcheck,
     away_from_zero,
+    reference_pair,
 )
 
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=4).map(tuple)
@@ -25,9 +26,7 @@ alphas = st.sampled_from([1.0, 0.3, 2.5])
 def test_layer_matches_reference(shape, alpha, dtype, data):
     layer = ELU(alpha)
     x = data.draw(arrays(shape, dtype, scale=4.0, noncontiguous=True))
-    y, dx = assert_layer_matches_reference(
-        layer, lambda v: ref.elu_forward(v, alpha), lambda v, dy: ref.elu_backward(v, dy, alpha),
-        x)
+    y, dx = assert_layer_matches_reference(layer, *reference_pair(layer), x)
     assert y.dtype == dx.dtype == np.dtype(dtype)
 
 

@@ -37,10 +37,8 @@ def test_conv_flops_and_workspace_follow_the_formula(strategy, dtype):
     assert row.flops == 2 * n * ho * wo * 6 * (4 // 2) * 3 * 2
     assert row.params == 6 * 2 * 3 * 2 + 6
     assert row.activation_bytes == n * 6 * ho * wo * itemsize
-    if strategy == "im2col":
-        assert row.workspace_bytes == n * ho * wo * 3 * 2 * 4 * itemsize
-    else:
-        assert row.workspace_bytes == n * (h + 2) * (w + 2) * 4 * itemsize
+    # The padded input copy kept for backward, whatever the strategy.
+    assert row.workspace_bytes == n * (h + 2) * (w + 2) * 4 * itemsize
     assert s.dtype == np.dtype(dtype).name and s.input_shape == (n, 4, h, w)
 
 
@@ -118,7 +116,7 @@ def test_str_and_dict():
     s = build_model("inception-mini", rng=0).summary((1, 28, 28), batch_size=8)
     assert isinstance(s, ModelSummary)
     text = str(s)
-    assert "Output shape" in text and "im2col workspace" in text
+    assert "Output shape" in text and "Workspace" in text
     assert "Parallel(concat)" in text and "(8, 10)" in text
     assert f"Total parameters:      {s.total_params:,}" in text
     assert format_count(s.total_flops) in text

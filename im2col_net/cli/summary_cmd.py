@@ -2,7 +2,7 @@
 
 Builds the model from :data:`im2col_net.models.MODEL_BUILDERS` and prints
 :meth:`~im2col_net.layers.base.Layer.summary` at the given batch size: output shapes,
-parameters, forward FLOPs, activation memory and im2col workspace, with totals.
+parameters, forward FLOPs, activation memory and lowering workspace, with totals.
 """
 
 from __future__ import annotations

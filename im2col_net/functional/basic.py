@@ -93,39 +93,52 @@ def relu_backward(dy, cache):
 
 
 def leaky_relu_forward(x, negative_slope=0.01):
-    """``x`` where positive, ``negative_slope * x`` elsewhere."""
+    """``x`` where positive, ``negative_slope * x`` elsewhere.
+
+    ``x`` any shape -> ``y`` same shape and dtype, and the cache: the per-element slope
+    (1 or ``negative_slope``), ``x``'s shape and dtype.
+    """
     slope = np.where(x > 0, np.ones((), x.dtype), np.asarray(negative_slope, x.dtype))
     return x * slope, slope
 
 
 def leaky_relu_backward(dy, slope):
+    """``dy`` (the forward output's shape) times the cached slope -> ``dx``, same shape."""
     return dy * slope
 
 
 def sigmoid_forward(x):
-    """Logistic function, computed without overflow for large ``|x|``."""
+    """Logistic function, computed without overflow for large ``|x|``.
+
+    ``x`` any shape -> ``y`` same shape and dtype; the cache is ``y`` itself.
+    """
     e = np.exp(-np.abs(x))
     y = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
     return y, y
 
 
 def sigmoid_backward(dy, y):
+    """``dx = dy * y * (1 - y)``, all of the forward output's shape and dtype."""
     return dy * y * (1 - y)
 
 
 def tanh_forward(x):
+    """``tanh(x)``: any shape -> same shape and dtype; the cache is ``y`` itself."""
     y = np.tanh(x)
     return y, y
 
 
 def tanh_backward(dy, y):
+    """``dx = dy * (1 - y**2)``, all of the forward output's shape and dtype."""
     return dy * (1 - y * y)
 
 
 def dropout_forward(x, p, rng: np.random.Generator, training=True):
     """Inverted dropout: zero each element with probability ``p``, scale the rest by ``1/(1-p)``.
 
-    In evaluation mode (``training=False``) or with ``p == 0`` it is the identity.
+    ``x`` any shape -> ``y`` same shape and dtype, and the cache: the mask of scales
+    (``x``'s shape and dtype), or None when nothing was dropped. In evaluation mode
+    (``training=False``) or with ``p == 0`` it is the identity.
     """
     if not training or p == 0:
         return x, None
@@ -136,6 +149,7 @@ def dropout_forward(x, p, rng: np.random.Generator, training=True):
 
 
 def dropout_backward(dy, mask):
+    """``dx = dy * mask`` (``dy`` itself when the forward pass dropped nothing)."""
     return dy if mask is None else dy * mask
 
 

@@ -69,7 +69,14 @@ def check_float_input(layer, x, ndim=None, dtype=None) -> np.ndarray:
 
 
 class Layer:
-    """Base class: parameters, gradients, train/eval mode, call-order checks."""
+    """Base class: parameters, gradients, train/eval mode, call-order checks.
+
+    A layer maps ``forward(x) -> y`` and ``backward(dy) -> dx``, where ``dy`` has ``y``'s
+    shape and ``dx`` has ``x``'s; shapes per layer are in each subclass. ``params`` maps
+    names (``"weight"``, ``"bias"``) to arrays the optimizer updates in place; after
+    ``backward`` the gradients are in ``grads`` under the same names, with the same
+    shapes and dtypes. ``backward`` never modifies ``dy``.
+    """
 
     def __init__(self):
         self.params: dict[str, np.ndarray] = {}
@@ -164,7 +171,8 @@ class Layer:
         unexpected = sorted(set(state) - set(own))
         if missing or unexpected:
             raise ValueError(
-                f"{self!r}: state_dict keys do not match: missing {missing}, unexpected {unexpected}"
+                f"{self!r}: state_dict keys do not match: missing {missing}, "
+                f"unexpected {unexpected}"
             )
         for name, target in own.items():
             value = np.asarray(state[name])

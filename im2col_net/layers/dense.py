@@ -99,28 +99,31 @@ class _Elementwise(Layer):
 
 
 class ReLU(_Elementwise):
-    """``max(x, 0)``; the gradient at exactly 0 is taken as 0."""
+    """``max(x, 0)``, any shape -> same shape and dtype; the gradient at exactly 0 is
+    taken as 0."""
 
     _forward = staticmethod(F.relu_forward)
     _backward = staticmethod(F.relu_backward)
 
 
 class Sigmoid(_Elementwise):
-    """Logistic sigmoid."""
+    """Logistic sigmoid ``1 / (1 + exp(-x))``, any shape -> same shape and dtype
+    (torch.nn.Sigmoid)."""
 
     _forward = staticmethod(F.sigmoid_forward)
     _backward = staticmethod(F.sigmoid_backward)
 
 
 class Tanh(_Elementwise):
-    """Hyperbolic tangent."""
+    """Hyperbolic tangent, any shape -> same shape and dtype (torch.nn.Tanh)."""
 
     _forward = staticmethod(F.tanh_forward)
     _backward = staticmethod(F.tanh_backward)
 
 
 class LeakyReLU(_Elementwise):
-    """``x`` where positive, ``negative_slope * x`` elsewhere."""
+    """``x`` where positive, ``negative_slope * x`` elsewhere, any shape -> same shape and
+    dtype (torch.nn.LeakyReLU, default slope 0.01)."""
 
     def __init__(self, negative_slope=0.01):
         super().__init__()
@@ -154,7 +157,10 @@ class Flatten(Layer):
 class Dropout(Layer):
     """Inverted dropout with probability ``p``; the identity in eval mode.
 
-    The mask comes from ``rng`` (a Generator or seed), so runs are reproducible.
+    Any shape -> same shape and dtype: in training each element is zeroed with
+    probability ``p`` and the rest are scaled by ``1 / (1 - p)``, so eval needs no
+    rescaling (torch.nn.Dropout). The mask comes from ``rng`` (a Generator or seed), so
+    runs are reproducible.
     """
 
     def __init__(self, p=0.5, *, rng=None):
