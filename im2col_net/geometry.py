@@ -143,6 +143,7 @@ class WindowGeometry:
         return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation, strict=True))  # type: ignore
 
     def padded_size(self, height: int, width: int) -> tuple[int, int]:
+        """``(Hp, Wp)``: the input size plus the padding on both sides."""
         top, bottom, left, right = self.padding
         return height + top + bottom, width + left + right
 

@@ -317,3 +317,14 @@ def test_astype_and_zero_grad_reach_every_branch():
     assert all(not g.any() for g in block.grads.values())
     with pytest.raises(ValueError, match="Parallel: astype expects a floating dtype"):
         block[0].astype(np.int32)
+
+
+def test_repr_indents_each_nesting_level():
+    model = Sequential(Conv2D(1, 2, 3, rng=0),
+                       Sequential(Residual(Sequential(ReLU(), Tanh())), ReLU()))
+    lines = repr(model).splitlines()
+    depth = {line.strip(): len(line) - len(line.lstrip()) for line in lines}
+    assert depth["(1): Sequential("] == 2
+    assert depth["(0): Residual(identity shortcut"] == 4
+    assert depth["(0): ReLU()"] == 8 and depth["(1): Tanh()"] == 8
+    assert lines[-1] == ")"

@@ -28,6 +28,7 @@ class CliError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``im2col-net`` argument parser with one sub-command per module in COMMANDS."""
     parser = argparse.ArgumentParser(
         prog="im2col-net",
         description="A NumPy CNN engine: train, evaluate, benchmark and gradient-check.",
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run ``im2col-net`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

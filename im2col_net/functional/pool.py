@@ -39,6 +39,9 @@ __all__ = [
 
 @dataclass
 class PoolCache:
+    """What the pooling backward needs: geometry, shapes, and for max pooling the index
+    of each window's maximum, for average pooling the divisor of each output."""
+
     geometry: WindowGeometry
     input_shape: tuple[int, int, int, int]
     out_size: tuple[int, int]
@@ -128,6 +131,10 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
 
 
 def max_pool2d_forward_geom(x, geometry: WindowGeometry, owner="max_pool2d"):
+    """:func:`max_pool2d_forward` with a prepared geometry (used by layers).
+
+    ``x (N, C, H, W)`` -> ``y (N, C, Ho, Wo)`` in ``x``'s dtype, and a :class:`PoolCache`.
+    """
     x = np.asarray(x)
     _check_input(x, owner)
     n, c, h, w = x.shape
@@ -240,6 +247,10 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, count_include_pad
 
 def avg_pool2d_forward_geom(x, geometry: WindowGeometry, count_include_pad=True,
                             owner="avg_pool2d"):
+    """:func:`avg_pool2d_forward` with a prepared geometry (used by layers).
+
+    ``x (N, C, H, W)`` -> ``y (N, C, Ho, Wo)`` in ``x``'s dtype, and a :class:`PoolCache`.
+    """
     x = np.asarray(x)
     _check_input(x, owner)
     n, c, h, w = x.shape

@@ -86,9 +86,11 @@ class Layer:
 
     # -- the protocol -------------------------------------------------------------
     def forward(self, x):
+        """Compute ``y`` from ``x`` (shapes per layer) and keep what backward needs."""
         raise NotImplementedError
 
     def backward(self, dy):
+        """Given ``dy = dL/dy`` (``y``'s shape), fill ``grads`` and return ``dL/dx``."""
         raise NotImplementedError
 
     def __call__(self, x):
@@ -109,12 +111,14 @@ class Layer:
 
     # -- modes and parameters -----------------------------------------------------
     def train(self, mode: bool = True):
+        """Set training mode (``mode=False``: evaluation) here and in every child."""
         self.training = bool(mode)
         for child in self.children():
             child.train(mode)
         return self
 
     def eval(self):
+        """Evaluation mode: dropout off, batch norm on running statistics."""
         return self.train(False)
 
     def children(self):
@@ -131,9 +135,11 @@ class Layer:
         return list(getattr(self, "buffers", {}).items())
 
     def parameter_count(self) -> int:
+        """Number of trainable scalars in all parameters."""
         return int(sum(p.size for _, p in self.named_parameters()))
 
     def zero_grad(self):
+        """Set every gradient to zeros of its parameter's shape and dtype."""
         for child in self.children():
             child.zero_grad()
         for name, value in self.params.items():

@@ -111,5 +111,7 @@ class Sequential(Layer):
         return dy
 
     def __repr__(self):
-        inner = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
+        # Nested containers span several lines: indent all of them one level.
+        inner = "".join(f"\n  ({i}): " + repr(layer).replace("\n", "\n  ")
+                        for i, layer in enumerate(self.layers))
         return f"Sequential({inner}\n)" if inner else "Sequential()"
