@@ -16,11 +16,45 @@ from .base import (
     xavier_uniform,
 )
 
+
+class ConvLayerBase(Layer):
+    """What Conv2D and ConvTranspose2D share: the input check and the backward step.
+
+    A subclass sets ``in_channels``, ``out_channels`` and ``compute_input_grad`` and
+    names its functional backward in ``_functional_backward``.
+    """
+
+    _functional_backward = None
+
+    def _checked_input(self, x):
+        """``x`` as a 4-D array of the weight's dtype with ``in_channels`` channels."""
+        x = check_float_input(self, x, 4, self.params["weight"].dtype)
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{self!r}: expected input of shape (N, {self.in_channels}, H, W), "
+                f"got shape {x.shape}"
+            )
+        return x
+
+    def backward(self, dy):
+        """``dy (N, out_channels, Ho, Wo)`` -> ``dx (N, in_channels, H, W)`` or None when
+        ``compute_input_grad`` is False; fills ``grads["weight"]`` (and ``"bias"``)."""
+        cache = self._require_cache()
+        n = cache.input_shape[0]
+        dy = self._check_dy(dy, (n, self.out_channels) + tuple(cache.out_size))
+        dx, dw, db = self._functional_backward(
+            dy, cache, need_input_grad=self.compute_input_grad)
+        self.grads["weight"] = dw
+        if db is not None:
+            self.grads["bias"] = db
+        return dx
+
+
 # torch.nn.Conv2d spells edge padding "replicate".
 _MODE_ALIASES = {"replicate": "edge"}
 
 
-class Conv2D(Layer):
+class Conv2D(ConvLayerBase):
     """2-D convolution (cross-correlation by default), PyTorch argument names and shapes.
 
     ``weight (out_channels, in_channels // groups, kh, kw)``, ``bias (out_channels,)``.
@@ -107,27 +141,13 @@ class Conv2D(Layer):
                 f"dilation={tuple(c['dilation'])}, groups={c['groups']}, bias={c['bias']}, "
                 f"padding_mode={c['padding_mode']!r}")
 
+    _functional_backward = staticmethod(conv2d_backward)
+
     def forward(self, x):
-        weight = self.params["weight"]
-        x = check_float_input(self, x, 4, weight.dtype)
-        if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"{self!r}: expected input of shape (N, {self.in_channels}, H, W), "
-                f"got shape {x.shape}"
-            )
+        x = self._checked_input(x)
         y, self._cache = conv2d_forward_geom(
-            x, weight, self.params.get("bias"), self.geometry, groups=self.groups,
+            x, self.params["weight"], self.params.get("bias"), self.geometry, groups=self.groups,
             padding_mode=self.padding_mode, flip_kernel=self.flip_kernel,
             strategy=self.strategy, owner=repr(self),
         )
         return y
-
-    def backward(self, dy):
-        cache = self._require_cache()
-        n = cache.input_shape[0]
-        dy = self._check_dy(dy, (n, self.out_channels) + tuple(cache.out_size))
-        dx, dw, db = conv2d_backward(dy, cache, need_input_grad=self.compute_input_grad)
-        self.grads["weight"] = dw
-        if db is not None:
-            self.grads["bias"] = db
-        return dx

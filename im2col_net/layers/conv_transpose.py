@@ -10,10 +10,11 @@ from ..functional.conv_transpose import (
     conv_transpose2d_geometry,
     conv_transpose2d_output_size,
 )
-from .base import Layer, check_float_dtype, check_float_input, make_rng
+from .base import check_float_dtype, make_rng
+from .conv import ConvLayerBase
 
 
-class ConvTranspose2D(Layer):
+class ConvTranspose2D(ConvLayerBase):
     """Transposed 2-D convolution, PyTorch argument names and weight shape.
 
     ``weight (in_channels, out_channels // groups, kh, kw)``, ``bias (out_channels,)``.
@@ -78,26 +79,12 @@ class ConvTranspose2D(Layer):
         """``(Hout, Wout)`` for an ``height x width`` input."""
         return conv_transpose2d_output_size(self.geometry, self.output_padding, height, width)
 
+    _functional_backward = staticmethod(conv_transpose2d_backward)
+
     def forward(self, x):
-        weight = self.params["weight"]
-        x = check_float_input(self, x, 4, weight.dtype)
-        if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"{self!r}: expected input of shape (N, {self.in_channels}, H, W), "
-                f"got shape {x.shape}"
-            )
+        x = self._checked_input(x)
         y, self._cache = conv_transpose2d_forward_geom(
-            x, weight, self.params.get("bias"), self.geometry, self.output_padding,
+            x, self.params["weight"], self.params.get("bias"), self.geometry, self.output_padding,
             groups=self.groups, owner=repr(self),
         )
         return y
-
-    def backward(self, dy):
-        cache = self._require_cache()
-        n = cache.input_shape[0]
-        dy = self._check_dy(dy, (n, self.out_channels) + tuple(cache.out_size))
-        dx, dw, db = conv_transpose2d_backward(dy, cache, need_input_grad=self.compute_input_grad)
-        self.grads["weight"] = dw
-        if db is not None:
-            self.grads["bias"] = db
-        return dx
