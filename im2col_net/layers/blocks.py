@@ -17,7 +17,7 @@ import numpy as np
 
 from .base import Layer, make_rng
 from .batchnorm import BatchNorm2D
-from .containers import Sequential
+from .containers import Container, Sequential
 from .conv import Conv2D
 from .dense import ReLU
 from .pool import MaxPool2D
@@ -27,7 +27,7 @@ __all__ = ["Parallel", "Residual", "inception_block", "basic_residual_block"]
 COMBINE_MODES = ("concat", "add")
 
 
-class _Branching(Layer):
+class _Branching(Container):
     """A container of indexed children; params/grads/buffers are derived, dotted views."""
 
     def __init__(self, children, owner):
@@ -39,57 +39,6 @@ class _Branching(Layer):
 
     def children(self):
         return list(self._children)
-
-    def _dotted(self, method):
-        out = []
-        for i, child in enumerate(self._children):
-            out.extend((f"{i}.{name}", value) for name, value in getattr(child, method)())
-        return out
-
-    def named_parameters(self):
-        return self._dotted("named_parameters")
-
-    def named_buffers(self):
-        return self._dotted("named_buffers")
-
-    @property
-    def params(self):
-        return dict(self.named_parameters())
-
-    @params.setter
-    def params(self, value):
-        if value:
-            raise AttributeError(f"{type(self).__name__}.params is derived from its children")
-
-    @property
-    def grads(self):
-        out = {}
-        for i, child in enumerate(self._children):
-            out.update((f"{i}.{name}", g) for name, g in child.grads.items())
-        return out
-
-    @grads.setter
-    def grads(self, value):
-        if value:
-            raise AttributeError(f"{type(self).__name__}.grads is derived from its children")
-
-    @property
-    def buffers(self):
-        return dict(self.named_buffers())
-
-    # The derived dicts hold the children's arrays; only the children need converting.
-    def astype(self, dtype):
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise ValueError(f"{type(self).__name__}: astype expects a floating dtype, got {dtype}")
-        for child in self._children:
-            child.astype(dtype)
-        self._cache = None
-        return self
-
-    def zero_grad(self):
-        for child in self._children:
-            child.zero_grad()
 
     def __len__(self):
         return len(self._children)

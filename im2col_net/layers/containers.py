@@ -2,11 +2,70 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import _fusion
 from .base import Layer
 
 
-class Sequential(Layer):
+class Container(Layer):
+    """A layer made of child layers (``children()``): its parameters, gradients and
+    buffers are its children's, under dotted names ``"<index>.<name>"``; it has none of
+    its own, so ``params`` and ``grads`` are read-only views built on each access."""
+
+    def _dotted(self, method):
+        out = []
+        for i, child in enumerate(self.children()):
+            out.extend((f"{i}.{name}", value) for name, value in getattr(child, method)())
+        return out
+
+    def named_parameters(self):
+        return self._dotted("named_parameters")
+
+    def named_buffers(self):
+        return self._dotted("named_buffers")
+
+    @property
+    def params(self):
+        return dict(self.named_parameters())
+
+    @params.setter
+    def params(self, value):
+        if value:
+            raise AttributeError(f"{type(self).__name__}.params is derived from its children")
+
+    @property
+    def grads(self):
+        out = {}
+        for i, child in enumerate(self.children()):
+            out.update((f"{i}.{name}", g) for name, g in child.grads.items())
+        return out
+
+    @grads.setter
+    def grads(self, value):
+        if value:
+            raise AttributeError(f"{type(self).__name__}.grads is derived from its children")
+
+    @property
+    def buffers(self):
+        return dict(self.named_buffers())
+
+    # The derived dicts hold the children's arrays; only the children need converting.
+    def astype(self, dtype):
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise ValueError(f"{type(self).__name__}: astype expects a floating dtype, got {dtype}")
+        for child in self.children():
+            child.astype(dtype)
+        self._cache = None
+        return self
+
+    def zero_grad(self):
+        for child in self.children():
+            child.zero_grad()
+
+
+class Sequential(Container):
     """Layers applied in order; backward runs through them in reverse.
 
     ``Sequential(a, b, c)`` or ``Sequential([a, b, c])``. Parameters are exposed under
@@ -46,43 +105,6 @@ class Sequential(Layer):
 
     def __iter__(self):
         return iter(self.layers)
-
-    def named_parameters(self):
-        out = []
-        for i, layer in enumerate(self.layers):
-            out.extend((f"{i}.{name}", value) for name, value in layer.named_parameters())
-        return out
-
-    def named_buffers(self):
-        out = []
-        for i, layer in enumerate(self.layers):
-            out.extend((f"{i}.{name}", value) for name, value in layer.named_buffers())
-        return out
-
-    @property
-    def buffers(self):
-        return dict(self.named_buffers())
-
-    @property
-    def params(self):
-        return dict(self.named_parameters())
-
-    @params.setter
-    def params(self, value):
-        if value:
-            raise AttributeError("Sequential.params is derived from its layers")
-
-    @property
-    def grads(self):
-        out = {}
-        for i, layer in enumerate(self.layers):
-            out.update((f"{i}.{name}", g) for name, g in layer.grads.items())
-        return out
-
-    @grads.setter
-    def grads(self, value):
-        if value:
-            raise AttributeError("Sequential.grads is derived from its layers")
 
     def forward(self, x):
         layers = self.layers
