@@ -78,6 +78,9 @@ class Layer:
     shapes and dtypes. ``backward`` never modifies ``dy``.
     """
 
+    # False for containers, whose params/grads are built from their children's.
+    _owns_params = True
+
     def __init__(self):
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
@@ -142,6 +145,8 @@ class Layer:
         """Set every gradient to zeros of its parameter's shape and dtype."""
         for child in self.children():
             child.zero_grad()
+        if not self._owns_params:
+            return
         for name, value in self.params.items():
             self.grads[name] = np.zeros_like(value)
 
@@ -156,13 +161,16 @@ class Layer:
         """Convert every parameter (and gradient) to ``dtype`` in place; returns self."""
         dtype = np.dtype(dtype)
         if dtype.kind != "f":
-            raise ValueError(f"{self!r}: astype expects a floating dtype, got {dtype}")
+            # A container's repr lists all its children: name it by its type instead.
+            owner = repr(self) if self._owns_params else type(self).__name__
+            raise ValueError(f"{owner}: astype expects a floating dtype, got {dtype}")
         for child in self.children():
             child.astype(dtype)
-        for name in list(self.params):
-            self.params[name] = self.params[name].astype(dtype)
-        for name in list(self.grads):
-            self.grads[name] = self.grads[name].astype(dtype)
+        if self._owns_params:
+            for name in list(self.params):
+                self.params[name] = self.params[name].astype(dtype)
+            for name in list(self.grads):
+                self.grads[name] = self.grads[name].astype(dtype)
         self._cache = None
         return self
 

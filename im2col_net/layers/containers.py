@@ -1,8 +1,7 @@
-"""Sequential container."""
+"""The container base (parameters, gradients and buffers taken from the children) and
+Sequential."""
 
 from __future__ import annotations
-
-import numpy as np
 
 from . import _fusion
 from .base import Layer
@@ -12,6 +11,8 @@ class Container(Layer):
     """A layer made of child layers (``children()``): its parameters, gradients and
     buffers are its children's, under dotted names ``"<index>.<name>"``; it has none of
     its own, so ``params`` and ``grads`` are read-only views built on each access."""
+
+    _owns_params = False
 
     def _dotted(self, method):
         out = []
@@ -50,19 +51,6 @@ class Container(Layer):
     def buffers(self):
         return dict(self.named_buffers())
 
-    # The derived dicts hold the children's arrays; only the children need converting.
-    def astype(self, dtype):
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise ValueError(f"{type(self).__name__}: astype expects a floating dtype, got {dtype}")
-        for child in self.children():
-            child.astype(dtype)
-        self._cache = None
-        return self
-
-    def zero_grad(self):
-        for child in self.children():
-            child.zero_grad()
 
 
 class Sequential(Container):
