@@ -29,7 +29,11 @@ __all__ = [
     "col2im",
     "im2col_transposed",
     "im2col_transposed_work_size",
+    "column_planes",
+    "plane_windows",
     "col2im_transposed",
+    "im2row",
+    "im2row_weights",
     "split_axes",
 ]
 
@@ -53,23 +57,29 @@ def check_padding_mode(mode: str, padding, height: int, width: int, *, owner: st
 
 
 def pad(x: np.ndarray, padding: tuple[int, int, int, int], mode: str = "zeros",
-        fill: float = 0.0, *, out: np.ndarray | None = None) -> np.ndarray:
+        fill: float = 0.0, *, out: np.ndarray | None = None,
+        border_filled: bool = False) -> np.ndarray:
     """Pad the two spatial axes of an NHWC array; returns a new C-contiguous array.
 
     ``mode``: ``"zeros"`` (``fill``, normally 0), ``"edge"`` (repeat the border element)
     or ``"reflect"`` (mirror without repeating the border, as ``torch``'s ``reflect``).
     The result always has ``x.dtype``; ``x`` may have any strides. ``out``: an array of
     the padded shape and ``x.dtype`` to write into instead (returned).
+    ``border_filled=True`` (``"zeros"`` mode with ``out`` only): ``out``'s border already
+    holds ``fill`` (say, from ``np.zeros``), so only the interior is copied.
     """
     top, bottom, left, right = padding
     n, h, w, c = x.shape
     if out is not None and mode != "zeros":
+        if border_filled:
+            raise ValueError(f"pad: border_filled applies to mode 'zeros' only, got {mode!r}")
         out[...] = pad(x, padding, mode, fill)
         return out
     if mode == "zeros":
         if out is None:
+            border_filled = False
             out = np.empty((n, h + top + bottom, w + left + right, c), dtype=x.dtype)
-        if top or bottom or left or right:
+        if (top or bottom or left or right) and not border_filled:
             out[:, :top] = fill
             out[:, h + top:] = fill
             out[:, top:h + top, :left] = fill
@@ -215,10 +225,9 @@ def im2col_transposed(xp: np.ndarray, geometry: WindowGeometry, out_h: int, out_
     numbers where :func:`im2col` moves runs of only ``kw*C``. ``out``: an array of that
     shape (any strides) to fill instead (returned).
 
-    With vertical stride 1 and ``kh > 1`` the copy goes in two stages: first the ``kw*C``
-    column-shifted planes ``xp[n, :, j + ow*sw, c]`` (runs of ``Wo``, ``kh`` times fewer
-    than a direct copy), then every row ``(i, j, c)`` of an image is one contiguous run of
-    ``Ho*Wo`` numbers of such a plane (starting at its row ``i*dh``). ``work``: a
+    With vertical stride 1 and ``kh > 1`` the copy goes in two stages: first the
+    :func:`column_planes`, then every row ``(i, j, c)`` of an image is one contiguous run
+    of ``Ho*Wo`` numbers of such a plane (:func:`plane_windows`). ``work``: a
     C-contiguous buffer of at least :func:`im2col_transposed_work_size` elements for the
     planes (allocated when None).
     """
@@ -226,33 +235,62 @@ def im2col_transposed(xp: np.ndarray, geometry: WindowGeometry, out_h: int, out_
     kh, kw = geometry.kernel
     if out is None:
         out = np.empty((kh * kw * c, n * out_h * out_w), dtype=xp.dtype)
-    size = im2col_transposed_work_size(xp.shape, geometry, out_h, out_w)
-    if not size:
+    if not im2col_transposed_work_size(xp.shape, geometry, out_h, out_w):
         view = window_view(xp, geometry, out_h, out_w).transpose(3, 4, 5, 0, 1, 2)
         np.copyto(split_axes(out, [(kh, kw, c), (n, out_h, out_w)]), view)
         return out
-    rows = size // (kw * c * n * out_w)
-    if work is None:
-        work = np.empty(size, dtype=xp.dtype)
-    planes = work.reshape(-1)[:size].reshape(kw, c, n, rows, out_w)
-    sw, dw = geometry.stride[1], geometry.dilation[1]
-    s_n, s_h, s_w, s_c = xp.strides
-    # planes[j, c, n, h, ow] = xp[n, h, j*dw + ow*sw, c]
-    np.copyto(planes, _view(xp, planes.shape, (s_w * dw, s_c, s_n, s_h, s_w * sw)))
-    p_j, p_c, p_n, p_h, item = planes.strides
-    dh = geometry.dilation[0]
-    # out[(i, j, c), (n, oh, ow)] = planes[j, c, n, i*dh + oh, ow]; with out's rows of
-    # n*Ho*Wo numbers contiguous, an image's row is one run of Ho*Wo numbers.
-    source = _view(planes, (kh, kw, c, n, out_h, out_w), (p_h * dh, p_j, p_c, p_n, p_h, item))
+    planes = column_planes(xp, geometry, out_h, out_w, work=work)
+    source = plane_windows(planes, geometry, out_h, out_w)   # (kh, n, kw*C, Ho*Wo)
+    item = out.itemsize
     if out.strides[1] == item:
+        # out's rows of n*Ho*Wo numbers are contiguous: an image's row is one run.
         o_k = out.strides[0]
-        target = _view(out, (kh, kw, c, n, out_h * out_w),
-                       (o_k * kw * c, o_k * c, o_k, item * out_h * out_w, item), writeable=True)
-        source = source.reshape(target.shape)
+        target = _view(out, (kh, n, kw * c, out_h * out_w),
+                       (o_k * kw * c, item * out_h * out_w, o_k, item), writeable=True)
     else:
-        target = split_axes(out, [(kh, kw, c), (n, out_h, out_w)])
+        target = split_axes(out, [(kh, kw * c), (n, out_h * out_w)]).transpose(0, 2, 1, 3)
     np.copyto(target, source)
     return out
+
+
+def column_planes(xp: np.ndarray, geometry: WindowGeometry, out_h: int, out_w: int, *,
+                  ones: bool = False, work: np.ndarray | None = None) -> np.ndarray:
+    """The ``kw*C`` column-shifted planes of padded NHWC ``xp`` (vertical stride 1).
+
+    Returns ``planes (S, N, R, Wo)``, ``S = kw*C`` (``+ 1``: a last plane of ones, with
+    ``ones``), ``R = (kh-1)*dh + Ho`` rows: ``planes[(j, c), n, r, ow] = xp[n, r, j*dw +
+    ow*sw, c]``. Kernel row ``i`` sees rows ``i*dh ... i*dh + Ho - 1`` of each plane, one
+    contiguous run of ``Ho*Wo`` numbers (:func:`plane_windows`). ``work``: a C-contiguous
+    buffer of at least ``S*N*R*Wo`` elements (allocated when None).
+    """
+    n, _, _, c = xp.shape
+    kh, kw = geometry.kernel
+    if geometry.stride[0] != 1:
+        raise ValueError(f"column_planes: needs vertical stride 1, got stride {geometry.stride}")
+    rows = (kh - 1) * geometry.dilation[0] + out_h
+    data = kw * c
+    size = (data + int(ones)) * n * rows * out_w
+    if work is None:
+        work = np.empty(size, dtype=xp.dtype)
+    planes = work.reshape(-1)[:size].reshape(data + int(ones), n, rows, out_w)
+    sw, dw = geometry.stride[1], geometry.dilation[1]
+    s_n, s_h, s_w, s_c = xp.strides
+    np.copyto(planes[:data].reshape(kw, c, n, rows, out_w),
+              _view(xp, (kw, c, n, rows, out_w), (s_w * dw, s_c, s_n, s_h, s_w * sw)))
+    if ones:
+        planes[data] = 1
+    return planes
+
+
+def plane_windows(planes: np.ndarray, geometry: WindowGeometry, out_h: int,
+                  out_w: int) -> np.ndarray:
+    """Read-only view ``(kh, N, S, Ho*Wo)`` of :func:`column_planes`' ``(S, N, R, Wo)``:
+    ``[i, n, s, (oh, ow)] = planes[s, n, i*dh + oh, ow]``, what kernel row ``i`` sees
+    through plane ``s`` at every output position of image ``n``. Each ``[i, n]`` is a
+    row-major ``(S, Ho*Wo)`` matrix a GEMM reads in place."""
+    p_s, p_n, p_r, item = planes.strides
+    return _view(planes, (geometry.kernel[0], planes.shape[1], planes.shape[0], out_h * out_w),
+                 (p_r * geometry.dilation[0], p_n, p_s, item))
 
 
 def _view(base: np.ndarray, shape, strides, writeable: bool = False) -> np.ndarray:
@@ -276,6 +314,62 @@ def im2col_transposed_work_size(padded_shape, geometry: WindowGeometry, out_h: i
         return 0
     rows = (kh - 1) * geometry.dilation[0] + out_h
     return kw * c * n * rows * out_w
+
+
+def im2row(xp: np.ndarray, geometry: WindowGeometry, out_h: int, out_w: int, *,
+           ones: bool = False, work: np.ndarray | None = None) -> np.ndarray:
+    """Windows of padded NHWC ``xp`` laid out for one small GEMM per output row.
+
+    One copy writes ``q (N, R, S, Wo)`` (``R = (Ho-1)*sh + kh`` padded rows, ``S = kw*C``
+    segments, plus a segment of ones with ``ones``): segment ``s = (j, c)`` of row ``r``
+    holds ``xp[n, r, j*dw + ow*sw, c]`` for every output column ``ow``. The windows of
+    output row ``oh`` are then the consecutive segments of rows ``oh*sh ... oh*sh+kh-1``,
+    so the result is a view ``a (N, Ho, Wo, K)``, ``K = (kh-1)*S + kw*C``, with
+    ``a[n, oh, ow, i*S + s] = q[n, oh*sh + i, s, ow]``: each ``a[n, oh]`` is a
+    column-major ``(Wo, K)`` matrix a GEMM reads in place, and no column matrix is built.
+    With ``ones``, ``K`` index ``i*S + kw*C`` (``i < kh-1``) reads ones (a place for the
+    bias, see :func:`im2row_weights`). Needs vertical dilation 1 and ``kh >= 2``.
+    ``work``: a C-contiguous buffer of at least ``N*R*S*Wo`` elements for ``q``.
+    """
+    n, _, _, c = xp.shape
+    kh, kw = geometry.kernel
+    (sh, sw), (dh, dw) = geometry.stride, geometry.dilation
+    if dh != 1 or kh < 2:
+        raise ValueError(f"im2row: needs vertical dilation 1 and kh >= 2, got dilation "
+                         f"{geometry.dilation} and kernel {geometry.kernel}")
+    rows = (out_h - 1) * sh + kh
+    data = kw * c
+    segments = data + int(ones)
+    size = n * rows * segments * out_w
+    if work is None:
+        work = np.empty(size, dtype=xp.dtype)
+    q = work.reshape(-1)[:size].reshape(n, rows, segments, out_w)
+    s_n, s_h, s_w, s_c = xp.strides
+    # q[n, r, (j, c), ow] = xp[n, r, j*dw + ow*sw, c]
+    np.copyto(q[:, :, :data].reshape(n, rows, kw, c, out_w),
+              _view(xp, (n, rows, kw, c, out_w), (s_n, s_h, s_w * dw, s_c, s_w * sw)))
+    if ones:
+        q[:, :, data] = 1
+    q_n, q_r, q_s, item = q.strides
+    return _view(q, (n, out_h, out_w, (kh - 1) * segments + data), (q_n, q_r * sh, item, q_s))
+
+
+def im2row_weights(weights: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """The ``(K, Cout)`` GEMM weights for :func:`im2row`'s windows (``ones`` iff a bias).
+
+    ``weights (kh, kw*C, Cout)`` in ``(i, (j, c))`` order. Without a bias ``K = kh*kw*C``
+    and this is a plain reshape; with one, every kernel row but the last is followed by
+    the ones segment's row: the bias for the first, zeros for the others.
+    """
+    kh, data, cout = weights.shape
+    if bias is None:
+        return weights.reshape(kh * data, cout)
+    segments = data + 1
+    out = np.zeros((kh * segments, cout), dtype=weights.dtype)
+    rows = out.reshape(kh, segments, cout)
+    rows[:, :data] = weights
+    rows[0, data] = bias
+    return out[:(kh - 1) * segments + data]
 
 
 def col2im_transposed(cols_t: np.ndarray, padded_shape: tuple[int, int, int, int],

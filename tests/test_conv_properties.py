@@ -4,6 +4,7 @@ the reference loops, finite differences and algebraic identities."""
 import dataclasses
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -134,6 +135,24 @@ def test_pad_grad_is_the_adjoint_of_pad(mode, data):
     lhs = float(np.vdot(lowering.pad(x64, padding, mode), g64))
     rhs = float(np.vdot(x64, lowering.pad_grad(g64.copy(), padding, mode)))
     assert abs(lhs - rhs) <= 1e-10 * max(1.0, float(np.abs(g64).sum()))
+
+
+def test_pad_into_a_zeroed_buffer_copies_only_the_interior():
+    """border_filled=True leaves the border as it is (the caller zeroed it) and writes the
+    interior; without it the border is overwritten with the fill; other modes refuse it."""
+    x = -1 - np.arange(2 * 3 * 4 * 2, dtype=np.float32).reshape(2, 3, 4, 2)
+    padding = (1, 2, 2, 1)
+    expected = lowering.pad(x, padding)
+    out = np.zeros_like(expected)
+    assert lowering.pad(x, padding, out=out, border_filled=True) is out
+    np.testing.assert_array_equal(out, expected)
+    marked = np.full_like(expected, 7.0)
+    lowering.pad(x, padding, out=marked, border_filled=True)
+    assert (marked == 7.0).sum() == expected.size - x.size   # border untouched
+    lowering.pad(x, padding, out=marked)
+    np.testing.assert_array_equal(marked, expected)
+    with pytest.raises(ValueError, match="border_filled applies to mode 'zeros' only, got 'edge'"):
+        lowering.pad(x, padding, "edge", out=np.empty_like(expected), border_filled=True)
 
 
 @given(config=conv2d_configs(max_batch=2, max_channels=4, max_size=5, dtypes=(F64,)),

@@ -35,6 +35,7 @@ input's dtype.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,12 +45,16 @@ from ..lowering import (
     check_padding_mode,
     col2im,
     col2im_transposed,
+    column_planes,
     im2col,
     im2col_transposed,
     im2col_transposed_work_size,
+    im2row,
+    im2row_weights,
     offset_slices,
     pad,
     pad_grad,
+    plane_windows,
 )
 from . import conv_fft
 from ._parallel import block_count, call, chains, run_blocks, scratch, worker_count
@@ -83,6 +88,21 @@ FFT_MIN_BLOCKS = 4
 # ran at ~95-100 GFLOP/s against ~60-77 for the (19600 x 26) @ (26 x 32) product of a
 # whole block (and its weight gradient at ~109 against ~70).
 SMALL_GEMM_MNK = 100 ** 3
+# With zero padding and a padded input of at most this size, the padded array comes
+# from np.zeros (one memset, ~10 us per MiB) and each block copies only its interior:
+# four thin border writes per block cost more than that for small images.
+ZEROED_PAD_BYTES = 2 << 20
+# Few input channels, forward: one GEMM per output row straight from the row segments of
+# :func:`~im2col_net.lowering.im2row` (no column matrix), when the rows are at least this
+# wide and the ones segments (the folded bias) add at most this fraction of extra
+# columns. Measured (first conv layer, 1 -> 32, 5x5, K = 29 instead of 26): the GEMMs
+# run ~6 % slower per useful FLOP, but the forward pass is ~15-20 % faster on one and two
+# threads than through the transposed column matrix (whose second copy stage writes ~80
+# KB per image that the GEMM then streams back from beyond L2). The weight gradient
+# likewise reads the column planes in place, one GEMM per kernel row and image (same
+# bound on the extra rows; ~15 % faster on that layer).
+ROW_GEMM_MIN_WIDTH = 16
+ROW_GEMM_MAX_EXTRA = 0.25
 
 __all__ = ["STRATEGIES", "ConvCache", "conv2d_forward", "conv2d_backward", "conv2d_forward_geom",
            "resolve_strategy"]
@@ -212,12 +232,18 @@ def conv2d_forward_geom(x, weight, bias, geometry: WindowGeometry, *, groups=1,
     else:
         w_mat = plan.gemm_weights(w_gemm, bias)
     x_nhwc = x.transpose(0, 2, 3, 1)
-    xp = np.empty((n, hp, wp, c), dtype=x.dtype)
+    zeroed = (padding_mode == "zeros" and any(geometry.padding)
+              and n * hp * wp * c * x.itemsize <= ZEROED_PAD_BYTES)
+    xp = (np.zeros if zeroed else np.empty)((n, hp, wp, c), dtype=x.dtype)
     y = np.empty((n, out_h, out_w, cout), dtype=x.dtype)
 
     def task(block, worker):
         start, stop = plan.bounds(block)
-        xp_b = pad(x_nhwc[start:stop], geometry.padding, padding_mode, out=xp[start:stop])
+        xp_b = pad(x_nhwc[start:stop], geometry.padding, padding_mode, out=xp[start:stop],
+                   border_filled=zeroed)
+        if plan.row_gemm:
+            np.matmul(plan.row_windows(xp_b), w_mat[0], out=y[start:stop])
+            return
         y_b = y[start:stop].reshape(-1, cout)
         if strategy == "im2col" and plan.stack:
             plan.matmul(plan.columns(xp_b)[0], w_mat[0], y_b)
@@ -267,7 +293,7 @@ def conv2d_backward(dy, cache: ConvCache, *, need_input_grad: bool = True):
     # bias folded in, row K of the weight gradient is db.
     acc_shape = cache.spectrum.shape if fft else (groups, plan.kb, coutg)
     acc_dtype = cache.spectrum.dtype if fft else dtype
-    block_chains = chains(plan.blocks, int(np.prod(acc_shape)) * np.dtype(acc_dtype).itemsize)
+    block_chains = chains(plan.blocks, math.prod(acc_shape) * np.dtype(acc_dtype).itemsize)
     # Scratch (reused across calls, already in memory); each chain zeroes its own part.
     dw_parts = scratch("conv.dw_parts", (len(block_chains),) + acc_shape, acc_dtype)
     db_parts = (scratch("conv.db_parts", (len(block_chains), cout), dtype)
@@ -335,6 +361,8 @@ class _Plan:
     :func:`~im2col_net.lowering.im2col_transposed`), which copies longer runs. Without
     groups, when one image's GEMM is small (:data:`SMALL_GEMM_MNK`), :meth:`matmul` and
     :meth:`matmul_reduce` issue one GEMM per :attr:`stack` images instead of one per block.
+    With few channels the forward pass may skip the column matrix altogether
+    (:attr:`row_gemm`, :meth:`row_windows`: one GEMM per output row).
     """
 
     def __init__(self, geometry, groups, input_shape, out_size, cout, dtype, strategy,
@@ -351,6 +379,15 @@ class _Plan:
         self.kb = self.k + int(self.fold_bias)
         self.transposed = dense and self.cg * kw < self.out_w
         self.dtype = np.dtype(dtype)
+        # Forward by im2row (see ROW_GEMM_MIN_WIDTH): K of its GEMMs, or 0 when not used.
+        segments = kw * self.cg + int(self.fold_bias)
+        row_k = (kh - 1) * segments + kw * self.cg
+        self.row_gemm = (row_k if self.transposed and kh >= 2 and geometry.dilation[0] == 1
+                         and self.out_w >= ROW_GEMM_MIN_WIDTH
+                         and row_k <= (1 + ROW_GEMM_MAX_EXTRA) * self.kb else 0)
+        # Backward: dW from column_planes / plane_windows (see _plane_weight_grad).
+        self.plane_wgrad = (self.transposed and geometry.stride[0] == 1
+                            and kh * segments <= (1 + ROW_GEMM_MAX_EXTRA) * self.kb)
         # Images per GEMM when a block's GEMMs are stacked per group of images (see
         # SMALL_GEMM_MNK); None: one GEMM per block.
         image_mnk = self.out_h * self.out_w * self.kb * self.coutg
@@ -377,11 +414,24 @@ class _Plan:
         return images * self.out_h * self.out_w
 
     def gemm_weights(self, w_gemm, bias):
-        """``(G, kb, Coutg)``: the weights in column order, plus the bias row if folded."""
+        """``(G, kb, Coutg)``: the weights in column order, plus the bias row if folded;
+        for :attr:`row_gemm`, ``(1, row_gemm, Cout)`` in :func:`im2row`'s order."""
+        if self.row_gemm:
+            kh, kw = self.geometry.kernel
+            w_rows = im2row_weights(w_gemm.reshape(kh, kw * self.cg, self.coutg),
+                                    bias if self.fold_bias else None)
+            return w_rows[None]
         w_mat = w_gemm.reshape(self.groups, self.k, self.coutg)
         if self.fold_bias:
             w_mat = np.concatenate([w_mat, bias.reshape(1, 1, -1)], axis=1)
         return w_mat
+
+    def column_buffer(self, images):
+        """This thread's scratch for ``images`` images' ``(G, m, kb)`` columns (unfilled)."""
+        m = self.rows(images)
+        if self.transposed:
+            return scratch("conv.cols_t", (self.kb, m), self.dtype).T[None]
+        return scratch("conv.cols", (self.groups, m, self.kb), self.dtype)
 
     def columns(self, xp_b):
         """The block's ``(G, m, kb)`` column matrix (a view of this thread's scratch)."""
@@ -401,6 +451,14 @@ class _Plan:
         if self.fold_bias:
             cols[:, :, self.k] = 1
         return cols
+
+    def row_windows(self, xp_b):
+        """The block's ``(n, Ho, Wo, row_gemm)`` :func:`im2row` windows (in scratch)."""
+        kh, kw = self.geometry.kernel
+        rows = (self.out_h - 1) * self.geometry.stride[0] + kh
+        size = xp_b.shape[0] * rows * (kw * self.cg + int(self.fold_bias)) * self.out_w
+        return im2row(xp_b, self.geometry, self.out_h, self.out_w, ones=self.fold_bias,
+                      work=scratch("conv.rows", (size,), self.dtype))
 
     def col2im(self, cols, xp_b, dxp_b):
         """Write ``dxp_b`` from ``(G, m, K)`` column gradients (a view of :meth:`columns`)."""
@@ -456,14 +514,18 @@ class _Plan:
 def _im2col_backward(plan, xp_b, dy_b, w_gemm, dw_acc, dxp_b):
     """Add the block's ``cols^T dY`` to ``dw_acc (G, kb, Coutg)``; write its ``dx`` into
     ``dxp_b``."""
-    cols = plan.columns(xp_b)
     dy_g = plan.by_group(dy_b)
-    dw_b = scratch("conv.dw", dw_acc.shape, plan.dtype)
-    if plan.stack:
-        plan.matmul_reduce(cols[0].T, dy_b, dw_b[0])
+    if plan.plane_wgrad:
+        _plane_weight_grad(plan, xp_b, dy_b, dw_acc[0])
+        cols = plan.column_buffer(xp_b.shape[0]) if dxp_b is not None else None
     else:
-        np.matmul(cols.transpose(0, 2, 1), dy_g, out=dw_b)
-    dw_acc += dw_b
+        cols = plan.columns(xp_b)
+        dw_b = scratch("conv.dw", dw_acc.shape, plan.dtype)
+        if plan.stack:
+            plan.matmul_reduce(cols[0].T, dy_b, dw_b[0])
+        else:
+            np.matmul(cols.transpose(0, 2, 1), dy_g, out=dw_b)
+        dw_acc += dw_b
     if dxp_b is not None:
         # The column buffer takes dcols: the columns are no longer needed.
         dcols = cols[:, :, :plan.k]
@@ -473,6 +535,30 @@ def _im2col_backward(plan, xp_b, dy_b, w_gemm, dw_acc, dxp_b):
         else:
             np.matmul(dy_g, w_t, out=dcols)
         plan.col2im(dcols, xp_b, dxp_b)
+
+
+def _plane_weight_grad(plan, xp_b, dy_b, dw_acc):
+    """Add the block's weight (and folded bias) gradient to ``dw_acc (kb, Cout)`` with no
+    column matrix: for kernel row ``i`` and image ``n`` the transposed columns are rows
+    of the column planes read in place (:func:`~im2col_net.lowering.plane_windows`), so
+    one stacked call does a ``(S, Ho*Wo) @ (Ho*Wo, Cout)`` GEMM per ``(i, n)``, with a
+    plane of ones giving ``db``; the products are then summed over the images."""
+    images = xp_b.shape[0]
+    kh, kw = plan.geometry.kernel
+    data = kw * plan.cg
+    segments = data + int(plan.fold_bias)
+    rows = (kh - 1) * plan.geometry.dilation[0] + plan.out_h
+    work = scratch("conv.planes", (segments * images * rows * plan.out_w,), plan.dtype)
+    planes = column_planes(xp_b, plan.geometry, plan.out_h, plan.out_w, ones=plan.fold_bias,
+                           work=work)
+    windows = plane_windows(planes, plan.geometry, plan.out_h, plan.out_w)
+    products = scratch("conv.dw_planes", (kh, images, segments, plan.coutg), plan.dtype)
+    np.matmul(windows, dy_b.reshape(images, -1, plan.coutg), out=products)
+    summed = scratch("conv.dw_rows", (kh, segments, plan.coutg), plan.dtype)
+    np.sum(products, axis=1, out=summed)
+    dw_acc[:plan.k].reshape(kh, data, plan.coutg)[...] += summed[:, :data]
+    if plan.fold_bias:
+        dw_acc[plan.k] += summed[0, data]
 
 
 def _taps(plan, xp_b):
