@@ -28,7 +28,10 @@ def check_result(result, *, with_torch):
     assert set(bench.ENV_VARS) <= set(machine["env"])
     for lib in machine["blas"]:
         assert {"internal_api", "architecture", "num_threads"} <= set(lib)
-    assert positive(result["gemm_roof"]["gflops"])
+    roof = result["gemm_roof"]
+    assert positive(roof["gflops"])
+    # Measured at the start and at the end; the fractions use the better of the two.
+    assert len(roof["runs_gflops"]) == 2 and roof["gflops"] == max(roof["runs_gflops"])
 
     step = result["train_step"]
     assert positive(step["ours"]["images_per_s"]) and positive(step["ours"]["median_s"])
@@ -49,6 +52,8 @@ def check_result(result, *, with_torch):
             assert positive(row["gflops_forward"]) and positive(row["roof_fraction_forward"])
             assert row["roof_fraction_backward"] == pytest.approx(
                 row["gflops_backward"] / result["gemm_roof"]["gflops"])
+        else:
+            assert "roof_fraction_forward" not in row
     # The first conv skips its input gradient, so its backward does half the work.
     conv0, conv1 = result["layers"][0], result["layers"][2]
     assert conv0["compute_input_grad"] is False and conv1["compute_input_grad"] is True
