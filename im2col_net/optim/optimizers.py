@@ -9,8 +9,12 @@ dotted names for containers) and updates those very arrays in place on each
 dtype: every state buffer has its parameter's dtype and all hyper-parameters are
 Python floats (numpy treats them as "weak" scalars), so float32 parameters are updated
 entirely in float32. The hot path uses in-place ufuncs; temporaries go to a few
-shared work buffers (one per "slot", sized for the largest parameter of a dtype)
-rather than fresh arrays.
+per-thread work buffers (one per "slot", reused across steps) rather than fresh arrays.
+
+Every update rule is element-wise, so large parameters are updated in chunks of about
+:data:`CHUNK_BYTES`, spread over the engine's threads (NumPy releases the GIL in its
+loops) together with the small parameters: the result is bit-for-bit the same as one
+pass per parameter, for any thread count.
 
 Each optimizer's update for a parameter ``p`` with gradient ``g`` at step ``t``
 (counted from 1) is documented on its class; ``wd`` is ``weight_decay``.
@@ -24,6 +28,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..functional._parallel import block_count, run_blocks, scratch
 from ._checks import flag as _flag
 from ._checks import real_number as _number
 
@@ -41,6 +46,9 @@ __all__ = [
 ]
 
 _STEP_KEY = "step"
+# Parameters larger than this are updated in chunks of about this size, which threads
+# take one at a time (the 3136 x 512 weight of the default model is 6.4 MB).
+CHUNK_BYTES = 1 << 20
 
 
 # -- the protocol -------------------------------------------------------------------------
@@ -58,7 +66,10 @@ class Optimizer:
 
     Subclasses set ``name`` (registry key), ``buffer_names`` (per-parameter state
     buffers, each an array of the parameter's shape and dtype, named
-    ``"<buffer>.<param name>"`` in :meth:`state_dict`) and implement ``_update``.
+    ``"<buffer>.<param name>"`` in :meth:`state_dict`) and implement
+    ``_update(param, grad, state)``: the element-wise rule applied in place to ``param``
+    and the ``state`` buffers (a dict by buffer name), all of one shape -- a whole
+    parameter or a flat chunk of one, so the rule must not depend on positions.
     """
 
     name = "optimizer"
@@ -105,7 +116,10 @@ class Optimizer:
             kind: {pname: self._init_buffer(kind, p) for pname, p in self._params.items()}
             for kind in self.buffer_names
         }
-        self._work_flat: dict[tuple[np.dtype, int], np.ndarray] = {}
+        self._chunks = {
+            pname: self._chunk_bounds(p, [self._buffers[k][pname] for k in self.buffer_names])
+            for pname, p in self._params.items()
+        }
 
     # -- hyper-parameters -----------------------------------------------------------------
     @property
@@ -177,25 +191,42 @@ class Optimizer:
         """
         self._check_grads(grads)
         self.step_count += 1
-        for pname, param in self._params.items():
-            self._update(pname, param, grads[pname])
+        pieces = [(pname, bounds) for pname, chunks in self._chunks.items()
+                  for bounds in chunks]
 
-    def _update(self, pname: str, param: np.ndarray, grad: np.ndarray) -> None:
+        def update(index, _worker):
+            pname, bounds = pieces[index]
+            param, grad = self._params[pname], grads[pname]
+            state = {kind: self._buffers[kind][pname] for kind in self.buffer_names}
+            if bounds is not None:
+                start, stop = bounds
+                param = param.reshape(-1)[start:stop]
+                grad = grad.reshape(-1)[start:stop]  # a copy if grad is not contiguous
+                state = {kind: buf.reshape(-1)[start:stop] for kind, buf in state.items()}
+            self._update(param, grad, state)
+
+        run_blocks(update, len(pieces))
+
+    @staticmethod
+    def _chunk_bounds(param: np.ndarray, buffers) -> list:
+        """``[None]`` (the whole parameter in one piece) or flat ``(start, stop)`` chunks
+        of a large one whose state buffers, like itself, are C-contiguous (so that
+        ``reshape(-1)`` is a view, and updating a chunk updates the array)."""
+        size = param.size
+        if size * param.itemsize <= CHUNK_BYTES or not all(
+                a.flags.c_contiguous for a in [param, *buffers]):
+            return [None]
+        count = block_count(size, param.itemsize, CHUNK_BYTES, minimum=1)
+        return [(i * size // count, (i + 1) * size // count) for i in range(count)]
+
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict) -> None:
         raise NotImplementedError
 
-    def _work(self, param: np.ndarray, slot: int) -> np.ndarray:
-        """Scratch array shaped like ``param`` (contents undefined), shared across params.
-
-        Parameters are updated one at a time, so one flat buffer per (dtype, slot), as
-        large as the largest parameter, serves them all.
-        """
-        key = (param.dtype, slot)
-        flat = self._work_flat.get(key)
-        if flat is None or flat.size < param.size:
-            size = max(p.size for p in self._params.values() if p.dtype == param.dtype)
-            flat = np.empty(size, dtype=param.dtype)
-            self._work_flat[key] = flat
-        return flat[: param.size].reshape(param.shape)
+    @staticmethod
+    def _work(param: np.ndarray, slot: int) -> np.ndarray:
+        """Scratch array shaped like ``param`` (contents undefined): this thread's buffer
+        for ``slot``, reused by every piece the thread updates."""
+        return scratch(f"optim.work{slot}", param.shape, param.dtype)
 
     def _decayed_grad(self, param, grad, weight_decay: float) -> np.ndarray:
         """``grad + weight_decay * param`` (L2 penalty folded into the gradient).
@@ -302,13 +333,13 @@ class SGD(Optimizer):
                 "dampening": self.dampening, "weight_decay": self.weight_decay,
                 "nesterov": self.nesterov}
 
-    def _update(self, pname, param, grad):
+    def _update(self, param, grad, state):
         g = self._decayed_grad(param, grad, self.weight_decay)
         g_is_work = g is not grad
         if self.momentum == 0.0:
             direction, scratch = g, (g if g_is_work else self._work(param, 0))
         else:
-            buf = self._buffers["momentum_buffer"][pname]
+            buf = state["momentum_buffer"]
             if self.step_count == 1:
                 np.copyto(buf, g)
             else:
@@ -358,10 +389,10 @@ class Adagrad(Optimizer):
                 "weight_decay": self.weight_decay,
                 "initial_accumulator_value": self.initial_accumulator_value, "eps": self.eps}
 
-    def _update(self, pname, param, grad):
+    def _update(self, param, grad, state):
         g = self._decayed_grad(param, grad, self.weight_decay)
         clr = self.lr / (1.0 + (self.step_count - 1) * self.lr_decay)
-        acc = self._buffers["sum"][pname]
+        acc = state["sum"]
         tmp = np.multiply(g, g, out=self._work(param, 1))
         acc += tmp
         np.sqrt(acc, out=tmp)
@@ -403,16 +434,16 @@ class RMSprop(Optimizer):
                 "weight_decay": self.weight_decay, "momentum": self.momentum,
                 "centered": self.centered}
 
-    def _update(self, pname, param, grad):
+    def _update(self, param, grad, state):
         g = self._decayed_grad(param, grad, self.weight_decay)
         decay = 1.0 - self.alpha
-        square_avg = self._buffers["square_avg"][pname]
+        square_avg = state["square_avg"]
         tmp = np.multiply(g, g, out=self._work(param, 1))
         tmp *= decay
         square_avg *= self.alpha
         square_avg += tmp
         if self.centered:
-            grad_avg = self._buffers["grad_avg"][pname]
+            grad_avg = state["grad_avg"]
             np.subtract(g, grad_avg, out=tmp)
             tmp *= decay
             grad_avg += tmp
@@ -425,7 +456,7 @@ class RMSprop(Optimizer):
         tmp += self.eps
         np.divide(g, tmp, out=tmp)
         if self.momentum > 0.0:
-            buf = self._buffers["momentum_buffer"][pname]
+            buf = state["momentum_buffer"]
             buf *= self.momentum
             buf += tmp
             np.multiply(buf, self.lr, out=tmp)
@@ -457,11 +488,11 @@ class Adadelta(Optimizer):
         return {**super()._hyperparameters(), "rho": self.rho, "eps": self.eps,
                 "weight_decay": self.weight_decay}
 
-    def _update(self, pname, param, grad):
+    def _update(self, param, grad, state):
         g = self._decayed_grad(param, grad, self.weight_decay)
         decay = 1.0 - self.rho
-        square_avg = self._buffers["square_avg"][pname]
-        acc_delta = self._buffers["acc_delta"][pname]
+        square_avg = state["square_avg"]
+        acc_delta = state["acc_delta"]
         tmp = np.multiply(g, g, out=self._work(param, 1))
         tmp *= decay
         square_avg *= self.rho
@@ -513,7 +544,7 @@ class Adam(Optimizer):
         return {**super()._hyperparameters(), "betas": list(self.betas), "eps": self.eps,
                 "weight_decay": self.weight_decay, "amsgrad": self.amsgrad}
 
-    def _update(self, pname, param, grad):
+    def _update(self, param, grad, state):
         beta1, beta2 = self.betas
         if self._decoupled:
             if self.weight_decay != 0.0:
@@ -521,8 +552,8 @@ class Adam(Optimizer):
             g = grad
         else:
             g = self._decayed_grad(param, grad, self.weight_decay)
-        exp_avg = self._buffers["exp_avg"][pname]
-        exp_avg_sq = self._buffers["exp_avg_sq"][pname]
+        exp_avg = state["exp_avg"]
+        exp_avg_sq = state["exp_avg_sq"]
         tmp = np.multiply(g, 1.0 - beta1, out=self._work(param, 1))
         exp_avg *= beta1
         exp_avg += tmp
@@ -535,7 +566,7 @@ class Adam(Optimizer):
         bias_correction2_sqrt = math.sqrt(1.0 - beta2**self.step_count)
         second = exp_avg_sq
         if self.amsgrad:
-            second = self._buffers["max_exp_avg_sq"][pname]
+            second = state["max_exp_avg_sq"]
             np.maximum(second, exp_avg_sq, out=second)
         denom = np.sqrt(second, out=tmp)
         denom /= bias_correction2_sqrt
