@@ -52,6 +52,11 @@ def check_result(result, *, with_torch):
             assert positive(row["gflops_forward"]) and positive(row["roof_fraction_forward"])
             assert row["roof_fraction_backward"] == pytest.approx(
                 row["gflops_backward"] / result["gemm_roof"]["gflops"])
+            # The best repeat is at least as fast as the median one.
+            assert row["roof_fraction_forward_best"] >= row["roof_fraction_forward"]
+            assert row["roof_fraction_backward_best"] == pytest.approx(
+                row["gflop_backward"] / min(row["backward"]["times_s"])
+                / result["gemm_roof"]["gflops"])
         else:
             assert "roof_fraction_forward" not in row
     # The first conv skips its input gradient, so its backward does half the work.
