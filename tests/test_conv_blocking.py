@@ -121,16 +121,18 @@ def test_im2col_transposed_is_the_window_copy(kh, kw, sh, sw, dh, dw, channels, 
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-@given(config=conv2d_configs(max_groups=1, max_channels=3, max_kernel=4, max_size=9,
+@given(config=conv2d_configs(max_groups=1, max_channels=2, max_kernel=4, max_size=12,
                              strategies=("im2col",)), data=st.data())
 def test_row_and_plane_paths_match_reference(workers, config, data):
-    """With ROW_GEMM_MIN_WIDTH at 1 the small drawn shapes take the im2row forward and the
-    column-plane weight gradient wherever their other conditions hold (vertical dilation
-    1 for the first, vertical stride 1 for the second, few channels for both)."""
+    """With ROW_GEMM_MIN_WIDTH at 1 and no bound on the extra ones rows, the drawn shapes
+    take the im2row forward and the column-plane weight gradient wherever their other
+    conditions hold (vertical dilation 1 for the first, vertical stride 1 for the
+    second, few channels for both)."""
     geometry = config.geometry
     out_h, out_w = config.output_shape[2:]
     with pytest.MonkeyPatch.context() as patch, _parallel.forced_workers(workers):
         patch.setattr(conv_ops, "ROW_GEMM_MIN_WIDTH", 1)
+        patch.setattr(conv_ops, "ROW_GEMM_MAX_EXTRA", 100.0)
         plan = conv_ops._Plan(geometry, 1, config.input_shape, (out_h, out_w),
                               config.out_channels, config.dtype, "im2col", config.bias)
         assume(plan.row_gemm or plan.plane_wgrad)

@@ -288,6 +288,9 @@ def conv2d_backward(dy, cache: ConvCache, *, need_input_grad: bool = True):
     xp = cache.xp
     dxp = np.empty(xp.shape, dtype=dtype) if need_input_grad else None
     fft = cache.strategy == "fft"
+    # Zero padding drops the border of dxp (pad_grad): the FFT path skips those rows.
+    top, bottom = geometry.padding[:2]
+    kept_rows = (slice(top, top + h) if cache.padding_mode == "zeros" else slice(None))
     # Weight (and bias) gradients are sums over the batch: one accumulator per chain of
     # blocks, added up in chain order (deterministic for any thread count). With the
     # bias folded in, row K of the weight gradient is db.
@@ -310,7 +313,7 @@ def conv2d_backward(dy, cache: ConvCache, *, need_input_grad: bool = True):
             _im2col_backward(plan, xp_b, dy_b, cache.w_gemm, dw_parts[chain], dxp_b)
         elif fft:
             conv_fft.backward_block(xp_b, dy_b.reshape(stop - start, out_h, out_w, cout),
-                                    cache.spectrum, dw_parts[chain], dxp_b)
+                                    cache.spectrum, dw_parts[chain], dxp_b, kept_rows)
         else:
             _strided_backward(plan, xp_b, dy_b, cache.w_gemm,
                               dw_parts[chain].reshape(cache.w_gemm.shape), dxp_b)

@@ -108,21 +108,31 @@ def forward_block(xp_b: np.ndarray, k_conj: np.ndarray, bias, y_b: np.ndarray) -
     spectrum = sfft.rfft2(xp_b, axes=(1, 2))
     product = np.empty(spectrum.shape[:3] + (k_conj.shape[2],), dtype=spectrum.dtype)
     np.matmul(_per_frequency(spectrum), k_conj, out=_per_frequency(product))
-    full = sfft.irfft2(product, s=(hp, wp), axes=(1, 2), overwrite_x=True)
+    rows = _inverse_rows(product, wp, slice(0, out_h))         # (n, Ho, Wp, Cout)
     if bias is None:
-        np.copyto(y_b, full[:, :out_h, :out_w])
+        np.copyto(y_b, rows[:, :, :out_w])
     else:
-        np.add(full[:, :out_h, :out_w], bias, out=y_b)
+        np.add(rows[:, :, :out_w], bias, out=y_b)
+
+
+def _inverse_rows(spectrum: np.ndarray, width: int, rows: slice) -> np.ndarray:
+    """``irfft2(spectrum, axes=(1, 2))[:, rows]``, ``spectrum (n, Hp, Wp//2+1, C)``
+    (overwritten): the inverse along H first, then the real inverse along W of the kept
+    rows only (measured ~15 % faster than irfft2 when 14 of 18 rows are kept)."""
+    along_h = sfft.ifft(spectrum, axis=1, overwrite_x=True)
+    return sfft.irfft(along_h[:, rows], n=width, axis=2)
 
 
 def backward_block(xp_b: np.ndarray, dy_b: np.ndarray, k: np.ndarray,
-                   g_acc: np.ndarray, dxp_b: np.ndarray | None) -> None:
+                   g_acc: np.ndarray, dxp_b: np.ndarray | None,
+                   rows: slice = slice(None)) -> None:
     """One block of images: add ``sum_n conj(X) DY`` (per frequency, ``(F, C, Cout)``)
     to ``g_acc``; write the padded input gradient into ``dxp_b`` unless it is None.
 
     ``xp_b (n, Hp, Wp, C)`` the padded images (their spectrum is recomputed: cheaper
     than keeping it from the forward pass), ``dy_b (n, Ho, Wo, Cout)``, ``k (F, C,
-    Cout)`` the kernel spectrum.
+    Cout)`` the kernel spectrum. ``rows``: the rows of ``dxp_b`` that are needed (zero
+    padding drops the others); only those are written.
     """
     n, hp, wp, _ = xp_b.shape
     out_h, out_w, cout = dy_b.shape[1:]
@@ -139,7 +149,7 @@ def backward_block(xp_b: np.ndarray, dy_b: np.ndarray, k: np.ndarray,
         dx_spectrum = np.empty(x_conj.shape, dtype=x_conj.dtype)
         np.matmul(_per_frequency(d_spectrum), k.transpose(0, 2, 1),
                   out=_per_frequency(dx_spectrum))
-        np.copyto(dxp_b, sfft.irfft2(dx_spectrum, s=(hp, wp), axes=(1, 2), overwrite_x=True))
+        np.copyto(dxp_b[:, rows], _inverse_rows(dx_spectrum, wp, rows))
 
 
 def weight_gradient(g_conj_sum: np.ndarray, padded_size, kernel) -> np.ndarray:
