@@ -28,11 +28,12 @@ F64 = np.dtype(np.float64)
 
 @contextmanager
 def tiny_blocks(workers):
-    """``workers`` threads, one image per block (up to the block cap), tiny element-wise
-    and GEMM blocks: every block path runs, many times."""
+    """``workers`` threads, one image (or FFT frequency) per block (up to the block cap),
+    tiny element-wise and GEMM blocks: every block path runs, many times."""
     with pytest.MonkeyPatch.context() as patch, _parallel.forced_workers(workers):
         patch.setattr(conv_ops, "BLOCK_BYTES", 1)
         patch.setattr(conv_ops, "FFT_BLOCK_BYTES", 1)
+        patch.setattr(conv_ops, "FFT_FREQ_BLOCK_BYTES", 1)
         patch.setattr(pool_ops, "BLOCK_BYTES", 1)
         patch.setattr(_parallel, "ROW_BLOCK_BYTES", 1)
         patch.setattr(_parallel, "SMALL_JOB_BYTES", 0)

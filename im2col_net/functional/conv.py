@@ -80,6 +80,9 @@ BLOCK_BYTES = 2 << 20
 # as large as several images' spectra, so fewer, larger blocks amortise it.
 FFT_BLOCK_BYTES = 4 << 20
 FFT_MIN_BLOCKS = 4
+# Its backward pass does one GEMM per frequency over the whole batch, the frequencies
+# cut into blocks of about this many bytes of spectra.
+FFT_FREQ_BLOCK_BYTES = 1 << 20
 # When one image's GEMM has at most this many multiply-adds (M*N*K), a block's GEMMs are
 # issued one per group of whole images (as many as fit), stacked in one np.matmul call
 # (NumPy loops over the stack in C), instead of one GEMM per block. OpenBLAS (its SkylakeX
@@ -289,16 +292,37 @@ def conv2d_backward(dy, cache: ConvCache, *, need_input_grad: bool = True):
     dxp = np.empty(xp.shape, dtype=dtype) if need_input_grad else None
     fft = cache.strategy == "fft"
     # Zero padding drops the border of dxp (pad_grad): the FFT path skips those rows.
-    top, bottom = geometry.padding[:2]
+    top = geometry.padding[0]
     kept_rows = (slice(top, top + h) if cache.padding_mode == "zeros" else slice(None))
+    if fft:
+        dw_gemm, db = _fft_backward(plan, cache, dy_nhwc, dxp, kept_rows)
+    else:
+        dw_gemm, db = _gemm_backward(plan, cache, dy_nhwc, dxp)
+    # (G, kh, kw, Cg, Coutg) -> (Cout, Cg, kh, kw)
+    dw = dw_gemm.transpose(0, 4, 3, 1, 2).reshape(cout, cg, kh, kw)
+    if cache.flip_kernel:
+        dw = dw[:, :, ::-1, ::-1]
+    dw = np.ascontiguousarray(dw)
+    dx = None
+    if need_input_grad:
+        dx = pad_grad(dxp, geometry.padding, cache.padding_mode).transpose(0, 3, 1, 2)
+    return dx, dw, db
+
+
+def _gemm_backward(plan, cache, dy_nhwc, dxp):
+    """im2col and strided backward: ``(dw_gemm (G, kh, kw, Cg, Coutg), db)``; writes the
+    padded input gradient into ``dxp`` unless it is None."""
+    groups, coutg = plan.groups, plan.coutg
+    cout = groups * coutg
+    dtype = plan.dtype
+    xp = cache.xp
     # Weight (and bias) gradients are sums over the batch: one accumulator per chain of
     # blocks, added up in chain order (deterministic for any thread count). With the
     # bias folded in, row K of the weight gradient is db.
-    acc_shape = cache.spectrum.shape if fft else (groups, plan.kb, coutg)
-    acc_dtype = cache.spectrum.dtype if fft else dtype
-    block_chains = chains(plan.blocks, math.prod(acc_shape) * np.dtype(acc_dtype).itemsize)
+    acc_shape = (groups, plan.kb, coutg)
+    block_chains = chains(plan.blocks, math.prod(acc_shape) * dtype.itemsize)
     # Scratch (reused across calls, already in memory); each chain zeroes its own part.
-    dw_parts = scratch("conv.dw_parts", (len(block_chains),) + acc_shape, acc_dtype)
+    dw_parts = scratch("conv.dw_parts", (len(block_chains),) + acc_shape, dtype)
     db_parts = (scratch("conv.db_parts", (len(block_chains), cout), dtype)
                 if plan.separate_bias else None)
 
@@ -311,9 +335,6 @@ def conv2d_backward(dy, cache: ConvCache, *, need_input_grad: bool = True):
         dxp_b = None if dxp is None else dxp[start:stop]
         if cache.strategy == "im2col":
             _im2col_backward(plan, xp_b, dy_b, cache.w_gemm, dw_parts[chain], dxp_b)
-        elif fft:
-            conv_fft.backward_block(xp_b, dy_b.reshape(stop - start, out_h, out_w, cout),
-                                    cache.spectrum, dw_parts[chain], dxp_b, kept_rows)
         else:
             _strided_backward(plan, xp_b, dy_b, cache.w_gemm,
                               dw_parts[chain].reshape(cache.w_gemm.shape), dxp_b)
@@ -327,22 +348,56 @@ def conv2d_backward(dy, cache: ConvCache, *, need_input_grad: bool = True):
 
     run_blocks(task, len(block_chains), plan.workers)
     dw_all = dw_parts.sum(axis=0)
-    if fft:
-        dw_gemm = call(conv_fft.weight_gradient, dw_all, xp.shape[1:3], (kh, kw))[None]
-    else:
-        dw_gemm = dw_all[:, :plan.k].reshape(cache.w_gemm.shape)
+    dw_gemm = dw_all[:, :plan.k].reshape(cache.w_gemm.shape)
     db = None
     if cache.has_bias:
         db = dw_all[0, plan.k].copy() if plan.fold_bias else db_parts.sum(axis=0)
-    # (G, kh, kw, Cg, Coutg) -> (Cout, Cg, kh, kw)
-    dw = dw_gemm.transpose(0, 4, 3, 1, 2).reshape(cout, cg, kh, kw)
-    if cache.flip_kernel:
-        dw = dw[:, :, ::-1, ::-1]
-    dw = np.ascontiguousarray(dw)
-    dx = None
-    if need_input_grad:
-        dx = pad_grad(dxp, geometry.padding, cache.padding_mode).transpose(0, 3, 1, 2)
-    return dx, dw, db
+    return dw_gemm, db
+
+
+def _fft_backward(plan, cache, dy_nhwc, dxp, kept_rows):
+    """FFT backward in three phases: the spectra of the input and of ``dy`` per block of
+    images, then per block of frequencies one GEMM over the whole batch for the weight
+    gradient (and the input gradient's spectrum), then the inverse transforms per block
+    of images. Every sum runs inside one GEMM or in block order, so the result does not
+    depend on the thread count. Returns ``(dw_gemm (1, kh, kw, C, Cout), db)``."""
+    xp, k = cache.xp, cache.spectrum
+    n, hp, wp, c = xp.shape
+    out_h, out_w = cache.out_size
+    cout = k.shape[2]
+    fw = wp // 2 + 1
+    x_conj = np.empty((n, hp, fw, c), dtype=k.dtype)
+    d_spectrum = np.empty((n, hp, fw, cout), dtype=k.dtype)
+    db_parts = (np.empty((plan.blocks, cout), dtype=plan.dtype) if cache.has_bias else None)
+
+    def spectra(block, _):
+        start, stop = plan.bounds(block)
+        dy_b = dy_nhwc[start:stop]
+        if db_parts is not None:
+            np.sum(_rows(dy_b, cout), axis=0, out=db_parts[block])
+        conv_fft.backward_spectra(xp[start:stop], dy_b, x_conj[start:stop],
+                                  d_spectrum[start:stop])
+
+    run_blocks(spectra, plan.blocks, plan.workers)
+    g = np.empty(k.shape, dtype=k.dtype)
+    freqs = hp * fw
+    chunks = block_count(freqs, n * (c + cout) * k.itemsize, FFT_FREQ_BLOCK_BYTES)
+
+    def products(chunk, _):
+        part = slice(chunk * freqs // chunks, (chunk + 1) * freqs // chunks)
+        conv_fft.backward_products(x_conj, d_spectrum, k, part, g, dxp is not None)
+
+    run_blocks(products, chunks, plan.workers)
+    if dxp is not None:
+        def inverse(block, _):
+            start, stop = plan.bounds(block)
+            conv_fft.input_gradient_block(x_conj[start:stop], dxp[start:stop], kept_rows)
+
+        run_blocks(inverse, plan.blocks, plan.workers)
+    kh, kw = cache.geometry.kernel
+    dw_gemm = call(conv_fft.weight_gradient, g, (hp, wp), (kh, kw))[None]
+    db = db_parts.sum(axis=0) if db_parts is not None else None
+    return dw_gemm, db
 
 
 def _rows(a_nhwc, channels):

@@ -7,7 +7,7 @@ For stride 1, no dilation and no groups, the ``(Hp, Wp)`` FFT of the padded inpu
   ``K`` is the FFT of the kernel zero-padded to ``(Hp, Wp)``; outputs past ``Ho, Wo``
   would wrap around and are cut off;
 * weight gradient: ``dW = irfft2(sum_n X conj(DY))[:kh, :kw]`` with ``dy`` zero-padded
-  to ``(Hp, Wp)``;
+  to ``(Hp, Wp)``; the sum over the batch happens inside one GEMM per frequency;
 * input gradient: ``dxp = irfft2(DY K)`` (the full convolution; nothing wraps).
 
 Per frequency these are ``(n, C) @ (C, Cout)`` products, so a 5x5 kernel costs about
@@ -27,8 +27,8 @@ import scipy.fft as sfft
 
 from ..geometry import WindowGeometry
 
-__all__ = ["FFT_DTYPES", "fft_supported", "kernel_spectrum", "forward_block", "backward_block",
-           "weight_gradient"]
+__all__ = ["FFT_DTYPES", "fft_supported", "kernel_spectrum", "forward_block",
+           "backward_spectra", "backward_products", "input_gradient_block", "weight_gradient"]
 
 FFT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -123,17 +123,13 @@ def _inverse_rows(spectrum: np.ndarray, width: int, rows: slice) -> np.ndarray:
     return sfft.irfft(along_h[:, rows], n=width, axis=2)
 
 
-def backward_block(xp_b: np.ndarray, dy_b: np.ndarray, k: np.ndarray,
-                   g_acc: np.ndarray, dxp_b: np.ndarray | None,
-                   rows: slice = slice(None)) -> None:
-    """One block of images: add ``sum_n conj(X) DY`` (per frequency, ``(F, C, Cout)``)
-    to ``g_acc``; write the padded input gradient into ``dxp_b`` unless it is None.
-
-    ``xp_b (n, Hp, Wp, C)`` the padded images (their spectrum is recomputed: cheaper
-    than keeping it from the forward pass), ``dy_b (n, Ho, Wo, Cout)``, ``k (F, C,
-    Cout)`` the kernel spectrum. ``rows``: the rows of ``dxp_b`` that are needed (zero
-    padding drops the others); only those are written.
-    """
+def backward_spectra(xp_b: np.ndarray, dy_b: np.ndarray, x_conj: np.ndarray,
+                     d_spectrum: np.ndarray) -> None:
+    """Backward, first phase, one block of images: write ``conj(X)``, the conjugated
+    spectrum of the padded images ``xp_b (n, Hp, Wp, C)`` (recomputed: cheaper than
+    keeping it from the forward pass), into ``x_conj (n, Hp, Wp//2+1, C)``, and the
+    spectrum of ``dy_b (n, Ho, Wo, Cout)`` zero-padded to ``(Hp, Wp)`` into
+    ``d_spectrum (n, Hp, Wp//2+1, Cout)``."""
     n, hp, wp, _ = xp_b.shape
     out_h, out_w, cout = dy_b.shape[1:]
     dy_padded = np.empty((n, hp, wp, cout), dtype=dy_b.dtype)
@@ -141,15 +137,30 @@ def backward_block(xp_b: np.ndarray, dy_b: np.ndarray, k: np.ndarray,
     dy_padded[:, out_h:] = 0
     dy_padded[:, :out_h, out_w:] = 0
     dy_padded[:, :out_h, :out_w] = dy_b
-    d_spectrum = sfft.rfft2(dy_padded, axes=(1, 2))
-    x_conj = np.conjugate(sfft.rfft2(xp_b, axes=(1, 2)))
-    # (F, C, n) @ (F, n, Cout): the batch sum happens inside the product.
-    g_acc += np.matmul(_per_frequency(x_conj).transpose(0, 2, 1), _per_frequency(d_spectrum))
-    if dxp_b is not None:
-        dx_spectrum = np.empty(x_conj.shape, dtype=x_conj.dtype)
-        np.matmul(_per_frequency(d_spectrum), k.transpose(0, 2, 1),
-                  out=_per_frequency(dx_spectrum))
-        np.copyto(dxp_b[:, rows], _inverse_rows(dx_spectrum, wp, rows))
+    np.copyto(d_spectrum, sfft.rfft2(dy_padded, axes=(1, 2)))
+    np.conjugate(sfft.rfft2(xp_b, axes=(1, 2)), out=x_conj)
+
+
+def backward_products(x_conj: np.ndarray, d_spectrum: np.ndarray, k: np.ndarray,
+                      freqs: slice, g: np.ndarray, input_grad: bool) -> None:
+    """Backward, second phase, the frequencies ``freqs`` of the whole batch (spectra
+    ``(N, Hp, Fw, .)`` from :func:`backward_spectra`): ``g[f] = conj(X)[:, f]^T DY[:, f]``
+    into ``g (F, C, Cout)``, one GEMM per frequency with the batch as its inner
+    dimension; with ``input_grad``, then ``x_conj[:, f]`` is overwritten by ``DY[:, f]
+    K[f]^T``, the padded input gradient's spectrum (``k (F, C, Cout)``)."""
+    x_f = _per_frequency(x_conj)[freqs]              # (f, N, C)
+    d_f = _per_frequency(d_spectrum)[freqs]          # (f, N, Cout)
+    np.matmul(x_f.transpose(0, 2, 1), d_f, out=g[freqs])
+    if input_grad:
+        np.matmul(d_f, k[freqs].transpose(0, 2, 1), out=x_f)
+
+
+def input_gradient_block(dx_spectrum_b: np.ndarray, dxp_b: np.ndarray,
+                         rows: slice = slice(None)) -> None:
+    """Backward, third phase, one block of images: the padded input gradient ``dxp_b (n,
+    Hp, Wp, C)`` from its spectrum (overwritten). ``rows``: the rows of ``dxp_b`` that
+    are needed (zero padding drops the others); only those are written."""
+    np.copyto(dxp_b[:, rows], _inverse_rows(dx_spectrum_b, dxp_b.shape[2], rows))
 
 
 def weight_gradient(g_conj_sum: np.ndarray, padded_size, kernel) -> np.ndarray:
