@@ -5,7 +5,9 @@ Two lowering strategies share one interface (``strategy=``):
 ``"im2col"``
     Copy the windows of the padded input into a column matrix ``(G, M, K)`` (``M =
     N*Ho*Wo``, ``K = kh*kw*C/G``) and do one GEMM per group. Backward: ``dW = cols^T
-    dY`` and ``dcols = dY W^T``, then col2im.
+    dY`` and ``dcols = dY W^T``, then col2im. With few input channels the forward pass
+    and ``dW`` read the windows in place from a cheaper copy instead of a column matrix
+    (:func:`~im2col_net.lowering.im2row`, :func:`~im2col_net.lowering.column_planes`).
 ``"strided"``
     No column matrix: one GEMM per kernel offset ``(i, j)`` on the strided view of the
     padded input that tap sees, accumulated into the output. Backward does the same
@@ -26,7 +28,8 @@ blocks run on the BLAS thread count's worth of threads. The cache keeps only the
 input; backward rebuilds each block's columns, which costs one in-cache copy instead of
 keeping the whole column matrix (``kh*kw`` times the input) alive between forward and
 backward. ``dW`` and ``db`` are summed per chain of blocks, then over the chains in
-order, so results do not depend on the thread count; ``dx`` blocks are disjoint.
+order (the FFT path sums over the whole batch inside one GEMM per frequency), so results
+do not depend on the thread count; ``dx`` blocks are disjoint.
 
 Arrays are NCHW at the interface and NHWC inside (see :mod:`im2col_net.lowering`);
 returned arrays may be NCHW views of NHWC memory. Every buffer is allocated in the
@@ -99,11 +102,11 @@ ZEROED_PAD_BYTES = 2 << 20
 # :func:`~im2col_net.lowering.im2row` (no column matrix), when the rows are at least this
 # wide and the ones segments (the folded bias) add at most this fraction of extra
 # columns. Measured (first conv layer, 1 -> 32, 5x5, K = 29 instead of 26): the GEMMs
-# run ~6 % slower per useful FLOP, but the forward pass is ~15-20 % faster on one and two
-# threads than through the transposed column matrix (whose second copy stage writes ~80
-# KB per image that the GEMM then streams back from beyond L2). The weight gradient
+# are a little slower per useful FLOP, but the forward pass is ~12-18 % faster on one and
+# two threads than through the transposed column matrix (whose second copy stage writes
+# ~80 KB per image that the GEMM then streams back from beyond L2). The weight gradient
 # likewise reads the column planes in place, one GEMM per kernel row and image (same
-# bound on the extra rows; ~15 % faster on that layer).
+# bound on the extra rows; 2-5 % faster on that layer, whose backward is now GEMM-bound).
 ROW_GEMM_MIN_WIDTH = 16
 ROW_GEMM_MAX_EXTRA = 0.25
 
@@ -363,7 +366,6 @@ def _fft_backward(plan, cache, dy_nhwc, dxp, kept_rows):
     depend on the thread count. Returns ``(dw_gemm (1, kh, kw, C, Cout), db)``."""
     xp, k = cache.xp, cache.spectrum
     n, hp, wp, c = xp.shape
-    out_h, out_w = cache.out_size
     cout = k.shape[2]
     fw = wp // 2 + 1
     x_conj = np.empty((n, hp, fw, c), dtype=k.dtype)
