@@ -193,6 +193,10 @@ class Optimizer:
         self.step_count += 1
         pieces = [(pname, bounds) for pname, chunks in self._chunks.items()
                   for bounds in chunks]
+        # A chunked parameter's gradient is read through a flat view: copy it once if it
+        # is not C-contiguous (instead of once per chunk).
+        flat_grads = {pname: np.ascontiguousarray(grads[pname]).reshape(-1)
+                      for pname, chunks in self._chunks.items() if chunks != [None]}
 
         def update(index, _worker):
             pname, bounds = pieces[index]
@@ -201,7 +205,7 @@ class Optimizer:
             if bounds is not None:
                 start, stop = bounds
                 param = param.reshape(-1)[start:stop]
-                grad = grad.reshape(-1)[start:stop]  # a copy if grad is not contiguous
+                grad = flat_grads[pname][start:stop]
                 state = {kind: buf.reshape(-1)[start:stop] for kind, buf in state.items()}
             self._update(param, grad, state)
 
@@ -337,7 +341,7 @@ class SGD(Optimizer):
         g = self._decayed_grad(param, grad, self.weight_decay)
         g_is_work = g is not grad
         if self.momentum == 0.0:
-            direction, scratch = g, (g if g_is_work else self._work(param, 0))
+            direction, step = g, (g if g_is_work else self._work(param, 0))
         else:
             buf = state["momentum_buffer"]
             if self.step_count == 1:
@@ -352,11 +356,11 @@ class SGD(Optimizer):
             if self.nesterov:
                 direction = np.multiply(buf, self.momentum, out=self._work(param, 1))
                 direction += g
-                scratch = direction
+                step = direction
             else:
-                direction, scratch = buf, self._work(param, 1)
-        np.multiply(direction, self.lr, out=scratch)
-        param -= scratch
+                direction, step = buf, self._work(param, 1)
+        np.multiply(direction, self.lr, out=step)
+        param -= step
 
 
 class Adagrad(Optimizer):
