@@ -40,19 +40,26 @@ def _image_mnk(config):
 def test_stacked_gemms_match_reference(workers, config, images, data):
     # Several images per block: stacks of `images` images and, mostly, a remainder.
     config = dataclasses.replace(config, batch=data.draw(st.sampled_from([4, 5, 7])))
-    x = data.draw(arrays(config.input_shape, config.dtype, noncontiguous=True))
-    w = data.draw(arrays(config.weight_shape, config.dtype))
-    b = data.draw(arrays((config.out_channels,), config.dtype)) if config.bias else None
-    dy = data.draw(arrays(config.output_shape, config.dtype, noncontiguous=True))
     with pytest.MonkeyPatch.context() as patch, _parallel.forced_workers(workers):
         # One block holding the whole batch, cut into GEMMs of `images` images.
         patch.setattr(conv_ops, "SMALL_GEMM_MNK", _image_mnk(config) * images)
         patch.setattr(conv_ops, "BLOCK_BYTES", 1 << 40)
         patch.setattr(_parallel, "MIN_BLOCKS", 1)
         patch.setattr(_parallel, "BALANCE", 1)
-        y, cache = F.conv2d_forward(x, w, b, **config.functional_kwargs())
-        dx, dw, db = F.conv2d_backward(dy, cache)
-        _, dw_only, db_only = F.conv2d_backward(dy, cache, need_input_grad=False)
+        _check_against_reference(config, data)
+
+
+def _check_against_reference(config, data):
+    """Draw inputs for ``config``, run forward and both backward variants with the
+    constants in effect, and compare with the reference loops (``dw``/``db`` without
+    ``dx`` must equal those with it exactly)."""
+    x = data.draw(arrays(config.input_shape, config.dtype, noncontiguous=True))
+    w = data.draw(arrays(config.weight_shape, config.dtype))
+    b = data.draw(arrays((config.out_channels,), config.dtype)) if config.bias else None
+    dy = data.draw(arrays(config.output_shape, config.dtype, noncontiguous=True))
+    y, cache = F.conv2d_forward(x, w, b, **config.functional_kwargs())
+    dx, dw, db = F.conv2d_backward(dy, cache)
+    _, dw_only, db_only = F.conv2d_backward(dy, cache, need_input_grad=False)
     assert_close(y, ref.conv2d_forward(x, w, b, **config.reference_kwargs()), what="y")
     dx_ref, dw_ref, db_ref = ref.conv2d_backward(x, w, dy, bias=config.bias,
                                                  **config.reference_kwargs())
@@ -136,22 +143,7 @@ def test_row_and_plane_paths_match_reference(workers, config, data):
         plan = conv_ops._Plan(geometry, 1, config.input_shape, (out_h, out_w),
                               config.out_channels, config.dtype, "im2col", config.bias)
         assume(plan.row_gemm or plan.plane_wgrad)
-        x = data.draw(arrays(config.input_shape, config.dtype, noncontiguous=True))
-        w = data.draw(arrays(config.weight_shape, config.dtype))
-        b = data.draw(arrays((config.out_channels,), config.dtype)) if config.bias else None
-        dy = data.draw(arrays(config.output_shape, config.dtype, noncontiguous=True))
-        y, cache = F.conv2d_forward(x, w, b, **config.functional_kwargs())
-        dx, dw, db = F.conv2d_backward(dy, cache)
-        _, dw_only, db_only = F.conv2d_backward(dy, cache, need_input_grad=False)
-    assert_close(y, ref.conv2d_forward(x, w, b, **config.reference_kwargs()), what="y")
-    dx_ref, dw_ref, db_ref = ref.conv2d_backward(x, w, dy, bias=config.bias,
-                                                 **config.reference_kwargs())
-    assert_close(dx, dx_ref, what="dx")
-    assert_close(dw, dw_ref, what="dw")
-    np.testing.assert_array_equal(dw_only, dw)
-    if config.bias:
-        assert_close(db, db_ref, what="db")
-        np.testing.assert_array_equal(db_only, db)
+        _check_against_reference(config, data)
 
 
 @given(kh=st.integers(2, 4), kw=st.integers(1, 4), sh=st.integers(1, 2), sw=st.integers(1, 2),
