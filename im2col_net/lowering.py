@@ -30,9 +30,12 @@ __all__ = [
     "im2col_transposed",
     "im2col_transposed_work_size",
     "column_planes",
+    "column_planes_size",
     "plane_windows",
     "col2im_transposed",
     "im2row",
+    "im2row_depth",
+    "im2row_size",
     "im2row_weights",
     "split_axes",
 ]
@@ -264,12 +267,12 @@ def column_planes(xp: np.ndarray, geometry: WindowGeometry, out_h: int, out_w: i
     buffer of at least ``S*N*R*Wo`` elements (allocated when None).
     """
     n, _, _, c = xp.shape
-    kh, kw = geometry.kernel
+    kw = geometry.kernel[1]
     if geometry.stride[0] != 1:
         raise ValueError(f"column_planes: needs vertical stride 1, got stride {geometry.stride}")
-    rows = (kh - 1) * geometry.dilation[0] + out_h
     data = kw * c
-    size = (data + int(ones)) * n * rows * out_w
+    size = column_planes_size(xp.shape, geometry, out_h, out_w, ones=ones)
+    rows = size // ((data + int(ones)) * n * out_w)
     if work is None:
         work = np.empty(size, dtype=xp.dtype)
     planes = work.reshape(-1)[:size].reshape(data + int(ones), n, rows, out_w)
@@ -280,6 +283,15 @@ def column_planes(xp: np.ndarray, geometry: WindowGeometry, out_h: int, out_w: i
     if ones:
         planes[data] = 1
     return planes
+
+
+def column_planes_size(padded_shape, geometry: WindowGeometry, out_h: int, out_w: int, *,
+                       ones: bool = False) -> int:
+    """Elements of :func:`column_planes`' ``(S, N, R, Wo)`` result (its ``work`` size)."""
+    n, _, _, c = padded_shape
+    kh, kw = geometry.kernel
+    rows = (kh - 1) * geometry.dilation[0] + out_h
+    return (kw * c + int(ones)) * n * rows * out_w
 
 
 def plane_windows(planes: np.ndarray, geometry: WindowGeometry, out_h: int,
@@ -309,11 +321,9 @@ def im2col_transposed_work_size(padded_shape, geometry: WindowGeometry, out_h: i
     """Elements of the plane buffer :func:`im2col_transposed` copies through (0: it copies
     directly, for vertical stride > 1 or ``kh == 1``)."""
     n, _, _, c = padded_shape
-    kh, kw = geometry.kernel
-    if geometry.stride[0] != 1 or kh == 1 or not (n and out_h and out_w and c):
+    if geometry.stride[0] != 1 or geometry.kernel[0] == 1 or not (n and out_h and out_w and c):
         return 0
-    rows = (kh - 1) * geometry.dilation[0] + out_h
-    return kw * c * n * rows * out_w
+    return column_planes_size(padded_shape, geometry, out_h, out_w)
 
 
 def im2row(xp: np.ndarray, geometry: WindowGeometry, out_h: int, out_w: int, *,
@@ -337,10 +347,10 @@ def im2row(xp: np.ndarray, geometry: WindowGeometry, out_h: int, out_w: int, *,
     if dh != 1 or kh < 2:
         raise ValueError(f"im2row: needs vertical dilation 1 and kh >= 2, got dilation "
                          f"{geometry.dilation} and kernel {geometry.kernel}")
-    rows = (out_h - 1) * sh + kh
     data = kw * c
     segments = data + int(ones)
-    size = n * rows * segments * out_w
+    size = im2row_size(xp.shape, geometry, out_h, out_w, ones=ones)
+    rows = size // (n * segments * out_w)
     if work is None:
         work = np.empty(size, dtype=xp.dtype)
     q = work.reshape(-1)[:size].reshape(n, rows, segments, out_w)
@@ -351,7 +361,23 @@ def im2row(xp: np.ndarray, geometry: WindowGeometry, out_h: int, out_w: int, *,
     if ones:
         q[:, :, data] = 1
     q_n, q_r, q_s, item = q.strides
-    return _view(q, (n, out_h, out_w, (kh - 1) * segments + data), (q_n, q_r * sh, item, q_s))
+    k = im2row_depth(geometry.kernel, c, ones=ones)
+    return _view(q, (n, out_h, out_w, k), (q_n, q_r * sh, item, q_s))
+
+
+def im2row_depth(kernel: tuple[int, int], channels: int, *, ones: bool = False) -> int:
+    """``K`` of :func:`im2row`'s windows: ``(kh-1)*S + kw*C`` with ``S = kw*C (+ 1)``."""
+    kh, kw = kernel
+    return (kh - 1) * (kw * channels + int(ones)) + kw * channels
+
+
+def im2row_size(padded_shape, geometry: WindowGeometry, out_h: int, out_w: int, *,
+                ones: bool = False) -> int:
+    """Elements of :func:`im2row`'s row-segment copy ``q`` (its ``work`` size)."""
+    n, _, _, c = padded_shape
+    kh, kw = geometry.kernel
+    rows = (out_h - 1) * geometry.stride[0] + kh
+    return n * rows * (kw * c + int(ones)) * out_w
 
 
 def im2row_weights(weights: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
@@ -369,7 +395,7 @@ def im2row_weights(weights: np.ndarray, bias: np.ndarray | None = None) -> np.nd
     rows = out.reshape(kh, segments, cout)
     rows[:, :data] = weights
     rows[0, data] = bias
-    return out[:(kh - 1) * segments + data]
+    return out[:(kh - 1) * segments + data]   # no ones row after the last kernel row
 
 
 def col2im_transposed(cols_t: np.ndarray, padded_shape: tuple[int, int, int, int],

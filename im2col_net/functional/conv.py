@@ -49,10 +49,13 @@ from ..lowering import (
     col2im,
     col2im_transposed,
     column_planes,
+    column_planes_size,
     im2col,
     im2col_transposed,
     im2col_transposed_work_size,
     im2row,
+    im2row_depth,
+    im2row_size,
     im2row_weights,
     offset_slices,
     pad,
@@ -440,14 +443,14 @@ class _Plan:
         self.transposed = dense and self.cg * kw < self.out_w
         self.dtype = np.dtype(dtype)
         # Forward by im2row (see ROW_GEMM_MIN_WIDTH): K of its GEMMs, or 0 when not used.
-        segments = kw * self.cg + int(self.fold_bias)
-        row_k = (kh - 1) * segments + kw * self.cg
+        row_k = im2row_depth(geometry.kernel, self.cg, ones=self.fold_bias)
         self.row_gemm = (row_k if self.transposed and kh >= 2 and geometry.dilation[0] == 1
                          and self.out_w >= ROW_GEMM_MIN_WIDTH
                          and row_k <= (1 + ROW_GEMM_MAX_EXTRA) * self.kb else 0)
         # Backward: dW from column_planes / plane_windows (see _plane_weight_grad).
+        plane_rows = kh * (kw * self.cg + int(self.fold_bias))   # kh GEMMs of S rows
         self.plane_wgrad = (self.transposed and geometry.stride[0] == 1
-                            and kh * segments <= (1 + ROW_GEMM_MAX_EXTRA) * self.kb)
+                            and plane_rows <= (1 + ROW_GEMM_MAX_EXTRA) * self.kb)
         # Images per GEMM when a block's GEMMs are stacked per group of images (see
         # SMALL_GEMM_MNK); None: one GEMM per block.
         image_mnk = self.out_h * self.out_w * self.kb * self.coutg
@@ -514,9 +517,8 @@ class _Plan:
 
     def row_windows(self, xp_b):
         """The block's ``(n, Ho, Wo, row_gemm)`` :func:`im2row` windows (in scratch)."""
-        kh, kw = self.geometry.kernel
-        rows = (self.out_h - 1) * self.geometry.stride[0] + kh
-        size = xp_b.shape[0] * rows * (kw * self.cg + int(self.fold_bias)) * self.out_w
+        size = im2row_size(xp_b.shape, self.geometry, self.out_h, self.out_w,
+                           ones=self.fold_bias)
         return im2row(xp_b, self.geometry, self.out_h, self.out_w, ones=self.fold_bias,
                       work=scratch("conv.rows", (size,), self.dtype))
 
@@ -607,10 +609,10 @@ def _plane_weight_grad(plan, xp_b, dy_b, dw_acc):
     kh, kw = plan.geometry.kernel
     data = kw * plan.cg
     segments = data + int(plan.fold_bias)
-    rows = (kh - 1) * plan.geometry.dilation[0] + plan.out_h
-    work = scratch("conv.planes", (segments * images * rows * plan.out_w,), plan.dtype)
+    size = column_planes_size(xp_b.shape, plan.geometry, plan.out_h, plan.out_w,
+                              ones=plan.fold_bias)
     planes = column_planes(xp_b, plan.geometry, plan.out_h, plan.out_w, ones=plan.fold_bias,
-                           work=work)
+                           work=scratch("conv.planes", (size,), plan.dtype))
     windows = plane_windows(planes, plan.geometry, plan.out_h, plan.out_w)
     products = scratch("conv.dw_planes", (kh, images, segments, plan.coutg), plan.dtype)
     np.matmul(windows, dy_b.reshape(images, -1, plan.coutg), out=products)
