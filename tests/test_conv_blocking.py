@@ -42,6 +42,7 @@ def test_stacked_gemms_match_reference(workers, config, images, data):
     config = dataclasses.replace(config, batch=data.draw(st.sampled_from([4, 5, 7])))
     with pytest.MonkeyPatch.context() as patch, _parallel.forced_workers(workers):
         # One block holding the whole batch, cut into GEMMs of `images` images.
+        patch.setattr(conv_ops, "small_gemm_kernel", lambda: True)  # whatever BLAS runs
         patch.setattr(conv_ops, "SMALL_GEMM_MNK", _image_mnk(config) * images)
         patch.setattr(conv_ops, "BLOCK_BYTES", 1 << 40)
         patch.setattr(_parallel, "MIN_BLOCKS", 1)
@@ -81,11 +82,13 @@ def test_first_layer_shape_uses_per_image_gemms():
     b = rng.standard_normal(32, dtype=np.float32)
     dy = rng.standard_normal((11, 32, 28, 28), dtype=np.float32)
     geometry = WindowGeometry.make(5, 1, 2, 1)
-    plan = conv_ops._Plan(geometry, 1, x.shape, (28, 28), 32, x.dtype, "im2col", True)
-    assert plan.transposed and plan.stack == 1
-    # Forward by im2row (K = 4 * (5 + 1) + 5), weight gradient from the column planes.
-    assert plan.row_gemm == 29 and plan.plane_wgrad
     with pytest.MonkeyPatch.context() as patch:
+        # As with OpenBLAS's SkylakeX kernels (see test_small_gemm_kernel_detection).
+        patch.setattr(conv_ops, "small_gemm_kernel", lambda: True)
+        plan = conv_ops._Plan(geometry, 1, x.shape, (28, 28), 32, x.dtype, "im2col", True)
+        assert plan.transposed and plan.stack == 1
+        # Forward by im2row (K = 4 * (5 + 1) + 5), weight gradient from the column planes.
+        assert plan.row_gemm == 29 and plan.plane_wgrad
         patch.setattr(_parallel, "MIN_BLOCKS", 2)  # blocks of 5-6 images, 1 per GEMM
         y, cache = F.conv2d_forward(x, w, b, padding=2)
         _, dw, db = F.conv2d_backward(dy, cache, need_input_grad=False)
@@ -138,6 +141,7 @@ def test_row_and_plane_paths_match_reference(workers, config, data):
     geometry = config.geometry
     out_h, out_w = config.output_shape[2:]
     with pytest.MonkeyPatch.context() as patch, _parallel.forced_workers(workers):
+        patch.setattr(conv_ops, "small_gemm_kernel", lambda: True)  # whatever BLAS runs
         patch.setattr(conv_ops, "ROW_GEMM_MIN_WIDTH", 1)
         patch.setattr(conv_ops, "ROW_GEMM_MAX_EXTRA", 100.0)
         plan = conv_ops._Plan(geometry, 1, config.input_shape, (out_h, out_w),
@@ -209,3 +213,48 @@ def test_row_lowering_rejects_geometries_it_cannot_lay_out():
     strided = WindowGeometry((2, 2), (2, 1), (0, 0, 0, 0), (1, 1))
     with pytest.raises(ValueError, match=r"column_planes: needs vertical stride 1, got stride"):
         lowering.column_planes(xp, strided, 3, 5)
+
+
+@pytest.mark.parametrize("infos, env, expected", [
+    ([{"internal_api": "openblas", "architecture": "SkylakeX"}] * 2, None, True),
+    ([{"internal_api": "openblas", "architecture": "SapphireRapids"}], "Haswell", True),
+    ([{"internal_api": "openblas", "architecture": "Haswell"}], None, False),
+    ([{"internal_api": "openblas", "architecture": "SkylakeX"},
+      {"internal_api": "mkl", "architecture": "SkylakeX"}], None, False),
+    ([], None, True),               # no threadpoolctl: trust OpenBLAS's own choice ...
+    ([], "Haswell", False),         # ... unless the environment forces another kernel
+    ([], "skylakex", True),
+])
+def test_small_gemm_kernel_detection(infos, env, expected):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_parallel, "_small_gemm", None)
+        patch.setattr(_parallel, "blas_info", lambda: infos)
+        if env is None:
+            patch.delenv("OPENBLAS_CORETYPE", raising=False)
+        else:
+            patch.setenv("OPENBLAS_CORETYPE", env)
+        assert _parallel.small_gemm_kernel() is expected
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_first_layer_without_a_small_gemm_kernel(workers):
+    """Under a BLAS kernel that packs every GEMM (e.g. OPENBLAS_CORETYPE=Haswell) the
+    first layer takes one GEMM per block, and still matches the reference."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((6, 1, 28, 28), dtype=np.float32)
+    w = rng.standard_normal((32, 1, 5, 5), dtype=np.float32)
+    b = rng.standard_normal(32, dtype=np.float32)
+    dy = rng.standard_normal((6, 32, 28, 28), dtype=np.float32)
+    with pytest.MonkeyPatch.context() as patch, _parallel.forced_workers(workers):
+        patch.setattr(conv_ops, "small_gemm_kernel", lambda: False)
+        plan = conv_ops._Plan(WindowGeometry.make(5, 1, 2, 1), 1, x.shape, (28, 28), 32,
+                              x.dtype, "im2col", True)
+        assert plan.transposed and not plan.row_gemm and not plan.plane_wgrad
+        assert plan.stack is None
+        y, cache = F.conv2d_forward(x, w, b, padding=2)
+        dx, dw, db = F.conv2d_backward(dy, cache)
+    assert_close(y, ref.conv2d_forward(x, w, b, padding=2), what="y")
+    dx_ref, dw_ref, db_ref = ref.conv2d_backward(x, w, dy, bias=True, padding=2)
+    assert_close(dx, dx_ref, what="dx")
+    assert_close(dw, dw_ref, what="dw")
+    assert_close(db, db_ref, what="db")

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 import numpy as np
 
 __all__ = ["worker_count", "forced_workers", "run_blocks", "call", "for_row_blocks", "matmul",
-           "scratch", "block_count", "chains", "blas_info"]
+           "scratch", "block_count", "chains", "blas_info", "small_gemm_kernel"]
 
 # Upper bound on blocks per region: keeps the Python-level loop count independent of the
 # batch size (blocks simply grow for very large batches).
@@ -75,6 +75,33 @@ def blas_info() -> list[dict]:
     """threadpoolctl's description of the BLAS libraries (empty without threadpoolctl)."""
     libs = _blas_libraries()
     return list(libs.info()) if libs else []
+
+
+# OpenBLAS kernels with a "small matrix" SGEMM path (no packing: fast for many small
+# products); the others pack every operand of every call.
+SMALL_GEMM_KERNELS = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+_small_gemm: bool | None = None
+
+
+def small_gemm_kernel() -> bool:
+    """Whether BLAS multiplies small matrices without packing them (OpenBLAS's SkylakeX
+    family of kernels), which the convolution's many-small-GEMM paths depend on.
+
+    Read from threadpoolctl once per process (the kernel is fixed at load time, e.g. by
+    ``OPENBLAS_CORETYPE``). Without threadpoolctl: False if ``OPENBLAS_CORETYPE`` names
+    another kernel, else True (OpenBLAS then picks the best kernel for the CPU).
+    """
+    global _small_gemm
+    if _small_gemm is None:
+        info = blas_info()
+        if info:
+            _small_gemm = all(lib.get("internal_api") == "openblas"
+                              and str(lib.get("architecture", "")).lower()
+                              in SMALL_GEMM_KERNELS for lib in info)
+        else:
+            forced = os.environ.get("OPENBLAS_CORETYPE")
+            _small_gemm = forced is None or forced.lower() in SMALL_GEMM_KERNELS
+    return _small_gemm
 
 
 @contextmanager

@@ -63,7 +63,15 @@ from ..lowering import (
     plane_windows,
 )
 from . import conv_fft
-from ._parallel import block_count, call, chains, run_blocks, scratch, worker_count
+from ._parallel import (
+    block_count,
+    call,
+    chains,
+    run_blocks,
+    scratch,
+    small_gemm_kernel,
+    worker_count,
+)
 
 STRATEGIES = ("im2col", "strided", "fft", "auto")
 
@@ -95,7 +103,11 @@ FFT_FREQ_BLOCK_BYTES = 1 << 20
 # kernel, the one this machine runs) takes a "small matrix" path without packing up to
 # 100^3: measured, one core, the first conv layer's (784 x 26) @ (26 x 32) image products
 # ran at ~95-100 GFLOP/s against ~60-77 for the (19600 x 26) @ (26 x 32) product of a
-# whole block (and its weight gradient at ~109 against ~70).
+# whole block (and its weight gradient at ~109 against ~70). This and the two row/plane
+# paths below are used only with such a kernel (_parallel.small_gemm_kernel): under
+# OPENBLAS_CORETYPE=Haswell, whose SGEMM packs every operand of every call, the plane
+# weight gradient took 7.5 ms against 4.6 for one GEMM per block (first conv layer,
+# batch 200, 2 threads), and the im2row forward 4.9 against 4.5.
 SMALL_GEMM_MNK = 100 ** 3
 # With zero padding and a padded input of at most this size, the padded array comes
 # from np.zeros (one memset, ~10 us per MiB) and each block copies only its interior:
@@ -443,19 +455,21 @@ class _Plan:
         self.transposed = dense and self.cg * kw < self.out_w
         self.dtype = np.dtype(dtype)
         # Forward by im2row (see ROW_GEMM_MIN_WIDTH): K of its GEMMs, or 0 when not used.
+        # These three issue many small GEMMs: only where BLAS runs them unpacked.
+        small = small_gemm_kernel()
         row_k = im2row_depth(geometry.kernel, self.cg, ones=self.fold_bias)
-        self.row_gemm = (row_k if self.transposed and kh >= 2 and geometry.dilation[0] == 1
-                         and self.out_w >= ROW_GEMM_MIN_WIDTH
+        self.row_gemm = (row_k if small and self.transposed and kh >= 2
+                         and geometry.dilation[0] == 1 and self.out_w >= ROW_GEMM_MIN_WIDTH
                          and row_k <= (1 + ROW_GEMM_MAX_EXTRA) * self.kb else 0)
         # Backward: dW from column_planes / plane_windows (see _plane_weight_grad).
         plane_rows = kh * (kw * self.cg + int(self.fold_bias))   # kh GEMMs of S rows
-        self.plane_wgrad = (self.transposed and geometry.stride[0] == 1
+        self.plane_wgrad = (small and self.transposed and geometry.stride[0] == 1
                             and plane_rows <= (1 + ROW_GEMM_MAX_EXTRA) * self.kb)
         # Images per GEMM when a block's GEMMs are stacked per group of images (see
         # SMALL_GEMM_MNK); None: one GEMM per block.
         image_mnk = self.out_h * self.out_w * self.kb * self.coutg
         self.stack = (max(1, SMALL_GEMM_MNK // image_mnk)
-                      if dense and 0 < image_mnk <= SMALL_GEMM_MNK else None)
+                      if small and dense and 0 < image_mnk <= SMALL_GEMM_MNK else None)
         self.n = n
         # The strided strategy's workspace is one tap, kh*kw times less than the columns;
         # the FFT's is the input and output spectra (complex, about the padded size).
