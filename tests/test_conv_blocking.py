@@ -221,6 +221,13 @@ def test_row_lowering_rejects_geometries_it_cannot_lay_out():
     ([{"internal_api": "openblas", "architecture": "Haswell"}], None, False),
     ([{"internal_api": "openblas", "architecture": "SkylakeX"},
       {"internal_api": "mkl", "architecture": "SkylakeX"}], None, False),
+    # NumPy's own OpenBLAS decides; another library's BLAS (torch's MKL) does not count.
+    ([{"internal_api": "mkl", "architecture": "SkylakeX", "filepath": "/x/torch/lib/mkl.so"},
+      {"internal_api": "openblas", "architecture": "SkylakeX",
+       "filepath": "/x/numpy.libs/libscipy_openblas64_.so"}], None, True),
+    ([{"internal_api": "openblas", "architecture": "SkylakeX", "filepath": "/x/scipy.libs/o.so"},
+      {"internal_api": "openblas", "architecture": "Haswell",
+       "filepath": "/x/numpy.libs/libscipy_openblas64_.so"}], None, False),
     ([], None, True),               # no threadpoolctl: trust OpenBLAS's own choice ...
     ([], "Haswell", False),         # ... unless the environment forces another kernel
     ([], "skylakex", True),

@@ -88,16 +88,21 @@ def small_gemm_kernel() -> bool:
     family of kernels), which the convolution's many-small-GEMM paths depend on.
 
     Read from threadpoolctl once per process (the kernel is fixed at load time, e.g. by
-    ``OPENBLAS_CORETYPE``). Without threadpoolctl: False if ``OPENBLAS_CORETYPE`` names
-    another kernel, else True (OpenBLAS then picks the best kernel for the CPU).
+    ``OPENBLAS_CORETYPE``), for the BLAS that NumPy itself loaded (the one ``np.matmul``
+    calls; other libraries, say PyTorch's MKL, do not count); when none is recognisably
+    NumPy's, every BLAS library must qualify. Without threadpoolctl: False if
+    ``OPENBLAS_CORETYPE`` names another kernel, else True (OpenBLAS then picks the best
+    kernel for the CPU).
     """
     global _small_gemm
     if _small_gemm is None:
         info = blas_info()
         if info:
+            numpy_own = [lib for lib in info
+                         if "numpy" in os.path.normcase(str(lib.get("filepath", "")))]
             _small_gemm = all(lib.get("internal_api") == "openblas"
                               and str(lib.get("architecture", "")).lower()
-                              in SMALL_GEMM_KERNELS for lib in info)
+                              in SMALL_GEMM_KERNELS for lib in numpy_own or info)
         else:
             forced = os.environ.get("OPENBLAS_CORETYPE")
             _small_gemm = forced is None or forced.lower() in SMALL_GEMM_KERNELS
