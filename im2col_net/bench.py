@@ -146,6 +146,8 @@ def machine_info() -> dict:
                                                 "threading_layer", "num_threads", "filepath")}
                  for lib in blas],
         "env": {name: os.environ.get(name) for name in ENV_VARS},
+        # Whether the first conv layer's many-small-GEMM paths are on (see design doc).
+        "small_gemm_kernel": _parallel.small_gemm_kernel(),
     }
 
 
@@ -426,6 +428,8 @@ def format_report(result: dict) -> str:
                      f"{lib['num_threads']} threads)")
     if not mach["blas"]:
         lines.append("BLAS: unknown (install threadpoolctl to report it)")
+    lines.append("BLAS small-matrix path (unpacked small GEMMs, used by few-channel convs): "
+                 + ("yes" if mach["small_gemm_kernel"] else "no"))
     env = ", ".join(f"{k}={v}" for k, v in mach["env"].items() if v is not None)
     lines.append(f"env: {env or '(no BLAS/OpenMP variables set)'}")
     roof = result["gemm_roof"]

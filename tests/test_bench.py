@@ -11,6 +11,7 @@ import pytest
 
 from im2col_net import bench
 from im2col_net.cli import main
+from im2col_net.functional import _parallel
 
 TOP_KEYS = {"config", "machine", "gemm_roof", "train_step", "layers", "strategies",
             "reference", "memory"}
@@ -28,6 +29,7 @@ def check_result(result, *, with_torch):
     assert set(bench.ENV_VARS) <= set(machine["env"])
     for lib in machine["blas"]:
         assert {"internal_api", "architecture", "num_threads"} <= set(lib)
+    assert machine["small_gemm_kernel"] is _parallel.small_gemm_kernel()
     roof = result["gemm_roof"]
     assert positive(roof["gflops"])
     # Measured at the start and at the end; the fractions use the better of the two.
