@@ -15,6 +15,8 @@ slice addition per kernel offset.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -30,12 +32,12 @@ __all__ = [
     "im2col_transposed",
     "im2col_transposed_work_size",
     "column_planes",
-    "column_planes_size",
+    "column_planes_shape",
     "plane_windows",
     "col2im_transposed",
     "im2row",
     "im2row_depth",
-    "im2row_size",
+    "im2row_shape",
     "im2row_weights",
     "split_axes",
 ]
@@ -271,11 +273,9 @@ def column_planes(xp: np.ndarray, geometry: WindowGeometry, out_h: int, out_w: i
     if geometry.stride[0] != 1:
         raise ValueError(f"column_planes: needs vertical stride 1, got stride {geometry.stride}")
     data = kw * c
-    size = column_planes_size(xp.shape, geometry, out_h, out_w, ones=ones)
-    rows = size // ((data + int(ones)) * n * out_w)
-    if work is None:
-        work = np.empty(size, dtype=xp.dtype)
-    planes = work.reshape(-1)[:size].reshape(data + int(ones), n, rows, out_w)
+    shape = column_planes_shape(xp.shape, geometry, out_h, out_w, ones=ones)
+    rows = shape[2]
+    planes = _in_work(work, shape, xp.dtype)
     sw, dw = geometry.stride[1], geometry.dilation[1]
     s_n, s_h, s_w, s_c = xp.strides
     np.copyto(planes[:data].reshape(kw, c, n, rows, out_w),
@@ -285,13 +285,14 @@ def column_planes(xp: np.ndarray, geometry: WindowGeometry, out_h: int, out_w: i
     return planes
 
 
-def column_planes_size(padded_shape, geometry: WindowGeometry, out_h: int, out_w: int, *,
-                       ones: bool = False) -> int:
-    """Elements of :func:`column_planes`' ``(S, N, R, Wo)`` result (its ``work`` size)."""
+def column_planes_shape(padded_shape, geometry: WindowGeometry, out_h: int, out_w: int, *,
+                        ones: bool = False) -> tuple[int, int, int, int]:
+    """``(S, N, R, Wo)``: the shape of :func:`column_planes`' result (its ``work`` holds
+    the product)."""
     n, _, _, c = padded_shape
     kh, kw = geometry.kernel
     rows = (kh - 1) * geometry.dilation[0] + out_h
-    return (kw * c + int(ones)) * n * rows * out_w
+    return (kw * c + int(ones), n, rows, out_w)
 
 
 def plane_windows(planes: np.ndarray, geometry: WindowGeometry, out_h: int,
@@ -303,6 +304,14 @@ def plane_windows(planes: np.ndarray, geometry: WindowGeometry, out_h: int,
     p_s, p_n, p_r, item = planes.strides
     return _view(planes, (geometry.kernel[0], planes.shape[1], planes.shape[0], out_h * out_w),
                  (p_r * geometry.dilation[0], p_n, p_s, item))
+
+
+def _in_work(work: np.ndarray | None, shape, dtype) -> np.ndarray:
+    """A C-contiguous array of ``shape`` at the start of the flat buffer ``work`` (at least
+    that many elements), or a new one when ``work`` is None."""
+    if work is None:
+        return np.empty(shape, dtype=dtype)
+    return work.reshape(-1)[:math.prod(shape)].reshape(shape)
 
 
 def _view(base: np.ndarray, shape, strides, writeable: bool = False) -> np.ndarray:
@@ -323,7 +332,7 @@ def im2col_transposed_work_size(padded_shape, geometry: WindowGeometry, out_h: i
     n, _, _, c = padded_shape
     if geometry.stride[0] != 1 or geometry.kernel[0] == 1 or not (n and out_h and out_w and c):
         return 0
-    return column_planes_size(padded_shape, geometry, out_h, out_w)
+    return math.prod(column_planes_shape(padded_shape, geometry, out_h, out_w))
 
 
 def im2row(xp: np.ndarray, geometry: WindowGeometry, out_h: int, out_w: int, *,
@@ -348,12 +357,9 @@ def im2row(xp: np.ndarray, geometry: WindowGeometry, out_h: int, out_w: int, *,
         raise ValueError(f"im2row: needs vertical dilation 1 and kh >= 2, got dilation "
                          f"{geometry.dilation} and kernel {geometry.kernel}")
     data = kw * c
-    segments = data + int(ones)
-    size = im2row_size(xp.shape, geometry, out_h, out_w, ones=ones)
-    rows = size // (n * segments * out_w)
-    if work is None:
-        work = np.empty(size, dtype=xp.dtype)
-    q = work.reshape(-1)[:size].reshape(n, rows, segments, out_w)
+    shape = im2row_shape(xp.shape, geometry, out_h, out_w, ones=ones)
+    rows = shape[1]
+    q = _in_work(work, shape, xp.dtype)
     s_n, s_h, s_w, s_c = xp.strides
     # q[n, r, (j, c), ow] = xp[n, r, j*dw + ow*sw, c]
     np.copyto(q[:, :, :data].reshape(n, rows, kw, c, out_w),
@@ -371,13 +377,14 @@ def im2row_depth(kernel: tuple[int, int], channels: int, *, ones: bool = False) 
     return (kh - 1) * (kw * channels + int(ones)) + kw * channels
 
 
-def im2row_size(padded_shape, geometry: WindowGeometry, out_h: int, out_w: int, *,
-                ones: bool = False) -> int:
-    """Elements of :func:`im2row`'s row-segment copy ``q`` (its ``work`` size)."""
+def im2row_shape(padded_shape, geometry: WindowGeometry, out_h: int, out_w: int, *,
+                 ones: bool = False) -> tuple[int, int, int, int]:
+    """``(N, R, S, Wo)``: the shape of :func:`im2row`'s row-segment copy ``q`` (its
+    ``work`` holds the product)."""
     n, _, _, c = padded_shape
     kh, kw = geometry.kernel
     rows = (out_h - 1) * geometry.stride[0] + kh
-    return n * rows * (kw * c + int(ones)) * out_w
+    return (n, rows, kw * c + int(ones), out_w)
 
 
 def im2row_weights(weights: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:

@@ -214,7 +214,7 @@ def run_blocks(task, count: int, workers: int | None = None) -> None:
 def _single_threaded_blas():
     """BLAS held at one thread inside the block, then restored. Talks to threadpoolctl's
     per-library controllers directly: ``ThreadpoolController.limit`` first reads every
-    library's full description, which cost ~10-40 us per region here."""
+    library's full description: measured side by side, 19 against 11 us per region."""
     libs = _blas_libraries()
     controllers = libs.lib_controllers if libs else []
     previous = [lib.get_num_threads() for lib in controllers]

@@ -49,13 +49,13 @@ from ..lowering import (
     col2im,
     col2im_transposed,
     column_planes,
-    column_planes_size,
+    column_planes_shape,
     im2col,
     im2col_transposed,
     im2col_transposed_work_size,
     im2row,
     im2row_depth,
-    im2row_size,
+    im2row_shape,
     im2row_weights,
     offset_slices,
     pad,
@@ -90,8 +90,10 @@ FFT_MIN_BATCH = 16
 # Target size of one block's column matrix: small enough to stay in a core's share of
 # the cache between the copy that writes it and the GEMM that reads it.
 BLOCK_BYTES = 2 << 20
-# The FFT path's blocks: its per-block weight-gradient product (F x C x Cout complex) is
-# as large as several images' spectra, so fewer, larger blocks amortise it.
+# The FFT path's blocks of images (forward, and the backward's transforms): fewer and
+# larger than the GEMM path's, which was measured faster when the backward still summed
+# an (F x C x Cout) product per block; not re-tuned since the backward sums per
+# frequency over the whole batch instead.
 FFT_BLOCK_BYTES = 4 << 20
 FFT_MIN_BLOCKS = 4
 # Its backward pass does one GEMM per frequency over the whole batch, the frequencies
@@ -117,7 +119,7 @@ ZEROED_PAD_BYTES = 2 << 20
 # :func:`~im2col_net.lowering.im2row` (no column matrix), when the rows are at least this
 # wide and the ones segments (the folded bias) add at most this fraction of extra
 # columns. Measured (first conv layer, 1 -> 32, 5x5, K = 29 instead of 26): the GEMMs
-# are a little slower per useful FLOP, but the forward pass is ~12-18 % faster on one and
+# are a little slower per useful FLOP, but the forward pass is ~6-18 % faster on one and
 # two threads than through the transposed column matrix (whose second copy stage writes
 # ~80 KB per image that the GEMM then streams back from beyond L2). The weight gradient
 # likewise reads the column planes in place, one GEMM per kernel row and image (same
@@ -531,8 +533,8 @@ class _Plan:
 
     def row_windows(self, xp_b):
         """The block's ``(n, Ho, Wo, row_gemm)`` :func:`im2row` windows (in scratch)."""
-        size = im2row_size(xp_b.shape, self.geometry, self.out_h, self.out_w,
-                           ones=self.fold_bias)
+        size = math.prod(im2row_shape(xp_b.shape, self.geometry, self.out_h, self.out_w,
+                                      ones=self.fold_bias))
         return im2row(xp_b, self.geometry, self.out_h, self.out_w, ones=self.fold_bias,
                       work=scratch("conv.rows", (size,), self.dtype))
 
@@ -623,8 +625,8 @@ def _plane_weight_grad(plan, xp_b, dy_b, dw_acc):
     kh, kw = plan.geometry.kernel
     data = kw * plan.cg
     segments = data + int(plan.fold_bias)
-    size = column_planes_size(xp_b.shape, plan.geometry, plan.out_h, plan.out_w,
-                              ones=plan.fold_bias)
+    size = math.prod(column_planes_shape(xp_b.shape, plan.geometry, plan.out_h, plan.out_w,
+                                         ones=plan.fold_bias))
     planes = column_planes(xp_b, plan.geometry, plan.out_h, plan.out_w, ones=plan.fold_bias,
                            work=scratch("conv.planes", (size,), plan.dtype))
     windows = plane_windows(planes, plan.geometry, plan.out_h, plan.out_w)
