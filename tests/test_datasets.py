@@ -285,9 +285,11 @@ def test_debian_directory_then_user_cache(monkeypatch, tmp_path):
     np.testing.assert_array_equal(y_train, (labels + 3) % 10)
 
 
-def test_mnist_falls_back_to_package_data_when_data_dir_lacks_it(tmp_path):
+def test_a_named_data_dir_without_the_files_is_an_error_not_a_fallback(tmp_path):
     (tmp_path / "empty").mkdir()
-    _, y = load_dataset("mnist", "test", data_dir=tmp_path / "empty", limit=5)
+    with pytest.raises(DataError, match="does not hold the file.*t10k-images.idx3-ubyte"):
+        load_dataset("mnist", "test", data_dir=tmp_path / "empty", limit=5)
+    _, y = load_dataset("mnist", "test", limit=5)  # without data_dir: the package's MNIST
     assert y.tolist() == [7, 2, 1, 0, 4]
 
 

@@ -32,9 +32,31 @@ def add_arguments(parser):
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
 
-def write_json(path: str, result: dict) -> None:
-    """Write ``result`` to ``path`` atomically (temporary file in the same directory)."""
+def check_json_path(path: str) -> None:
+    """CliError unless ``path`` can be written: checked before measuring, so a typo in
+    ``--json`` does not cost the benchmark's minutes. Probes with a temporary file in the
+    target directory (removed again), which also catches a read-only directory or file
+    system."""
     directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise CliError(f"--json {path}: is a directory; give a file name")
+    if not os.path.isdir(directory):
+        what = "is not a directory" if os.path.exists(directory) else "does not exist"
+        raise CliError(f"--json {path}: the directory {directory} {what}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".bench-", suffix=".probe", dir=directory)
+    except OSError as exc:
+        raise CliError(f"--json {path}: cannot write into {directory}: "
+                       f"{exc.strerror or exc}") from exc
+    os.close(fd)
+    os.unlink(probe)
+
+
+def write_json(path: str, result: dict) -> None:
+    """Write ``result`` to ``path`` atomically: a temporary file in the same directory,
+    flushed to disk, then renamed over ``path`` (which is never left half-written)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    text = json.dumps(result, indent=2) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=".bench-", suffix=".json", dir=directory)
     try:
         # mkstemp creates the file private (0600); give it the usual permissions.
@@ -42,8 +64,9 @@ def write_json(path: str, result: dict) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -55,9 +78,7 @@ def run(args) -> int:
     from ..bench import format_report, run_benchmark
 
     if args.json is not None:
-        directory = os.path.dirname(os.path.abspath(args.json))
-        if not os.path.isdir(directory):
-            raise CliError(f"--json: directory {directory!r} does not exist")
+        check_json_path(args.json)
     try:
         result = run_benchmark(batch_size=args.batch_size, repeats=args.repeats,
                                warmup=args.warmup, threads=args.threads,
@@ -65,8 +86,15 @@ def run(args) -> int:
                                measure_memory=not args.no_memory)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
-    print(format_report(result))
+    print(format_report(result), flush=True)
     if args.json is not None:
-        write_json(args.json, result)
+        try:
+            write_json(args.json, result)
+        except OSError as exc:
+            # The measurement is not lost: the JSON goes to stdout before the error line.
+            print(json.dumps(result, indent=2), flush=True)
+            raise CliError(f"--json {args.json}: could not be written "
+                           f"({exc.strerror or exc}); the JSON result was printed above "
+                           f"instead") from exc
         print(f"wrote {args.json}")
     return 0

@@ -56,6 +56,32 @@ def format_confusion(matrix, names) -> str:
     return "\n".join(lines)
 
 
+def check_output_size(model, images, num_classes, model_path, dataset) -> None:
+    """CliError unless ``model`` maps one of ``images`` to ``num_classes`` scores: checked
+    on a single image before the evaluation, so a model trained for another number of
+    classes is named as such instead of failing inside the metrics."""
+    import numpy as np
+
+    from . import CliError
+
+    if len(images) == 0:
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        scores = np.asarray(model.forward(images[:1]))
+    except ValueError as exc:
+        raise CliError(f"{model_path}: the model does not fit {dataset} images: {exc}") \
+            from exc
+    finally:
+        model.train(was_training)
+    if scores.ndim != 2 or scores.shape[1] != num_classes:
+        size = scores.shape[1] if scores.ndim == 2 else f"shape {scores.shape[1:]}"
+        raise CliError(f"{model_path}: the model outputs {size} class scores per image but "
+                       f"{dataset} has {num_classes} classes; evaluate it on a dataset with "
+                       f"{size} classes or use a model trained for {dataset}")
+
+
 def run(args) -> int:
     import numpy as np
 
@@ -69,12 +95,13 @@ def run(args) -> int:
                                       limit=args.limit)
     except (DataError, FileNotFoundError) as exc:
         raise CliError(str(exc)) from exc
+    names = list(CLASS_NAMES[args.dataset])
+    check_output_size(model, images, len(names), args.model, args.dataset)
     try:
         loss, accuracy, predictions = evaluate(model, images, labels, args.batch_size)
     except ValueError as exc:
         raise CliError(f"{args.model}: the model does not fit {args.dataset} images: {exc}") \
             from exc
-    names = list(CLASS_NAMES[args.dataset])
     matrix = confusion_matrix(labels, predictions, num_classes=len(names))
     recall = per_class_accuracy(matrix)
     print(f"{args.model} on {len(labels):,} {args.dataset} {args.split} images")

@@ -92,7 +92,10 @@ def load_dataset(name, split="train", *, data_dir=None, standardize=False, limit
     Parameters
     ----------
     data_dir : str or path, optional
-        Directory searched first for the IDX files (see :mod:`.sources`).
+        The directory holding the IDX files (directly or in a ``<name>/``
+        subdirectory; see :mod:`.sources`). When given (or when ``$IM2COL_NET_DATA`` is
+        set) it is the only place searched: a missing directory or missing files raise
+        :class:`DataError` instead of falling back to other data.
     standardize : bool
         Subtract the full training set's pixel mean and divide by its standard deviation
         (both of the [0, 1] scaled pixels, independent of ``limit``).

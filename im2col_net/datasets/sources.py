@@ -18,7 +18,15 @@ is looked up, in order, in:
 and finally downloaded into that cache from the official mirror, or from the base URL
 in ``$IM2COL_NET_FASHION_MNIST_URL`` / the ``base_url`` argument. In directories 1 and 2
 the files may sit directly in the directory or in a ``fashion-mnist/`` (resp.
-``mnist/``) subdirectory, gzipped (``<name>.gz``) or raw (``<name>``).
+``mnist/``) subdirectory, gzipped (``<name>.gz``) or raw (``<name>``), under the
+published names (``train-images-idx3-ubyte``) or the common variant with a dot
+(``train-images.idx3-ubyte``, as on Kaggle).
+
+A directory the user names is meant: when ``data_dir`` is given, only it is searched,
+and when ``$IM2COL_NET_DATA`` is set (and no ``data_dir``), only that directory is. A
+missing directory, a regular file, or a directory without the file raises
+:class:`DataError` naming the directory and every file name looked for, instead of
+silently using other data (the package's MNIST, a cache or a download).
 
 Every file is checked against the SHA-256 of its decompressed bytes before use. A
 download is written to a temporary file beside its target, checked, then renamed into
@@ -43,7 +51,8 @@ from .idx import ChecksumError, DataError, IdxFormatError, file_bytes, read_idx_
 
 __all__ = [
     "PACKAGE_MNIST_DIR", "DEBIAN_FASHION_DIR", "FASHION_MNIST_URL", "URL_ENV", "DATA_ENV",
-    "FILES", "SHA256", "cache_dir", "candidate_dirs", "find_file", "check_sha256",
+    "FILES", "SHA256", "cache_dir", "candidate_dirs", "file_names", "find_file",
+    "check_sha256",
     "verified_bytes",
     "download", "load_file",
 ]
@@ -97,24 +106,59 @@ def cache_dir() -> Path:
     return Path(base) / "im2col_net"
 
 
+def file_names(stem: str) -> tuple[str, ...]:
+    """Accepted names of the file ``stem``: the published one and the variant with a dot
+    before ``idx`` (``train-images.idx3-ubyte``), each gzipped or raw."""
+    variants = [stem]
+    dotted = stem.replace("-idx", ".idx", 1)
+    if dotted != stem:
+        variants.append(dotted)
+    return tuple(name + suffix for name in variants for suffix in (".gz", ""))
+
+
 def find_file(directory: Path, stem: str, subdirs=("",)) -> Path | None:
-    """The first existing ``directory[/sub]/stem.gz`` or ``.../stem``, else None."""
+    """The first existing ``directory[/sub]/NAME`` for NAME in :func:`file_names`, else
+    None."""
     for sub in subdirs:
         folder = directory / sub if sub else directory
-        for name in (stem + ".gz", stem):
+        for name in file_names(stem):
             if (folder / name).is_file():
                 return folder / name
     return None
 
 
-def candidate_dirs(dataset: str, data_dir=None) -> list[tuple[str, Path, tuple[str, ...]]]:
-    """``(description, directory, subdirectories)`` to search for ``dataset``, in order."""
-    subdirs = ("", dataset)
-    out = []
+def _explicit_dir(dataset: str, data_dir) -> tuple[str, Path] | None:
+    """``(description, directory)`` the user named (``data_dir``, else the environment
+    variable), or None."""
     if data_dir is not None:
-        out.append(("--data-dir", Path(data_dir), subdirs))
+        return "--data-dir", Path(data_dir)
     if os.environ.get(DATA_ENV):
-        out.append((f"${DATA_ENV}", Path(os.environ[DATA_ENV]), subdirs))
+        return f"${DATA_ENV}", Path(os.environ[DATA_ENV])
+    return None
+
+
+def _not_in_named_dir(dataset: str, stem: str, description: str, directory: Path) -> DataError:
+    """The error for a file missing from a directory the user named."""
+    if not directory.exists():
+        problem = "does not exist"
+    elif not directory.is_dir():
+        problem = "is not a directory"
+    else:
+        problem = "does not hold the file"
+    names = ", ".join(file_names(stem))
+    return DataError(
+        f"{description} {directory} {problem}: looked for the {dataset} file {stem} as "
+        f"{names} in {directory} and in {directory / dataset}; name a directory holding the "
+        f"four {dataset} IDX files (or leave {description} out to use the default data)")
+
+
+def candidate_dirs(dataset: str, data_dir=None) -> list[tuple[str, Path, tuple[str, ...]]]:
+    """``(description, directory, subdirectories)`` to search for ``dataset``, in order:
+    only the named directory when ``data_dir`` is given or ``$IM2COL_NET_DATA`` is set."""
+    explicit = _explicit_dir(dataset, data_dir)
+    if explicit is not None:  # a directory the user named is the only place looked in
+        return [(explicit[0], explicit[1], ("", dataset))]
+    out = []
     if dataset == "mnist":
         out.append(("package data", PACKAGE_MNIST_DIR, ("",)))
     else:
@@ -234,6 +278,13 @@ def load_file(dataset: str, split: str, kind: str, data_dir=None, download_ok: b
     """
     stem = FILES[(split, kind)]
     base = base_url or os.environ.get(URL_ENV) or FASHION_MNIST_URL
+    explicit = _explicit_dir(dataset, data_dir)
+    if explicit is not None:
+        description, directory = explicit
+        path = find_file(directory, stem, ("", dataset))
+        if path is None:
+            raise _not_in_named_dir(dataset, stem, description, directory)
+        return _load_verified(path, dataset, stem)
     tried = []
     for description, directory, subdirs in candidate_dirs(dataset, data_dir):
         path = find_file(directory, stem, subdirs)
