@@ -15,6 +15,9 @@ from dataclasses import dataclass
 PADDING_MODES = ("zeros", "edge", "reflect")
 
 
+MAX_EXTENT = 2 ** 31 - 1  # kernel, stride, padding and dilation bound
+
+
 def as_pair(value, name: str, *, minimum: int = 1, owner: str = "") -> tuple[int, int]:
     """Return ``value`` as a pair of ints, each at least ``minimum``.
 
@@ -42,6 +45,9 @@ def as_pair(value, name: str, *, minimum: int = 1, owner: str = "") -> tuple[int
         raise ValueError(
             f"{where}{name} must be >= {minimum} in both directions, got {value!r}"
         )
+    if max(pair) > MAX_EXTENT:
+        # Larger values are typos that would fail inside NumPy, naming no layer.
+        raise ValueError(f"{where}{name} must be at most {MAX_EXTENT}, got {value!r}")
     return pair
 
 

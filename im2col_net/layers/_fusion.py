@@ -36,14 +36,14 @@ def fusable(first, second, x) -> bool:
     4-D float array (anything else takes the layer-by-layer path and its error checks)."""
     return (type(first) is ReLU and type(second) is MaxPool2D
             and second.geometry.tiles_exactly and isinstance(x, np.ndarray)
-            and x.ndim == 4 and x.dtype.kind == "f")
+            and x.ndim == 4 and x.dtype.kind == "f" and x.dtype.isnative)
 
 
 def forward_pair(relu: ReLU, pool: MaxPool2D, x: np.ndarray):
     """``pool(relu(x))``; sets both layers' caches. Returns ``(y, FusedRecord)``."""
     y, pool_cache, positive = P.relu_max_pool2d_forward_geom(x, pool.geometry, owner=repr(pool))
     # ReLU's backward needs only the sign of its input, which is x itself.
-    relu._cache = (x.shape, x)
+    relu._cache = (x.shape, x, x.dtype)
     pool._cache = pool_cache
     return y, FusedRecord(relu._cache, pool_cache, positive)
 

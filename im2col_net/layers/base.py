@@ -8,10 +8,26 @@ arrays in ``params`` in place, so the dicts stay valid.
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 
-__all__ = ["Layer", "make_rng", "he_normal", "xavier_uniform", "check_float_input",
-           "check_float_dtype"]
+__all__ = ["Layer", "make_rng", "he_normal", "xavier_uniform", "check_float_input", "as_native",
+           "check_float_dtype", "check_count"]
+
+# No layer dimension comes near this; larger values are typos and would otherwise fail
+# inside NumPy with a message naming no layer.
+MAX_COUNT = 2 ** 31 - 1
+
+
+def check_count(owner: str, name: str, value) -> int:
+    """``int(value)`` for a positive int (not bool) up to :data:`MAX_COUNT`; else a
+    ``ValueError`` naming ``owner`` and the argument."""
+    if (not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_))
+            or not 1 <= value <= MAX_COUNT):
+        raise ValueError(f"{owner}: {name} must be a positive int (at most {MAX_COUNT}), "
+                         f"got {value!r}")
+    return int(value)
 
 
 def make_rng(rng, *, owner: str = "") -> np.random.Generator:
@@ -53,19 +69,40 @@ def xavier_uniform(rng: np.random.Generator, shape, fan_in: int, fan_out: int, d
     return rng.uniform(-limit, limit, size=shape).astype(dtype)
 
 
-def check_float_input(layer, x, ndim=None, dtype=None) -> np.ndarray:
-    """Return ``x`` as an ndarray after checking its rank and dtype, naming ``layer``."""
-    x = np.asarray(x)
-    if ndim is not None and x.ndim not in (ndim if isinstance(ndim, tuple) else (ndim,)):
-        raise ValueError(f"{layer!r}: expected a {ndim}-D input, got shape {x.shape}")
-    if x.dtype.kind != "f":
-        raise ValueError(f"{layer!r}: expected a floating-point input, got dtype {x.dtype}")
-    if dtype is not None and x.dtype != dtype:
+def as_native(a: np.ndarray) -> np.ndarray:
+    """``a`` in native byte order: the same dtype otherwise (float32 stays float32), so a
+    big-endian array from a file computes like any other."""
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+
+
+def _check_float_array(owner: str, a, what: str, ndim=None, dtype=None,
+                       dtype_source="parameter") -> np.ndarray:
+    """The shared rank and dtype rule for forward inputs and backward gradients: a real
+    floating array (native byte order, converted if needed) of ``ndim`` dimensions and,
+    when given, exactly ``dtype``. ``ValueError`` naming ``owner`` otherwise."""
+    a = np.asarray(a)
+    if ndim is not None and a.ndim not in (ndim if isinstance(ndim, tuple) else (ndim,)):
+        raise ValueError(f"{owner}: expected a {ndim}-D {what}, got shape {a.shape}")
+    if a.dtype.kind != "f":
+        kind = {"c": "complex", "O": "object", "b": "boolean"}.get(a.dtype.kind, "non-float")
+        raise ValueError(f"{owner}: expected a real floating-point {what}, got {kind} dtype "
+                         f"{a.dtype}")
+    a = as_native(a)
+    if dtype is not None and a.dtype != dtype:
+        wanted = np.dtype(dtype).name
         raise ValueError(
-            f"{layer!r}: input dtype {x.dtype} does not match parameter dtype {dtype}; "
-            f"convert the input or call .astype({np.dtype(x.dtype).name!r}) on the model"
+            f"{owner}: {what} dtype {a.dtype.name} does not match {dtype_source} dtype "
+            f"{wanted}; convert the {what} with .astype(np.{wanted})"
+            + (f" or the model with model.astype(np.{a.dtype.name})"
+               if dtype_source == "parameter" else "")
         )
-    return x
+    return a
+
+
+def check_float_input(layer, x, ndim=None, dtype=None) -> np.ndarray:
+    """Return ``x`` as a native-byte-order ndarray after checking its rank and dtype
+    (floating; equal to ``dtype`` when given), naming ``layer``."""
+    return _check_float_array(repr(layer), x, "input", ndim, dtype)
 
 
 class Layer:
@@ -80,6 +117,21 @@ class Layer:
 
     # False for containers, whose params/grads are built from their children's.
     _owns_params = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Python names the defining class in argument errors ("_Pool2D.__init__() takes
+        # ..."): a layer that inherits its constructor gets a copy under its own name.
+        if "__init__" not in cls.__dict__:
+            inherited = cls.__init__
+            qualname = f"{cls.__qualname__}.__init__"
+            init = types.FunctionType(inherited.__code__.replace(co_qualname=qualname),
+                                      inherited.__globals__, "__init__",
+                                      inherited.__defaults__, inherited.__closure__)
+            init.__kwdefaults__ = inherited.__kwdefaults__
+            init.__doc__ = inherited.__doc__
+            init.__qualname__ = qualname
+            cls.__init__ = init
 
     def __init__(self):
         self.params: dict[str, np.ndarray] = {}
@@ -104,11 +156,16 @@ class Layer:
             raise RuntimeError(f"{self!r}: backward() called before forward()")
         return self._cache
 
-    def _check_dy(self, dy, expected_shape):
-        dy = np.asarray(dy)
+    def _check_dy(self, dy, expected_shape, dtype):
+        """``dy`` after the forward input's dtype rule (:func:`check_float_input`): real
+        floating, native byte order, exactly ``dtype`` (the forward output's), and of
+        ``expected_shape`` (the forward output's)."""
+        dy = _check_float_array(f"{self!r} backward", dy, "dy", None, dtype,
+                                dtype_source="forward output")
         if dy.shape != tuple(expected_shape):
             raise ValueError(
-                f"{self!r}: backward expected dy of shape {tuple(expected_shape)}, got {dy.shape}"
+                f"{self!r}: backward expected dy of shape {tuple(expected_shape)} (the forward "
+                f"output's), got {dy.shape}"
             )
         return dy
 

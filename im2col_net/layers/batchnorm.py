@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..functional.batchnorm import batch_norm_backward, batch_norm_forward
-from .base import Layer, check_float_dtype, check_float_input
+from .base import Layer, check_count, check_float_dtype, check_float_input
 
 
 def _real(value) -> float:
@@ -31,9 +31,7 @@ class _BatchNorm(Layer):
                  track_running_stats=True, *, dtype=np.float32):
         super().__init__()
         name = f"{type(self).__name__}({num_features!r})"
-        if (not isinstance(num_features, (int, np.integer)) or isinstance(num_features, bool)
-                or num_features < 1):
-            raise ValueError(f"{name}: num_features must be a positive int, got {num_features!r}")
+        check_count(name, "num_features", num_features)
         if not _real(eps) > 0:
             raise ValueError(f"{name}: eps must be a positive number, got {eps!r}")
         if momentum is not None and not 0.0 <= _real(momentum) <= 1.0:
@@ -104,7 +102,7 @@ class _BatchNorm(Layer):
 
     def backward(self, dy):
         cache = self._require_cache()
-        dy = self._check_dy(dy, cache.xhat.shape)
+        dy = self._check_dy(dy, cache.xhat.shape, cache.xhat.dtype)
         dx, dweight, dbias = batch_norm_backward(dy, cache)
         if self.affine:
             self.grads["weight"] = dweight

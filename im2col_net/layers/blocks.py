@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer, make_rng
+from .base import Layer, as_native, make_rng
 from .batchnorm import BatchNorm2D
 from .containers import Container, Sequential
 from .conv import Conv2D
@@ -141,12 +141,12 @@ class Parallel(_Branching):
         outputs = [np.asarray(branch.forward(x)) for branch in self._children]
         y = self.combine_outputs(outputs)
         widths = [out.shape[1] for out in outputs] if self.combine == "concat" else None
-        self._cache = (y.shape, widths)
+        self._cache = (y.shape, widths, y.dtype)
         return y
 
     def backward(self, dy):
-        shape, widths = self._require_cache()
-        dy = self._check_dy(dy, shape)
+        shape, widths, dtype = self._require_cache()
+        dy = self._check_dy(dy, shape, dtype)
         if widths is None:
             pieces = [dy] * len(self._children)
         else:
@@ -199,16 +199,16 @@ class Residual(_Branching):
         return body_out + short_out
 
     def forward(self, x):
-        x = np.asarray(x)
+        x = as_native(np.asarray(x))  # the identity shortcut must match the body's dtype
         body_out = self.body.forward(x)
         short_out = x if self.shortcut is None else self.shortcut.forward(x)
         y = self.combine_outputs(body_out, short_out)
-        self._cache = y.shape
+        self._cache = (y.shape, y.dtype)
         return y
 
     def backward(self, dy):
-        shape = self._require_cache()
-        dy = self._check_dy(dy, shape)
+        shape, dtype = self._require_cache()
+        dy = self._check_dy(dy, shape, dtype)
         dx_body = self.body.backward(dy)
         dx_short = dy if self.shortcut is None else self.shortcut.backward(dy)
         return _sum_arrays([dx_body, dx_short])

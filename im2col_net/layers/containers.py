@@ -3,6 +3,8 @@ Sequential."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import _fusion
 from .base import Layer
 
@@ -105,9 +107,13 @@ class Sequential(Container):
             else:
                 x = layers[i].forward(x)
                 i += 1
+        x = np.asarray(x)
+        self._cache = (x.shape, x.dtype)
         return x
 
     def backward(self, dy):
+        shape, dtype = self._require_cache()
+        dy = self._check_dy(dy, shape, dtype)
         layers, fused = self.layers, getattr(self, "_fused", {})
         i = len(layers) - 1
         while i >= 0:

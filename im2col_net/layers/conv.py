@@ -9,6 +9,7 @@ from ..functional.conv_fft import fft_supported
 from ..geometry import PADDING_MODES, WindowGeometry
 from .base import (
     Layer,
+    check_count,
     check_float_dtype,
     check_float_input,
     he_normal,
@@ -41,7 +42,8 @@ class ConvLayerBase(Layer):
         ``compute_input_grad`` is False; fills ``grads["weight"]`` (and ``"bias"``)."""
         cache = self._require_cache()
         n = cache.input_shape[0]
-        dy = self._check_dy(dy, (n, self.out_channels) + tuple(cache.out_size))
+        dy = self._check_dy(dy, (n, self.out_channels) + tuple(cache.out_size),
+                            self.params["weight"].dtype)
         dx, dw, db = self._functional_backward(
             dy, cache, need_input_grad=self.compute_input_grad)
         self.grads["weight"] = dw
@@ -79,14 +81,14 @@ class Conv2D(ConvLayerBase):
         name = f"Conv2D({in_channels}, {out_channels}, kernel_size={kernel_size!r})"
         for arg, value in (("in_channels", in_channels), ("out_channels", out_channels),
                            ("groups", groups)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}: {arg} must be a positive int, got {value!r}")
+            check_count(name, arg, value)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must "
                 f"both be divisible by groups ({groups})"
             )
-        padding_mode = _MODE_ALIASES.get(padding_mode, padding_mode)
+        if isinstance(padding_mode, str):
+            padding_mode = _MODE_ALIASES.get(padding_mode, padding_mode)
         if padding_mode not in PADDING_MODES:
             raise ValueError(
                 f"{name}: padding_mode must be one of {PADDING_MODES} (or 'replicate'), "

@@ -10,7 +10,7 @@ from ..functional.conv_transpose import (
     conv_transpose2d_geometry,
     conv_transpose2d_output_size,
 )
-from .base import check_float_dtype, make_rng
+from .base import check_count, check_float_dtype, make_rng
 from .conv import ConvLayerBase
 
 
@@ -33,8 +33,7 @@ class ConvTranspose2D(ConvLayerBase):
         name = f"ConvTranspose2D({in_channels}, {out_channels}, kernel_size={kernel_size!r})"
         for arg, value in (("in_channels", in_channels), ("out_channels", out_channels),
                            ("groups", groups)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}: {arg} must be a positive int, got {value!r}")
+            check_count(name, arg, value)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must "

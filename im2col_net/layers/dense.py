@@ -7,6 +7,7 @@ import numpy as np
 from ..functional import basic as F
 from .base import (
     Layer,
+    check_count,
     check_float_dtype,
     check_float_input,
     he_normal,
@@ -37,8 +38,7 @@ class Linear(Layer):
         super().__init__()
         name = f"Linear({in_features}, {out_features})"
         for arg, value in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}: {arg} must be a positive int, got {value!r}")
+            check_count(name, arg, value)
         if init not in ("he", "xavier"):
             raise ValueError(f"{name}: init must be 'he' or 'xavier', got {init!r}")
         self.in_features, self.out_features = int(in_features), int(out_features)
@@ -73,7 +73,7 @@ class Linear(Layer):
 
     def backward(self, dy):
         cache = self._require_cache()
-        dy = self._check_dy(dy, (cache[0].shape[0], self.out_features))
+        dy = self._check_dy(dy, (cache[0].shape[0], self.out_features), cache[0].dtype)
         dx, dw, db = F.linear_backward(dy, cache)
         self.grads["weight"] = dw
         if db is not None:
@@ -90,12 +90,12 @@ class _Elementwise(Layer):
     def forward(self, x):
         x = check_float_input(self, x)
         y, cache = self._forward(x)
-        self._cache = (x.shape, cache)
+        self._cache = (x.shape, cache, y.dtype)
         return y
 
     def backward(self, dy):
-        shape, cache = self._require_cache()
-        return self._backward(self._check_dy(dy, shape), cache)
+        shape, cache, dtype = self._require_cache()
+        return self._backward(self._check_dy(dy, shape, dtype), cache)
 
 
 class ReLU(_Elementwise):
@@ -145,12 +145,12 @@ class Flatten(Layer):
         x = check_float_input(self, x)
         if x.ndim < 2:
             raise ValueError(f"{self!r}: expected an input with a batch axis, got shape {x.shape}")
-        self._cache = x.shape
+        self._cache = (x.shape, x.dtype)
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dy):
-        shape = self._require_cache()
-        dy = self._check_dy(dy, (shape[0], int(np.prod(shape[1:]))))
+        shape, dtype = self._require_cache()
+        dy = self._check_dy(dy, (shape[0], int(np.prod(shape[1:]))), dtype)
         return dy.reshape(shape)
 
 
@@ -176,9 +176,9 @@ class Dropout(Layer):
     def forward(self, x):
         x = check_float_input(self, x)
         y, mask = F.dropout_forward(x, self.p, self.rng, self.training)
-        self._cache = (x.shape, mask)
+        self._cache = (x.shape, mask, y.dtype)
         return y
 
     def backward(self, dy):
-        shape, mask = self._require_cache()
-        return F.dropout_backward(self._check_dy(dy, shape), mask)
+        shape, mask, dtype = self._require_cache()
+        return F.dropout_backward(self._check_dy(dy, shape, dtype), mask)

@@ -25,7 +25,7 @@ class _Pool2D(Layer):
     def _dy(self, dy):
         cache = self._require_cache()
         n, c, _, _ = cache.input_shape
-        return self._check_dy(dy, (n, c) + tuple(cache.out_size)), cache
+        return self._check_dy(dy, (n, c) + tuple(cache.out_size), cache.dtype), cache
 
 
 class MaxPool2D(_Pool2D):
@@ -78,6 +78,6 @@ class GlobalAvgPool2D(Layer):
         return y
 
     def backward(self, dy):
-        shape, _ = self._require_cache()
-        dy = self._check_dy(dy, shape[:2] + (1, 1))
+        shape, dtype = self._require_cache()
+        dy = self._check_dy(dy, shape[:2] + (1, 1), dtype)
         return F.global_avg_pool2d_backward(dy, self._cache)
