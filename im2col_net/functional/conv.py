@@ -20,6 +20,13 @@ Two lowering strategies share one interface (``strategy=``):
     ``"fft"`` where it applies and pays off, else ``"im2col"`` (see
     :func:`resolve_strategy`).
 
+Non-finite values stay local whatever the strategy: a NaN or infinity in the input
+makes non-finite only the outputs whose windows contain it (and likewise for ``dy`` in
+backward). The FFT mixes every pixel of an image into every frequency, so it would
+spread one NaN over the whole image: a call whose input, weights or bias (forward) or
+``dy`` (backward) is not all finite runs the im2col path instead, even when ``"fft"``
+was asked for explicitly (:func:`_all_finite`).
+
 All work on the batch in blocks of whole images (see :mod:`._parallel`): a block's
 column matrix (about :data:`BLOCK_BYTES`) stays in cache between the copy and the GEMM
 (one GEMM per image, stacked in one call, when an image's product is small:
@@ -204,6 +211,18 @@ def _check_conv_args(x, weight, bias, geometry, groups, padding_mode, strategy, 
     check_padding_mode(padding_mode, geometry.padding, x.shape[2], x.shape[3], owner=owner)
 
 
+def _all_finite(*arrays) -> bool:
+    """True when every element of every array (None skipped) is finite.
+
+    One sum per array instead of an ``isfinite`` mask: a NaN or infinity makes every
+    partial sum containing it non-finite (IEEE addition keeps NaN, and inf plus anything
+    is inf or NaN), so a finite sum proves the array finite; a finite array whose sum
+    overflows merely answers False, which takes the exact path.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return all(a is None or np.isfinite(np.sum(a)) for a in arrays)
+
+
 def resolve_strategy(strategy, geometry: WindowGeometry, groups, dtype, input_shape,
                      out_channels):
     """The strategy actually run: ``"auto"`` becomes ``"fft"`` or ``"im2col"``.
@@ -245,6 +264,8 @@ def conv2d_forward_geom(x, weight, bias, geometry: WindowGeometry, *, groups=1,
         w_eff.reshape(groups, coutg, cg, kh, kw).transpose(0, 3, 4, 2, 1)
     )
     strategy = resolve_strategy(strategy, geometry, groups, x.dtype, x.shape, cout)
+    if strategy == "fft" and not _all_finite(x, weight, bias):
+        strategy = "im2col"  # keep NaN/inf local (see the module docstring)
     plan = _Plan(geometry, groups, (n, c, h, w), (out_h, out_w), cout, x.dtype, strategy,
                  bias is not None)
     hp, wp = geometry.padded_size(h, w)
@@ -299,25 +320,32 @@ def conv2d_backward(dy, cache: ConvCache, *, need_input_grad: bool = True):
     g_, kh, kw, cg, coutg = cache.w_gemm.shape
     cout = groups * coutg
     dtype = cache.w_gemm.dtype
+    dy = np.asarray(dy)
     if dy.shape != (n, cout, out_h, out_w):
         raise ValueError(
             f"conv2d backward: expected dy of shape {(n, cout, out_h, out_w)}, got {dy.shape}"
         )
+    if dy.dtype.kind != "f":  # a complex dy would lose its imaginary part in the cast
+        raise ValueError(f"conv2d backward: expected a real floating-point dy, got dtype "
+                         f"{dy.dtype}")
     # NHWC-contiguous dy (the usual case: it came from our own NHWC ops) reshapes for free;
     # otherwise each block is gathered into a scratch copy.
     dy_nhwc = np.asarray(dy, dtype=dtype).transpose(0, 2, 3, 1)
+    strategy = cache.strategy
+    if strategy == "fft" and not _all_finite(dy_nhwc):
+        strategy = "im2col"  # keep NaN/inf local (see the module docstring)
     plan = _Plan(geometry, groups, cache.input_shape, cache.out_size, cout, dtype,
-                 cache.strategy, cache.has_bias)
+                 strategy, cache.has_bias)
     xp = cache.xp
     dxp = np.empty(xp.shape, dtype=dtype) if need_input_grad else None
-    fft = cache.strategy == "fft"
+    fft = strategy == "fft"
     # Zero padding drops the border of dxp (pad_grad): the FFT path skips those rows.
     top = geometry.padding[0]
     kept_rows = (slice(top, top + h) if cache.padding_mode == "zeros" else slice(None))
     if fft:
         dw_gemm, db = _fft_backward(plan, cache, dy_nhwc, dxp, kept_rows)
     else:
-        dw_gemm, db = _gemm_backward(plan, cache, dy_nhwc, dxp)
+        dw_gemm, db = _gemm_backward(plan, cache, dy_nhwc, dxp, strategy)
     # (G, kh, kw, Cg, Coutg) -> (Cout, Cg, kh, kw)
     dw = dw_gemm.transpose(0, 4, 3, 1, 2).reshape(cout, cg, kh, kw)
     if cache.flip_kernel:
@@ -329,9 +357,9 @@ def conv2d_backward(dy, cache: ConvCache, *, need_input_grad: bool = True):
     return dx, dw, db
 
 
-def _gemm_backward(plan, cache, dy_nhwc, dxp):
-    """im2col and strided backward: ``(dw_gemm (G, kh, kw, Cg, Coutg), db)``; writes the
-    padded input gradient into ``dxp`` unless it is None."""
+def _gemm_backward(plan, cache, dy_nhwc, dxp, strategy):
+    """im2col and strided backward (``strategy``): ``(dw_gemm (G, kh, kw, Cg, Coutg),
+    db)``; writes the padded input gradient into ``dxp`` unless it is None."""
     groups, coutg = plan.groups, plan.coutg
     cout = groups * coutg
     dtype = plan.dtype
@@ -353,7 +381,7 @@ def _gemm_backward(plan, cache, dy_nhwc, dxp):
             db_parts[chain] += dy_b.sum(axis=0)
         xp_b = xp[start:stop]
         dxp_b = None if dxp is None else dxp[start:stop]
-        if cache.strategy == "im2col":
+        if strategy == "im2col":
             _im2col_backward(plan, xp_b, dy_b, cache.w_gemm, dw_parts[chain], dxp_b)
         else:
             _strided_backward(plan, xp_b, dy_b, cache.w_gemm,

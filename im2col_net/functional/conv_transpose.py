@@ -180,11 +180,15 @@ def conv_transpose2d_backward(dy, cache: ConvTransposeCache, *, need_input_grad:
     coutg = k // (kh * kw)
     cout = coutg * groups
     dtype = cache.w_gemm.dtype
+    dy = np.asarray(dy)
     if dy.shape != (n, cout, out_h, out_w):
         raise ValueError(
             f"conv_transpose2d backward: expected dy of shape {(n, cout, out_h, out_w)}, "
             f"got {dy.shape}"
         )
+    if dy.dtype.kind != "f":  # a complex dy would lose its imaginary part in the cast
+        raise ValueError(f"conv_transpose2d backward: expected a real floating-point dy, got "
+                         f"dtype {dy.dtype}")
     dy_nhwc = np.asarray(dy, dtype=dtype).transpose(0, 2, 3, 1)
     db = dy_nhwc.sum(axis=(0, 1, 2)) if cache.has_bias else None
     # The padded border of the forward output was cut off, so its gradient is zero.

@@ -311,8 +311,12 @@ def avg_pool2d_backward(dy, cache: PoolCache):
 def _check_dy(dy, cache: PoolCache, owner):
     n, c, _, _ = cache.input_shape
     expected = (n, c) + tuple(cache.out_size)
+    dy = np.asarray(dy)
     if dy.shape != expected:
         raise ValueError(f"{owner} backward: expected dy of shape {expected}, got {dy.shape}")
+    if dy.dtype.kind != "f":  # a complex dy would lose its imaginary part in the cast
+        raise ValueError(f"{owner} backward: expected a real floating-point dy, got dtype "
+                         f"{dy.dtype}")
     return np.asarray(dy, dtype=cache.dtype).transpose(0, 2, 3, 1)
 
 
