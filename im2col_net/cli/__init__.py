@@ -68,13 +68,14 @@ def one_line(text) -> str:
 
 
 def os_error_message(exc: OSError) -> str:
-    """``PATH: reason`` for an OSError (both paths for a rename), else its text."""
+    """``PATH: reason`` for an OSError, else its text; for a rename (two paths), the
+    destination, which is the path the user named (the source is a temporary file)."""
     reason = exc.strerror or (errno.errorcode.get(exc.errno, "") if exc.errno else "") \
         or str(exc) or type(exc).__name__
     if exc.errno == errno.EFBIG:
         reason += " (the file size limit was reached)"
-    if exc.filename is not None and exc.filename2 is not None:
-        return f"{exc.filename} -> {exc.filename2}: {reason}"
+    if exc.filename2 is not None:
+        return f"{exc.filename2}: {reason}"
     if exc.filename is not None:
         return f"{exc.filename}: {reason}"
     return reason

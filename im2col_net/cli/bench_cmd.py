@@ -42,7 +42,7 @@ def check_json_path(path: str) -> None:
         raise CliError(f"--json {path}: is a directory; give a file name")
     if not os.path.isdir(directory):
         what = "is not a directory" if os.path.exists(directory) else "does not exist"
-        raise CliError(f"--json {path}: the directory {directory} {what}")
+        raise CliError(f"--json {path}: {directory} {what}")
     try:
         fd, probe = tempfile.mkstemp(prefix=".bench-", suffix=".probe", dir=directory)
     except OSError as exc:
