@@ -177,6 +177,9 @@ def test_data_dir_with_kaggle_names_is_used(tmp_path, model_files, compress):
     result = run_cli("evaluate", model_files[10], "--data-dir", data.parent, "--limit", "20")
     assert result.returncode == 0, result.stderr
     assert "on 20 mnist test images" in result.stdout
+    # the named directory's files are what was read (nothing else is searched)
+    found = sources.find_file(data.parent, "t10k-images-idx3-ubyte", ("", "mnist"))
+    assert found is not None and found.parent == data and ".idx3" in found.name
 
 
 # --- the mapping itself (in process) -----------------------------------------------------

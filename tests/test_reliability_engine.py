@@ -214,6 +214,21 @@ def test_big_endian_float32_input_is_accepted_and_stays_float32():
     np.testing.assert_array_equal(res.forward(x.astype(">f4")), res.forward(x))
 
 
+def test_functional_convolutions_accept_big_endian_float32():
+    from im2col_net.functional import conv2d_forward
+    from im2col_net.functional.conv_transpose import conv_transpose2d_forward
+
+    x = _image()
+    w = np.random.default_rng(5).standard_normal((3, 4, 3, 3)).astype(F32)
+    y, _ = conv2d_forward(x.astype(">f4"), w.astype(">f4"))
+    assert y.dtype == F32
+    np.testing.assert_array_equal(y, conv2d_forward(x, w)[0])
+    wt = np.ascontiguousarray(w.transpose(1, 0, 2, 3))
+    yt, _ = conv_transpose2d_forward(x.astype(">f4"), wt)
+    assert yt.dtype == F32
+    np.testing.assert_array_equal(yt, conv_transpose2d_forward(x, wt)[0])
+
+
 def test_dtype_mismatch_message_gives_a_working_conversion():
     layer = Linear(3, 2, rng=0)
     x = np.ones((1, 3), np.float64)

@@ -211,6 +211,13 @@ def _check_conv_args(x, weight, bias, geometry, groups, padding_mode, strategy, 
     check_padding_mode(padding_mode, geometry.padding, x.shape[2], x.shape[3], owner=owner)
 
 
+def _native(a) -> np.ndarray:
+    """``a`` as an array in native byte order, same dtype otherwise (a big-endian float32
+    from a file computes as float32)."""
+    a = np.asarray(a)
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+
+
 def _all_finite(*arrays) -> bool:
     """True when every element of every array (None skipped) is finite.
 
@@ -248,9 +255,8 @@ def conv2d_forward_geom(x, weight, bias, geometry: WindowGeometry, *, groups=1,
                         padding_mode="zeros", flip_kernel=False, strategy="im2col",
                         owner="conv2d"):
     """:func:`conv2d_forward` with a prepared :class:`WindowGeometry` (used by layers)."""
-    x = np.asarray(x)
-    weight = np.asarray(weight)
-    bias = None if bias is None else np.asarray(bias)
+    x, weight = _native(x), _native(weight)
+    bias = None if bias is None else _native(bias)
     _check_conv_args(x, weight, bias, geometry, groups, padding_mode, strategy, owner)
     n, c, h, w = x.shape
     cout = weight.shape[0]

@@ -130,9 +130,12 @@ def _check_args(x, weight, bias, groups, owner):
 def conv_transpose2d_forward_geom(x, weight, bias, geometry: WindowGeometry, output_padding,
                                   *, groups=1, owner="conv_transpose2d"):
     """:func:`conv_transpose2d_forward` with a prepared geometry (used by layers)."""
-    x = np.asarray(x)
-    weight = np.asarray(weight)
+    # Native byte order, same dtype: a big-endian float32 array computes as float32.
+    x, weight = (a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+                 for a in (np.asarray(x), np.asarray(weight)))
     bias = None if bias is None else np.asarray(bias)
+    if bias is not None and not bias.dtype.isnative:
+        bias = bias.astype(bias.dtype.newbyteorder("="))
     _check_args(x, weight, bias, groups, owner)
     n, cin, h, w = x.shape
     _, coutg, kh, kw = weight.shape
