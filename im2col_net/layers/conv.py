@@ -68,7 +68,9 @@ class Conv2D(ConvLayerBase):
     180 degrees). ``strategy``: ``"auto"`` (default: ``"fft"`` where that is faster,
     else ``"im2col"``, see :func:`im2col_net.functional.conv.resolve_strategy`),
     ``"im2col"``, ``"strided"`` or ``"fft"`` (stride 1, no dilation or groups). All give
-    the same results up to rounding. ``init``:
+    the same results up to rounding, and a NaN or infinity makes non-finite only the
+    outputs (and gradients) whose windows contain it: a call on non-finite data runs
+    im2col instead of the FFT, which would spread it over the image. ``init``:
     ``"he"`` (normal, default) or ``"xavier"`` (uniform), drawn from ``rng`` (a
     ``numpy.random.Generator`` or seed). ``compute_input_grad=False`` skips ``dx`` (for a
     first layer); ``backward`` then returns None.
