@@ -130,7 +130,10 @@ def read_png_gray(path, *, max_side: int = 4096, max_pixels: int = DEFAULT_MAX_P
         if size > max_bytes:
             raise ImageFileError(f"{path}: file is {describe_bytes(size)}, over the limit of "
                                  f"{describe_bytes(max_bytes)} for an image")
-        data = handle.read(max_bytes + 1)
+        data = handle.read(size + 1)  # not max_bytes: read(n) reserves n bytes up front
+    if len(data) > max_bytes:
+        raise ImageFileError(f"{path}: file grew past the limit of {describe_bytes(max_bytes)} "
+                             f"while being read")
     if not data.startswith(PNG_SIGNATURE):
         raise ImageFileError(f"{path}: not a PNG file (bad signature)")
     pos, dims, ended = len(PNG_SIGNATURE), None, False

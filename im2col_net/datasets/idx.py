@@ -32,7 +32,6 @@ __all__ = ["DataError", "IdxFormatError", "ChecksumError", "read_idx", "read_idx
            "file_bytes", "IDX_TYPES", "DEFAULT_MAX_IDX_BYTES"]
 
 DEFAULT_MAX_IDX_BYTES = GiB
-_MAX_HEADER = 4 + 4 * 255
 _TRAILING_SLACK = MiB  # how far past the declared payload a gzip stream is followed
 
 # IDX type code -> the big-endian dtype it stores
@@ -76,9 +75,11 @@ def file_bytes(path, *, max_bytes: int = DEFAULT_MAX_IDX_BYTES) -> bytes:
         size = os.fstat(handle.fileno()).st_size
         head = handle.read(2)
         if head != _GZIP_MAGIC:
-            if size > max_bytes + _MAX_HEADER:
-                raise IdxFormatError(f"{path}: file is {describe_bytes(size)}, over the limit "
-                                     f"of {describe_bytes(max_bytes)} for IDX data")
+            head += handle.read(2)
+            header = 4 + 4 * head[3] if len(head) == 4 else 0
+            if size - header > max_bytes:
+                raise IdxFormatError(f"{path}: file holds {describe_bytes(size - header)} of "
+                                     f"IDX data, over the limit of {describe_bytes(max_bytes)}")
             try:
                 return head + handle.read()
             except OSError as exc:
