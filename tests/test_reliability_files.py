@@ -38,8 +38,9 @@ from im2col_net.layers import (
     Residual,
     Sequential,
 )
-from im2col_net.layers.base import deferred_init, is_placeholder
+from im2col_net.layers.base import Layer, deferred_init, is_placeholder
 from im2col_net.models import MODEL_BUILDERS, build_model
+from im2col_net.summary import summarize
 from im2col_net.training.checkpoint import CheckpointError, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -471,6 +472,19 @@ def test_summary_of_a_real_model_with_a_huge_input_runs_no_layer():
     finally:
         tracemalloc.stop()
     assert s.output_shape == (8, 10) and s.input_bytes == 8 * 10**10 * 4
+
+
+def test_summary_runs_a_layer_without_output_shape_only_on_small_inputs():
+    class Doubler(Layer):  # a user's layer: no output_shape, so the summary runs it
+        def forward(self, x):
+            return np.concatenate([x, x], axis=1)
+
+    model = Sequential(Conv2D(1, 2, 3), Doubler(), Flatten())
+    s = summarize(model, (1, 8, 8), batch_size=2)
+    assert [r.output_shape for r in s.rows] == [(2, 2, 6, 6), (2, 4, 6, 6), (2, 144)]
+    with pytest.raises(ValueError, match=r"layer 1 \(Doubler\).*no output_shape\(\).*over the "
+                                         r"dry-run limit of 16,777,216 elements"):
+        summarize(model, (1, 10_000, 10_000))
 
 
 def _leaves(layer):

@@ -53,6 +53,10 @@ def run(args) -> int:
         with deferred_init():
             model = build_model(args.model, rng=0, dtype=args.dtype, in_channels=shape[0],
                                 num_classes=args.num_classes)
+    except ValueError as exc:
+        raise CliError(f"cannot build {args.model} for {shape[0]} input channels and "
+                       f"{args.num_classes} classes: {exc}") from None
+    try:
         summary = model.summary(shape, batch_size=args.batch_size)
     except ValueError as exc:
         raise CliError(str(exc)) from exc

@@ -77,7 +77,7 @@ def placeholder(shape, dtype) -> np.ndarray:
 
 def is_placeholder(array) -> bool:
     """True for an array made by :func:`placeholder` (or any zero-stride view)."""
-    return (isinstance(array, np.ndarray) and array.size > 1 and not array.flags.writeable
+    return (isinstance(array, np.ndarray) and array.ndim > 0 and not array.flags.writeable
             and all(s == 0 for s in array.strides))
 
 
