@@ -12,6 +12,15 @@ Rules (:func:`load_images`):
 - Anything else is refused. Images must have the expected size (28x28 for MNIST
   models); nothing is resized.
 
+Limits, checked from the headers before the payload is read or decoded: the path must
+be a regular file (a directory, FIFO or device is refused saying what it is) of at most
+``max_bytes`` (default :data:`DEFAULT_MAX_IMAGE_BYTES`, 256 MiB); a ``.npy`` header
+must declare at most that many bytes and exactly as many as the file holds; a PNG's
+IHDR must give at most ``max_side`` pixels per side and ``max_pixels`` in all (default
+:data:`DEFAULT_MAX_PIXELS`, 4 Mi), and, in :func:`load_images`, exactly the expected
+size. PNG image data is inflated with a bound, so a stream that inflates to more than
+IHDR's size needs is refused as soon as it does.
+
 The result is float32 ``(N, 1, H, W)`` in [0, 1], like :func:`im2col_net.datasets.load_dataset`.
 """
 
@@ -23,7 +32,13 @@ import zlib
 
 import numpy as np
 
-__all__ = ["ImageFileError", "read_png_gray", "load_images"]
+from .safeio import MiB, describe_bytes, open_regular, read_npy
+
+__all__ = ["ImageFileError", "read_png_gray", "load_images", "DEFAULT_MAX_IMAGE_BYTES",
+           "DEFAULT_MAX_PIXELS"]
+
+DEFAULT_MAX_IMAGE_BYTES = 256 * MiB
+DEFAULT_MAX_PIXELS = 1 << 22   # 2048 x 2048
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOR_TYPES = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}
@@ -59,16 +74,16 @@ def _unfilter(raw: bytes, height: int, width: int, path) -> np.ndarray:
         elif kind == 2:  # Up
             row = (line + previous) % 256
         elif kind in (3, 4):  # Average / Paeth depend on the pixel just decoded
-            row = np.zeros(width, dtype=np.int64)
-            left = 0
+            # Python ints, not numpy scalars: this loop runs once per pixel.
+            ups, values, decoded = previous.tolist(), line.tolist(), [0] * width
+            left = upleft = 0
             for x in range(width):
-                up = int(previous[x])
-                if kind == 3:
-                    pred = (left + up) // 2
-                else:
-                    pred = _paeth(left, up, int(previous[x - 1]) if x else 0)
-                left = (int(line[x]) + pred) % 256
-                row[x] = left
+                up = ups[x]
+                pred = (left + up) // 2 if kind == 3 else _paeth(left, up, upleft)
+                left = (values[x] + pred) % 256
+                decoded[x] = left
+                upleft = up
+            row = np.array(decoded, dtype=np.int64)
         else:
             raise ImageFileError(f"{path}: PNG row {y} has unknown filter type {kind}")
         out[y] = row
@@ -76,40 +91,7 @@ def _unfilter(raw: bytes, height: int, width: int, path) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-def read_png_gray(path, *, max_side: int = 4096) -> np.ndarray:
-    """Decode an 8-bit grayscale, non-interlaced PNG into uint8 ``(H, W)``.
-
-    Checks the signature, chunk CRCs and the IHDR fields; other PNG kinds raise
-    :class:`ImageFileError` naming the file and what it is.
-    """
-    path = os.fspath(path)
-    with open(path, "rb") as handle:
-        data = handle.read()
-    if not data.startswith(PNG_SIGNATURE):
-        raise ImageFileError(f"{path}: not a PNG file (bad signature)")
-    pos, header, idat, ended = len(PNG_SIGNATURE), None, [], False
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
-        crc_bytes = data[pos + 8 + length:pos + 12 + length]
-        if len(body) != length or len(crc_bytes) != 4:
-            raise ImageFileError(f"{path}: PNG truncated inside chunk {kind!r}")
-        if zlib.crc32(kind + body) != struct.unpack(">I", crc_bytes)[0]:
-            raise ImageFileError(f"{path}: PNG chunk {kind!r} has a bad CRC (file damaged)")
-        pos += 12 + length
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body) if length == 13 else None
-            if header is None:
-                raise ImageFileError(f"{path}: malformed PNG IHDR chunk")
-        elif kind == b"IDAT":
-            idat.append(body)
-        elif kind == b"IEND":
-            ended = True
-            break
-    if header is None:
-        raise ImageFileError(f"{path}: PNG has no IHDR chunk")
-    if not ended:
-        raise ImageFileError(f"{path}: PNG truncated (no IEND chunk)")
+def _check_header(path, header, max_side, max_pixels, expected_size):
     width, height, depth, color, compression, filtering, interlace = header
     if color != 0 or depth != 8:
         kind = _COLOR_TYPES.get(color, f"colour type {color}")
@@ -120,12 +102,85 @@ def read_png_gray(path, *, max_side: int = 4096) -> np.ndarray:
     if compression != 0 or filtering != 0:
         raise ImageFileError(f"{path}: unknown PNG compression/filter method")
     if not (0 < width <= max_side and 0 < height <= max_side):
-        raise ImageFileError(f"{path}: PNG size {width}x{height} is out of range")
-    try:
-        raw = zlib.decompress(b"".join(idat))
-    except zlib.error as exc:
-        raise ImageFileError(f"{path}: PNG image data is corrupt ({exc})") from exc
-    return _unfilter(raw, height, width, path)
+        raise ImageFileError(f"{path}: PNG size {width}x{height} is out of range (each side "
+                             f"must be 1 to {max_side} pixels)")
+    if width * height > max_pixels:
+        raise ImageFileError(f"{path}: PNG size {width}x{height} is {width * height:,} pixels, "
+                             f"over the limit of {max_pixels:,}")
+    if expected_size is not None and (height, width) != tuple(expected_size):
+        raise ImageFileError(f"{path}: images must be {expected_size[0]}x{expected_size[1]}, "
+                             f"got {height}x{width} (no resizing is done)")
+    return width, height
+
+
+def read_png_gray(path, *, max_side: int = 4096, max_pixels: int = DEFAULT_MAX_PIXELS,
+                  max_bytes: int = DEFAULT_MAX_IMAGE_BYTES, expected_size=None) -> np.ndarray:
+    """Decode an 8-bit grayscale, non-interlaced PNG into uint8 ``(H, W)``.
+
+    Checks the signature, chunk CRCs and the IHDR fields; other PNG kinds raise
+    :class:`ImageFileError` naming the file and what it is. The size limits
+    (``max_side`` per side, ``max_pixels`` in all, ``expected_size`` ``(H, W)`` if
+    given, the file at most ``max_bytes``) are checked from IHDR, before any image data
+    is inflated; the data is inflated with a bound, so it can never grow past what
+    IHDR's size needs.
+    """
+    path = os.fspath(path)
+    with open_regular(path, ImageFileError, "a PNG image") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > max_bytes:
+            raise ImageFileError(f"{path}: file is {describe_bytes(size)}, over the limit of "
+                                 f"{describe_bytes(max_bytes)} for an image")
+        data = handle.read(size + 1)  # not max_bytes: read(n) reserves n bytes up front
+    if len(data) > max_bytes:
+        raise ImageFileError(f"{path}: file grew past the limit of {describe_bytes(max_bytes)} "
+                             f"while being read")
+    if not data.startswith(PNG_SIGNATURE):
+        raise ImageFileError(f"{path}: not a PNG file (bad signature)")
+    pos, dims, ended = len(PNG_SIGNATURE), None, False
+    inflater, parts, got, expected = zlib.decompressobj(), [], 0, 0
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        crc_bytes = data[pos + 8 + length:pos + 12 + length]
+        if len(body) != length or len(crc_bytes) != 4:
+            raise ImageFileError(f"{path}: PNG truncated inside chunk {kind!r}")
+        if zlib.crc32(kind + body) != struct.unpack(">I", crc_bytes)[0]:
+            raise ImageFileError(f"{path}: PNG chunk {kind!r} has a bad CRC (file damaged)")
+        pos += 12 + length
+        if kind == b"IHDR":
+            if length != 13 or dims is not None:
+                raise ImageFileError(f"{path}: malformed PNG IHDR chunk")
+            dims = _check_header(path, struct.unpack(">IIBBBBB", body), max_side, max_pixels,
+                                 expected_size)
+            expected = dims[1] * (dims[0] + 1)
+        elif kind == b"IDAT":
+            if dims is None:
+                raise ImageFileError(f"{path}: PNG image data (IDAT) comes before the IHDR "
+                                     f"chunk")
+            try:
+                while body and not inflater.eof:
+                    out = inflater.decompress(body, expected - got + 1)
+                    got += len(out)
+                    parts.append(out)
+                    if got > expected:
+                        raise ImageFileError(
+                            f"{path}: PNG image data inflates to more than the {expected:,} "
+                            f"bytes a {dims[0]}x{dims[1]} 8-bit grayscale image needs")
+                    body = inflater.unconsumed_tail
+            except zlib.error as exc:
+                raise ImageFileError(f"{path}: PNG image data is corrupt ({exc})") from exc
+        elif kind == b"IEND":
+            ended = True
+            break
+    if dims is None:
+        raise ImageFileError(f"{path}: PNG has no IHDR chunk")
+    if not ended:
+        raise ImageFileError(f"{path}: PNG truncated (no IEND chunk)")
+    if not inflater.eof:
+        raise ImageFileError(f"{path}: PNG image data is corrupt (the compressed stream "
+                             f"is incomplete)")
+    width, height = dims
+    return _unfilter(b"".join(parts), height, width, path)
 
 
 def _from_array(array: np.ndarray, path) -> np.ndarray:
@@ -154,28 +209,30 @@ def _from_array(array: np.ndarray, path) -> np.ndarray:
     return np.ascontiguousarray(images)
 
 
-def load_images(path, size=(28, 28)) -> np.ndarray:
+def load_images(path, size=(28, 28), *, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Images of one ``.npy`` or ``.png`` file as float32 ``(N, 1, H, W)`` in [0, 1].
 
     ``size``: required ``(H, W)`` (None accepts any). Raises :class:`ImageFileError`
-    naming the file for anything refused (see the module docstring), FileNotFoundError
-    if it does not exist.
+    naming the file for anything refused (see the module docstring for the rules and
+    the limits ``max_bytes`` and ``max_pixels``), FileNotFoundError if it does not exist.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise ImageFileError(f"{path}: not a readable .npy array ({exc})") from exc
-        if not isinstance(array, np.ndarray):
-            raise ImageFileError(f"{path}: expected a single .npy array")
+        with open_regular(path, ImageFileError, "a .npy image array") as handle:
+            available = os.fstat(handle.fileno()).st_size
+            if available > max_bytes:
+                raise ImageFileError(f"{path}: file is {describe_bytes(available)}, over the "
+                                     f"limit of {describe_bytes(max_bytes)} for images")
+            array = read_npy(handle, available, path, ImageFileError, max_bytes)
         images = _from_array(array, path)
     elif ext == ".png":
-        images = _from_array(read_png_gray(path), path)
+        images = _from_array(read_png_gray(path, max_pixels=max_pixels, max_bytes=max_bytes,
+                                           expected_size=size), path)
     else:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: no such file")
         raise ImageFileError(f"{path}: unsupported file type {ext or '(none)'!r}; give .npy "
                              f"arrays or 8-bit grayscale .png files")
     if size is not None and images.shape[2:] != tuple(size):

@@ -26,8 +26,24 @@ Model file (:func:`save_model`), an uncompressed ``.npz`` with these members:
 
 Files are written to a temporary file in the target directory, fsync-ed and renamed
 over the target (:func:`atomic_savez`), so a crash never leaves a half-written file, and
-read with ``allow_pickle=False`` (:func:`read_npz`), so a file can never run code. Any
+read by :func:`read_npz`, which never unpickles, so a file can never run code. Any
 problem with a file's contents raises :class:`ModelFileError` naming the file.
+
+Limits (checked from metadata, before the payload is read or anything is allocated)
+    :func:`read_npz` refuses paths that are not regular files, files that are not zip
+    archives (judged by their first bytes), members whose ``.npy`` header declares more
+    than ``max_bytes`` (default :data:`DEFAULT_MAX_NPZ_BYTES`, 2 GiB) or a size that
+    differs from the member's, archives whose members declare more than ``max_bytes``
+    in total, and compressed members over 1 MiB inflating more than ``max_ratio``
+    (default :data:`DEFAULT_MAX_COMPRESSION_RATIO`) times. The architecture JSON may nest
+    at most :data:`MAX_JSON_DEPTH` levels. :func:`model_from_arrays` builds the layer
+    tree with placeholder weights (:func:`~im2col_net.layers.base.deferred_init`), checks
+    every declared parameter and buffer against the stored arrays' names and shapes,
+    and only then installs the stored arrays: no weights are drawn or allocated for an
+    architecture that does not fit the file.
+Non-finite values
+    A parameter or buffer holding NaN or infinity is refused (naming the array and the
+    count of bad values) unless ``allow_nonfinite=True``.
 """
 
 from __future__ import annotations
@@ -41,7 +57,8 @@ import zlib
 
 import numpy as np
 
-from .layers.base import Layer
+from .layers.base import Layer, deferred_init
+from .safeio import NPY_MAGIC, GiB, MiB, check_json_depth, describe_bytes, open_regular, read_npy
 
 __all__ = [
     "FORMAT_VERSION",
@@ -64,6 +81,10 @@ __all__ = [
     "model_from_arrays",
     "save_model",
     "load_model",
+    "DEFAULT_MAX_NPZ_BYTES",
+    "DEFAULT_MAX_COMPRESSION_RATIO",
+    "MAX_JSON_DEPTH",
+    "nonfinite_arrays",
 ]
 
 FORMAT_VERSION = 1
@@ -72,6 +93,13 @@ PARAM_PREFIX = "param/"
 BUFFER_PREFIX = "buffer/"
 
 _EXTRA_LAYERS: dict[str, type] = {}
+
+# Limits on what a model file may ask of the reader (see the module docstring).
+DEFAULT_MAX_NPZ_BYTES = 2 * GiB
+DEFAULT_MAX_COMPRESSION_RATIO = 100
+_RATIO_CHECK_BYTES = MiB           # members this small are never refused for their ratio
+MAX_JSON_DEPTH = 200               # brackets; a real architecture nests a few dozen
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members / an empty zip
 
 
 class ModelFileError(ValueError):
@@ -132,8 +160,12 @@ def architecture_to_json(layer: Layer) -> str:
         ) from exc
 
 
-def layer_from_dict(node, *, where: str = "architecture") -> Layer:
-    """Rebuild a layer tree from :func:`architecture_to_dict` output (fresh parameters)."""
+def layer_from_dict(node, *, where: str = "architecture", _depth: int = 0) -> Layer:
+    """Rebuild a layer tree from :func:`architecture_to_dict` output (fresh parameters).
+
+    Trees nested deeper than :data:`MAX_JSON_DEPTH` layers are refused (ValueError)."""
+    if _depth > MAX_JSON_DEPTH:
+        raise ValueError(f"{where}: layers nested more than {MAX_JSON_DEPTH} levels deep")
     if not isinstance(node, dict) or not isinstance(node.get("class"), str):
         raise ValueError(f"{where}: expected an object with a 'class' name, got {node!r:.200}")
     name = node["class"]
@@ -148,7 +180,7 @@ def layer_from_dict(node, *, where: str = "architecture") -> Layer:
     children_nodes = node.get("children", [])
     if not isinstance(children_nodes, list):
         raise ValueError(f"{where}: children of {name!r} must be a list")
-    children = [layer_from_dict(child, where=f"{where}.{name}[{i}]")
+    children = [layer_from_dict(child, where=f"{where}.{name}[{i}]", _depth=_depth + 1)
                 for i, child in enumerate(children_nodes)]
     try:
         return registry[name].from_config(config, children)
@@ -157,7 +189,10 @@ def layer_from_dict(node, *, where: str = "architecture") -> Layer:
 
 
 def model_from_json(text: str) -> Layer:
-    """Rebuild a layer tree from :func:`architecture_to_json` output."""
+    """Rebuild a layer tree from :func:`architecture_to_json` output.
+
+    JSON nested deeper than :data:`MAX_JSON_DEPTH` is refused before it is parsed."""
+    check_json_depth(text, MAX_JSON_DEPTH, "model_from_json: architecture", ValueError)
     try:
         node = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -250,26 +285,84 @@ def atomic_savez(path, arrays: dict):
 
 # What a damaged or hostile .npz can raise while being read.
 _READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error,
-                UnicodeDecodeError, NotImplementedError, RuntimeError)
+                UnicodeDecodeError, NotImplementedError, RuntimeError, OverflowError,
+                MemoryError)
 
 
-def read_npz(path, *, error=ModelFileError) -> dict[str, np.ndarray]:
-    """Every array of the ``.npz`` at ``path``, read eagerly with ``allow_pickle=False``.
+def _safe_text(exc) -> str:
+    """An exception's text, never numpy's advice to unpickle an untrusted file."""
+    text = str(exc)
+    if "pickle" in text.lower():
+        return "object arrays are refused for safety (reading them would unpickle)"
+    return text
 
-    A missing file raises FileNotFoundError; anything else unreadable (not a zip,
-    truncated, bad CRC, a pickled object array) raises ``error`` naming the file.
+
+def read_npz(path, *, error=ModelFileError, max_bytes: int = DEFAULT_MAX_NPZ_BYTES,
+             max_ratio: float = DEFAULT_MAX_COMPRESSION_RATIO) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path``, read eagerly and never unpickling.
+
+    A missing file raises FileNotFoundError. ``error`` (naming the file and what was
+    expected and found) is raised for: a path that is not a regular file (directory,
+    FIFO, device: never opened for long or waited on), a file that is not a zip archive
+    (judged by its first bytes), members that are not ``.npy`` arrays or hold objects,
+    a member whose header declares more than ``max_bytes`` or a size other than the
+    member's, members declaring more than ``max_bytes`` in total, compressed members
+    over 1 MiB that inflate more than ``max_ratio`` times, and damaged data (truncated,
+    bad CRC). All size checks come from the zip directory and the ``.npy`` headers,
+    before any array is allocated.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
-    try:
-        data = np.load(path, allow_pickle=False)
-        if not hasattr(data, "files"):  # a bare .npy array, not an archive
-            raise ValueError("a single .npy array, not an .npz archive")
-        with data:
-            return {key: data[key] for key in data.files}
-    except _READ_ERRORS as exc:
-        raise error(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from exc
+    with open_regular(path, error, "an .npz model file") as handle:
+        head = handle.read(8)
+        if not head:
+            raise error(f"{path}: is empty (0 bytes); expected an .npz model file")
+        if head.startswith(NPY_MAGIC):
+            raise error(f"{path}: is a single .npy array, not an .npz archive of arrays")
+        if not head.startswith(_ZIP_MAGICS):
+            raise error(f"{path}: not an .npz model file (starts with {head!r}; an .npz file "
+                        f"is a zip archive starting with {_ZIP_MAGICS[0]!r})")
+        handle.seek(0)
+        try:
+            with zipfile.ZipFile(handle) as archive:
+                return _read_members(archive, path, error, max_bytes, max_ratio)
+        except error:
+            raise
+        except _READ_ERRORS as exc:
+            raise error(f"{path}: not a readable .npz file ({type(exc).__name__}: "
+                        f"{_safe_text(exc)})") from None
+
+
+def _read_members(archive, path, error, max_bytes, max_ratio):
+    infos = archive.infolist()
+    names = [info.filename for info in infos]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise error(f"{path}: zip members listed more than once: {twice[:5]}")
+    total = 0
+    for info in infos:  # the whole directory is judged before any member is read
+        where = f"{path}: member {info.filename!r}"
+        if info.flag_bits & 0x1:
+            raise error(f"{where} is encrypted")
+        if info.file_size > max_bytes:
+            raise error(f"{where} declares {describe_bytes(info.file_size)} uncompressed, "
+                        f"over the limit of {describe_bytes(max_bytes)}")
+        total += info.file_size
+        if total > max_bytes:
+            raise error(f"{path}: members declare more than {describe_bytes(max_bytes)} in "
+                        f"total (the limit; pass max_bytes= to raise it)")
+        if (info.compress_type != zipfile.ZIP_STORED and info.file_size > _RATIO_CHECK_BYTES
+                and info.file_size > max_ratio * max(info.compress_size, 1)):
+            raise error(f"{where} inflates {info.compress_size:,} compressed bytes to "
+                        f"{describe_bytes(info.file_size)}, more than {max_ratio:g} times "
+                        f"(refused as a likely decompression bomb)")
+    arrays = {}
+    for info in infos:
+        key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+        where = f"{path}: member {info.filename!r}"
+        with archive.open(info) as member:
+            arrays[key] = read_npy(member, info.file_size, where, error, max_bytes)
+            member.read(1)  # reach the end of the member, where zipfile checks the CRC
+    return arrays
 
 
 def json_scalar(obj) -> np.ndarray:
@@ -280,6 +373,7 @@ def json_scalar(obj) -> np.ndarray:
 def json_from_array(arrays: dict, key: str, path, *, error=ModelFileError):
     """Decode the JSON stored under ``key`` by :func:`json_scalar`."""
     text = _str_member(arrays, key, path, error)
+    check_json_depth(text, MAX_JSON_DEPTH, f"{path}: member {key!r}", error)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -312,8 +406,15 @@ def model_arrays(model: Layer) -> dict[str, np.ndarray]:
     return arrays
 
 
-def model_from_arrays(arrays: dict, path, *, error=ModelFileError) -> Layer:
-    """Rebuild a model from :func:`model_arrays` members; ``error`` names ``path``."""
+def model_from_arrays(arrays: dict, path, *, error=ModelFileError,
+                      allow_nonfinite: bool = False) -> Layer:
+    """Rebuild a model from :func:`model_arrays` members; ``error`` names ``path``.
+
+    The layer tree is built with placeholder weights (nothing drawn or allocated), every
+    parameter and buffer it declares is checked against the stored arrays' names and
+    shapes, then the stored arrays are installed. Non-finite values are refused unless
+    ``allow_nonfinite``.
+    """
     fmt = _str_member(arrays, "__format__", path, error)
     if fmt != MODEL_FORMAT:
         raise error(f"{path}: unexpected format {fmt!r} (expected {MODEL_FORMAT!r})")
@@ -331,12 +432,12 @@ def model_from_arrays(arrays: dict, path, *, error=ModelFileError) -> Layer:
     if dtype.kind != "f":
         raise error(f"{path}: parameter dtype must be floating, got {dtype_name!r}")
     try:
-        model = model_from_json(_str_member(arrays, "__architecture__", path, error))
+        with deferred_init():  # shapes only: weights come from the file
+            model = model_from_json(_str_member(arrays, "__architecture__", path, error))
     except ModelFileError:
         raise
-    except ValueError as exc:
-        raise error(f"{path}: {exc}") from exc
-    model.astype(dtype)
+    except (ValueError, RecursionError) as exc:
+        raise error(f"{path}: {exc}") from None
     params = {k[len(PARAM_PREFIX):]: v for k, v in arrays.items() if k.startswith(PARAM_PREFIX)}
     buffers = {k[len(BUFFER_PREFIX):]: v for k, v in arrays.items()
                if k.startswith(BUFFER_PREFIX)}
@@ -344,11 +445,89 @@ def model_from_arrays(arrays: dict, path, *, error=ModelFileError) -> Layer:
         if value.dtype.kind not in "fiub":
             raise error(f"{path}: array {name!r} has unsupported dtype {value.dtype}")
     try:
-        load_parameters(model, params)
-        load_buffers(model, buffers, where="model")
+        slots = _matched_slots(model, params, buffers, dtype)
     except ValueError as exc:
-        raise error(f"{path}: arrays do not fit the architecture: {exc}") from exc
+        raise error(f"{path}: arrays do not fit the architecture: {exc}") from None
+    if not allow_nonfinite:
+        bad = nonfinite_arrays({**{f"parameter {k!r}": v for k, v in params.items()},
+                                **{f"buffer {k!r}": v for k, v in buffers.items()}})
+        if bad:
+            listed = "; ".join(f"{name} has {count:,} of {size:,} values NaN or infinite"
+                               for name, count, size in bad[:5])
+            more = f" (and {len(bad) - 5} more arrays)" if len(bad) > 5 else ""
+            raise error(f"{path}: non-finite weights: {listed}{more}; refusing to load them "
+                        f"(pass allow_nonfinite=True, or --allow-nonfinite on the command "
+                        f"line, to load the file anyway)")
+    for owner, name, value, target_dtype, is_buffer in slots:
+        installed = np.array(value, dtype=target_dtype, order="C", copy=True)
+        if is_buffer:
+            owner.buffers[name] = installed
+        else:
+            owner.params[name] = installed
+    model.astype(dtype)
     return model
+
+
+def nonfinite_arrays(arrays: dict) -> list[tuple[str, int, int]]:
+    """``(name, bad count, size)`` for every floating array in ``arrays`` (name ->
+    array) holding NaN or infinity, counted in blocks (no full-size temporary)."""
+    out = []
+    for name, value in arrays.items():
+        value = np.asarray(value)
+        if value.dtype.kind not in "fc" or value.size == 0:
+            continue
+        flat = value.reshape(-1)
+        bad = 0
+        for start in range(0, flat.size, 1 << 20):
+            block = flat[start:start + (1 << 20)]
+            bad += block.size - int(np.count_nonzero(np.isfinite(block)))
+        if bad:
+            out.append((name, bad, int(value.size)))
+    return out
+
+
+def _slots(model: Layer):
+    """``(dotted name, owning layer, local name)`` of every parameter and buffer."""
+    params, buffers = {}, {}
+    for path, sub in named_layers(model):
+        if sub._owns_params:
+            for name in sub.params:
+                params[_dotted(path, name)] = (sub, name)
+        for name in _own_buffers(sub):
+            buffers[_dotted(path, name)] = (sub, name)
+    return params, buffers
+
+
+def _matched_slots(model: Layer, params: dict, buffers: dict, dtype):
+    """Check the stored arrays against what the architecture declares (names, shapes,
+    castability) without touching the model; returns what to install where."""
+    param_slots, buffer_slots = _slots(model)
+    declared = dict(model.named_parameters())
+    if set(param_slots) != set(declared):
+        raise ValueError("cannot tell which layer owns each parameter")
+    out = []
+    for kind, slots, stored in (("parameters", param_slots, params),
+                                ("buffers", buffer_slots, buffers)):
+        missing = sorted(set(slots) - set(stored))
+        unexpected = sorted(set(stored) - set(slots))
+        if missing or unexpected:
+            raise ValueError(f"{kind} do not match: missing {missing[:10]}, unexpected "
+                             f"{unexpected[:10]}")
+        for key, (owner, name) in slots.items():
+            value = stored[key]
+            target = owner.buffers[name] if kind == "buffers" else owner.params[name]
+            if not isinstance(target, np.ndarray):
+                out.append((owner, name, value, np.asarray(value).dtype, kind == "buffers"))
+                continue
+            if value.shape != target.shape:
+                raise ValueError(f"{kind[:-1]} {key!r} has shape {value.shape}, the "
+                                 f"architecture needs {target.shape}")
+            target_dtype = dtype if target.dtype.kind == "f" else target.dtype
+            if not np.can_cast(value.dtype, target_dtype, casting="same_kind"):
+                raise ValueError(f"{kind[:-1]} {key!r} of dtype {value.dtype} cannot be "
+                                 f"stored as {target_dtype}")
+            out.append((owner, name, value, target_dtype, kind == "buffers"))
+    return out
 
 
 def load_parameters(model: Layer, params: dict):
@@ -377,11 +556,15 @@ def save_model(model: Layer, path) -> None:
     atomic_savez(path, model_arrays(model))
 
 
-def load_model(path) -> Layer:
+def load_model(path, *, allow_nonfinite: bool = False,
+               max_bytes: int = DEFAULT_MAX_NPZ_BYTES) -> Layer:
     """Rebuild a model saved by :func:`save_model` (or the model inside a checkpoint).
 
     Returns the layer tree in training mode with the saved dtype, parameters and buffers.
     Raises FileNotFoundError if ``path`` does not exist and :class:`ModelFileError`
-    (a ValueError) naming ``path`` for any damaged or inconsistent content.
+    (a ValueError) naming ``path`` for any damaged, oversized or inconsistent content
+    (see :func:`read_npz` for the limits; ``max_bytes`` raises the size limit), and for
+    NaN or infinite parameters or buffers unless ``allow_nonfinite=True``.
     """
-    return model_from_arrays(read_npz(path), os.fspath(path))
+    return model_from_arrays(read_npz(path, max_bytes=max_bytes), os.fspath(path),
+                             allow_nonfinite=allow_nonfinite)

@@ -1,9 +1,12 @@
 """Model summary: per layer the output shape, parameters, FLOPs and memory at a batch size.
 
-:func:`summarize` runs the model once on a batch of one zero image (in eval mode, so
-batch-norm statistics and dropout generators are untouched; every layer's mode and
-cached forward state are restored afterwards) to learn every layer's input and output
-shape, then scales everything that grows with the batch by ``batch_size``.
+:func:`summarize` works out every layer's input and output shape for a batch of one
+from the layers' :meth:`~im2col_net.layers.base.Layer.output_shape` (the same checks as
+their forward, but no arithmetic on arrays, so a huge input costs nothing), then scales
+everything that grows with the batch by ``batch_size``. A layer that cannot infer its
+shape (``output_shape`` returns None, e.g. a user's own layer) is run once on a zero
+image in eval mode instead, if that image has at most :data:`DRY_RUN_MAX_ELEMENTS`
+elements; every layer's mode and cached forward state are restored afterwards.
 
 What is counted (all at ``batch_size``):
 
@@ -31,6 +34,7 @@ workspace
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,7 +49,11 @@ from .layers.conv_transpose import ConvTranspose2D
 from .layers.dense import Dropout, Flatten, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 from .layers.pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 
-__all__ = ["LayerSummary", "ModelSummary", "summarize", "format_bytes", "format_count"]
+__all__ = ["LayerSummary", "ModelSummary", "summarize", "format_bytes", "format_count",
+           "DRY_RUN_MAX_ELEMENTS"]
+
+# Largest per-sample input a layer without output_shape is run on (16 Mi elements).
+DRY_RUN_MAX_ELEMENTS = 1 << 24
 
 _ELEMENTWISE = (ReLU, LeakyReLU, Sigmoid, Tanh, ELU, Dropout)
 
@@ -106,7 +114,7 @@ class ModelSummary:
 
     @property
     def input_bytes(self) -> int:
-        return int(np.prod(self.input_shape)) * self.itemsize
+        return math.prod(self.input_shape) * self.itemsize
 
     @property
     def param_bytes(self) -> int:
@@ -208,8 +216,8 @@ def _describe(layer: Layer) -> str:
 
 def _leaf_costs(layer: Layer, x_shape, y_shape, batch: int, itemsize: int):
     """``(flops, workspace_bytes)`` of one leaf at ``batch`` from its batch-1 shapes."""
-    out_per_sample = int(np.prod(y_shape[1:]))
-    in_per_sample = int(np.prod(x_shape[1:]))
+    out_per_sample = math.prod(y_shape[1:])
+    in_per_sample = math.prod(x_shape[1:])
     if isinstance(layer, Conv2D):
         kh, kw = layer.geometry.kernel
         ho, wo = y_shape[2], y_shape[3]
@@ -238,19 +246,20 @@ def _leaf_costs(layer: Layer, x_shape, y_shape, batch: int, itemsize: int):
 
 
 class _Walker:
-    """Runs the batch-1 dry forward through the tree and records one row per leaf."""
+    """Follows the batch-1 shapes through the tree and records one row per leaf."""
 
-    def __init__(self, batch: int, itemsize: int):
-        self.batch, self.itemsize = batch, itemsize
+    def __init__(self, batch: int, itemsize: int, dtype):
+        self.batch, self.itemsize, self.dtype = batch, itemsize, dtype
         self.rows: list[LayerSummary] = []
 
-    def _shape(self, y) -> tuple[int, ...]:
-        return (self.batch,) + tuple(int(s) for s in np.shape(y)[1:])
+    def _shape(self, shape) -> tuple[int, ...]:
+        return (self.batch,) + tuple(int(s) for s in shape[1:])
 
-    def _bytes(self, y) -> int:
-        return int(np.prod(np.shape(y)[1:])) * self.batch * self.itemsize
+    def _bytes(self, shape) -> int:
+        return math.prod(shape[1:]) * self.batch * self.itemsize
 
     def run(self, layer: Layer, x, path: str, depth: int):
+        """``x``: the batch-1 input shape; returns the output shape."""
         if isinstance(layer, Sequential) and type(layer) is Sequential:
             for i, child in enumerate(layer.layers):
                 x = self.run(child, x, f"{path}{i}.", depth)
@@ -258,7 +267,7 @@ class _Walker:
         if isinstance(layer, Parallel):
             outs = [self.run(child, x, f"{path}{i}.", depth + 1)
                     for i, child in enumerate(layer.children())]
-            y = self._guard(layer, path, lambda: layer.combine_outputs(outs))
+            y = self._guard(layer, path, lambda: layer.combine_shapes(outs))
             flops = 0 if layer.combine == "concat" else self._bytes(y) // self.itemsize * (
                 len(outs) - 1)
             self._row(path, f"Parallel({layer.combine})", y, 0, flops, 0, depth)
@@ -267,13 +276,24 @@ class _Walker:
             body = self.run(layer.body, x, f"{path}0.", depth + 1)
             short = x if layer.shortcut is None else self.run(layer.shortcut, x, f"{path}1.",
                                                               depth + 1)
-            y = self._guard(layer, path, lambda: layer.combine_outputs(body, short))
+            y = self._guard(layer, path, lambda: layer.combine_shapes(body, short))
             self._row(path, "Residual(add)", y, 0, self._bytes(y) // self.itemsize, 0, depth)
             return y
-        y = self._guard(layer, path, lambda: layer.forward(x))
-        flops, work = _leaf_costs(layer, np.shape(x), np.shape(y), self.batch, self.itemsize)
+        y = self._guard(layer, path, lambda: self._leaf_shape(layer, x, path))
+        flops, work = _leaf_costs(layer, x, y, self.batch, self.itemsize)
         self._row(path, _describe(layer), y, layer.parameter_count(), flops, work, depth)
         return y
+
+    def _leaf_shape(self, layer, x, path):
+        y = layer.output_shape(x)
+        if y is not None:
+            return tuple(int(s) for s in y)
+        if math.prod(x) > DRY_RUN_MAX_ELEMENTS:
+            raise ValueError(
+                f"{type(layer).__name__} has no output_shape(), and running it on an input of "
+                f"shape {tuple(x)} ({math.prod(x):,} elements) is over the dry-run limit of "
+                f"{DRY_RUN_MAX_ELEMENTS:,} elements")
+        return tuple(int(s) for s in np.shape(layer.forward(np.zeros(x, dtype=self.dtype))))
 
     def _guard(self, layer, path, step):
         try:
@@ -321,10 +341,10 @@ def summarize(model: Layer, input_shape, batch_size: int = 1) -> ModelSummary:
     dtype = np.dtype(model.dtype or np.float32)
     layers = list(_all_layers(model))
     saved = [(layer, layer.training, layer.__dict__.get("_cache")) for layer in layers]
-    walker = _Walker(int(batch_size), dtype.itemsize)
+    walker = _Walker(int(batch_size), dtype.itemsize, dtype)
     try:
         model.eval()
-        walker.run(model, np.zeros((1,) + sample_shape, dtype=dtype), "", 0)
+        walker.run(model, (1,) + sample_shape, "", 0)
     finally:
         for layer, training, cache in saved:
             layer.training = training

@@ -121,7 +121,7 @@ def test_npy_rules(tmp_path):
         "nan.npy": (np.full((28, 28), np.nan), "NaN"),
         "size.npy": (np.zeros((32, 32), np.uint8), "must be 28x28"),
         "rank.npy": (np.zeros((2, 3, 28, 28), np.uint8), "shape"),
-        "obj.npy": (np.array([None, 1], dtype=object), "not a readable"),
+        "obj.npy": (np.array([None, 1], dtype=object), "object arrays are refused"),
     }
     for name, (array, message) in refused.items():
         np.save(tmp_path / name, array, allow_pickle=True)

@@ -22,19 +22,28 @@ def add_arguments(parser):
                         help="use only the first N images")
     parser.add_argument("--batch-size", type=_positive_int, default=256, metavar="N",
                         help="images per forward pass (default: 256)")
+    add_allow_nonfinite(parser)
 
 
-def load_model_or_fail(path):
-    """``load_model`` with user-facing errors turned into CliError."""
+def add_allow_nonfinite(parser):
+    """The ``--allow-nonfinite`` flag shared by the commands that load a model."""
+    parser.add_argument("--allow-nonfinite", action="store_true",
+                        help="load the model even if some weights are NaN or infinite "
+                             "(refused by default)")
+
+
+def load_model_or_fail(path, *, allow_nonfinite=False):
+    """``load_model`` with user-facing errors (missing, not a regular file, not a model,
+    too large, damaged, non-finite weights) turned into CliError."""
     from ..serialization import ModelFileError, load_model
     from . import CliError
 
-    if not os.path.isfile(path):
-        raise CliError(f"{path}: no such model file")
     try:
-        return load_model(path)
+        return load_model(path, allow_nonfinite=allow_nonfinite)
+    except FileNotFoundError:
+        raise CliError(f"{os.fspath(path)}: no such model file") from None
     except ModelFileError as exc:
-        raise CliError(str(exc)) from exc
+        raise CliError(str(exc)) from None
 
 
 def class_label(index, names) -> str:
@@ -89,7 +98,7 @@ def run(args) -> int:
     from ..training import confusion_matrix, evaluate, per_class_accuracy
     from . import CliError
 
-    model = load_model_or_fail(args.model)
+    model = load_model_or_fail(args.model, allow_nonfinite=args.allow_nonfinite)
     try:
         images, labels = load_dataset(args.dataset, args.split, data_dir=args.data_dir,
                                       limit=args.limit)

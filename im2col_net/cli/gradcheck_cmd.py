@@ -7,11 +7,19 @@ gradient is within tolerance, 1 when one is not, 2 for bad arguments.
 
 To add a layer, add an entry to :data:`LAYERS`: a builder ``(args, dtype) -> layer``,
 the input kind (``"image"`` NCHW or ``"features"`` ``(N, channels)``) and the data kind.
+
+Sizes are bounded before anything is built or drawn (the check runs two forward passes
+per perturbed element in full mode): the input and the layer's output may have at most
+:data:`MAX_TENSOR_ELEMENTS` elements, its parameters at most :data:`MAX_PARAM_ELEMENTS`,
+and ``--mode full`` perturbs at most :data:`MAX_FULL_ELEMENTS` input and parameter
+elements in all, and at most :data:`MAX_FULL_WORK` element-passes (perturbed elements
+times the input, output and parameter elements each pass touches, about 10 s).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,12 +50,19 @@ from ..layers import (
     Sigmoid,
     Tanh,
 )
+from ..layers.base import deferred_init
 from . import CliError
 
 NAME = "gradcheck"
 HELP = "Check a built-in layer's gradients against central finite differences."
 
 DATA_KINDS = ("normal", "away_from_zero", "tie_free")
+
+# Bounds on the work one check may ask for (see the module docstring).
+MAX_TENSOR_ELEMENTS = 1_000_000
+MAX_PARAM_ELEMENTS = 1_000_000
+MAX_FULL_ELEMENTS = 20_000
+MAX_FULL_WORK = 200_000_000
 
 
 @dataclass(frozen=True)
@@ -195,14 +210,53 @@ def _parse_padding(values):
     return ints[0] if len(ints) == 1 else tuple(ints)
 
 
+def input_shape(entry: LayerEntry, args) -> tuple[int, ...]:
+    """The shape of the input ``entry`` is checked on."""
+    if entry.input_kind == "features":
+        return (args.batch, args.channels)
+    height, width = (args.size * 2)[:2]
+    return (args.batch, args.channels, height, width)
+
+
+def check_sizes(entry: LayerEntry, args, dtype) -> None:
+    """Refuse (CliError naming the limit) a check too large to run, before building the
+    layer for real: the size is worked out on a placeholder-weight copy."""
+    shape = input_shape(entry, args)
+    if math.prod(shape) > MAX_TENSOR_ELEMENTS:
+        raise CliError(f"the input of shape {shape} has {math.prod(shape):,} elements, over "
+                       f"the limit of {MAX_TENSOR_ELEMENTS:,} for gradcheck; use smaller "
+                       f"--batch, --channels or --size")
+    try:
+        with deferred_init():
+            probe = entry.build(args, dtype)
+        out_shape = probe.output_shape(shape)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if out_shape is not None and math.prod(out_shape) > MAX_TENSOR_ELEMENTS:
+        raise CliError(f"the layer's output of shape {tuple(out_shape)} has "
+                       f"{math.prod(out_shape):,} elements, over the limit of "
+                       f"{MAX_TENSOR_ELEMENTS:,} for gradcheck")
+    params = probe.parameter_count()
+    if params > MAX_PARAM_ELEMENTS:
+        raise CliError(f"the layer has {params:,} parameters, over the limit of "
+                       f"{MAX_PARAM_ELEMENTS:,} for gradcheck; use fewer --channels or "
+                       f"--out-channels or a smaller --kernel")
+    perturbed = math.prod(shape) + params
+    if args.mode == "full" and perturbed > MAX_FULL_ELEMENTS:
+        raise CliError(f"--mode full perturbs every input and parameter element (two forward "
+                       f"passes each): {perturbed:,} elements is over the limit of "
+                       f"{MAX_FULL_ELEMENTS:,}; use --mode fast or a smaller input or layer")
+    per_pass = perturbed + (math.prod(out_shape) if out_shape is not None else 0)
+    if args.mode == "full" and perturbed * per_pass > MAX_FULL_WORK:
+        raise CliError(f"--mode full would run {2 * perturbed:,} forward passes over "
+                       f"{per_pass:,} elements each, over the limit of {MAX_FULL_WORK:,} "
+                       f"element-passes; use --mode fast or a smaller input or layer")
+
+
 def make_input(entry: LayerEntry, args, dtype, rng: np.random.Generator) -> np.ndarray:
     """A random input for ``entry``: no element near a kink of the layer being checked."""
-    if entry.input_kind == "features":
-        shape = (args.batch, args.channels)
-    else:
-        height, width = (args.size * 2)[:2]
-        shape = (args.batch, args.channels, height, width)
-    size = int(np.prod(shape))
+    shape = input_shape(entry, args)
+    size = math.prod(shape)
     if entry.data == "tie_free":
         # Distinct values spaced far wider than 2 * eps: no max-pool window has a near-tie.
         spacing = max(4.0 / size, 10 * args.eps)
@@ -218,6 +272,7 @@ def run(args) -> int:
     _validate(args)
     entry = LAYERS[args.layer]
     dtype = np.dtype(args.dtype)
+    check_sizes(entry, args, dtype)
     try:
         layer = entry.build(args, dtype)
     except ValueError as exc:

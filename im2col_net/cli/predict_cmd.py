@@ -13,6 +13,7 @@ HELP = "predict the class of 28x28 grayscale images (.npy or .png)"
 
 def add_arguments(parser):
     from ..datasets import DATASET_NAMES
+    from .evaluate_cmd import add_allow_nonfinite
     from .train_cmd import _positive_int
 
     parser.add_argument("model", metavar="MODEL.npz", help="a model file (or checkpoint)")
@@ -23,6 +24,7 @@ def add_arguments(parser):
                         help="whose class names to print (default: mnist)")
     parser.add_argument("--top", type=_positive_int, default=1, metavar="K",
                         help="show the K most likely classes (default: 1)")
+    add_allow_nonfinite(parser)
 
 
 def run(args) -> int:
@@ -34,7 +36,7 @@ def run(args) -> int:
     from . import CliError
     from .evaluate_cmd import load_model_or_fail
 
-    model = load_model_or_fail(args.model)
+    model = load_model_or_fail(args.model, allow_nonfinite=args.allow_nonfinite)
     batches, names = [], []
     for path in args.files:
         try:

@@ -1,12 +1,14 @@
 """``im2col-net summary --model NAME``: the per-layer table of a named model.
 
-Builds the model from :data:`im2col_net.models.MODEL_BUILDERS` and prints
+Builds the model from :data:`im2col_net.models.MODEL_BUILDERS` (with placeholder
+weights: nothing is allocated or run, whatever the input shape) and prints
 :meth:`~im2col_net.layers.base.Layer.summary` at the given batch size: output shapes,
 parameters, forward FLOPs, activation memory and lowering workspace, with totals.
 """
 
 from __future__ import annotations
 
+from ..layers.base import deferred_init
 from ..models import MODEL_BUILDERS, build_model
 from . import CliError
 
@@ -46,8 +48,15 @@ def run(args) -> int:
     if args.num_classes < 1:
         raise CliError(f"--num-classes must be a positive int, got {args.num_classes}")
     try:
-        model = build_model(args.model, rng=0, dtype=args.dtype, in_channels=shape[0],
-                            num_classes=args.num_classes)
+        # Only shapes and sizes are needed: placeholder weights cost no memory, so a
+        # huge --input-shape or --num-classes is summarised without allocating anything.
+        with deferred_init():
+            model = build_model(args.model, rng=0, dtype=args.dtype, in_channels=shape[0],
+                                num_classes=args.num_classes)
+    except ValueError as exc:
+        raise CliError(f"cannot build {args.model} for {shape[0]} input channels and "
+                       f"{args.num_classes} classes: {exc}") from None
+    try:
         summary = model.summary(shape, batch_size=args.batch_size)
     except ValueError as exc:
         raise CliError(str(exc)) from exc

@@ -7,19 +7,32 @@ big-endian uint32 dimensions, then the payload in C order, big-endian. Type code
 Gzip compression is recognised by the first two bytes (1f 8b), not by the file name.
 Every inconsistency is reported as :class:`IdxFormatError` naming the file and what
 was expected versus found.
+
+Limits: the path must be a regular file (a directory, FIFO or device is refused saying
+what it is); a raw file may hold at most ``max_bytes`` (default
+:data:`DEFAULT_MAX_IDX_BYTES`, 1 GiB) of payload; a gzip file is inflated as a stream,
+its IDX header's dimensions are checked against ``max_bytes`` before the payload is
+inflated, and no more than the header declares (plus a little, to report trailing
+bytes) is ever inflated.
 """
 
 from __future__ import annotations
 
 import gzip
 import math
+import os
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from ..safeio import GiB, MiB, describe_bytes, open_regular
+
 __all__ = ["DataError", "IdxFormatError", "ChecksumError", "read_idx", "read_idx_bytes",
-           "file_bytes", "IDX_TYPES"]
+           "file_bytes", "IDX_TYPES", "DEFAULT_MAX_IDX_BYTES"]
+
+DEFAULT_MAX_IDX_BYTES = GiB
+_TRAILING_SLACK = MiB  # how far past the declared payload a gzip stream is followed
 
 # IDX type code -> the big-endian dtype it stores
 IDX_TYPES = {
@@ -45,32 +58,87 @@ class ChecksumError(DataError):
     """A file's SHA-256 is not the published one."""
 
 
-def file_bytes(path) -> bytes:
+def file_bytes(path, *, max_bytes: int = DEFAULT_MAX_IDX_BYTES) -> bytes:
     """The content of ``path``, decompressed when it starts with the gzip magic bytes.
 
     Raises :class:`IdxFormatError` for corrupted gzip data (bad header, truncated
-    stream, CRC or length mismatch) and :class:`DataError` when the file cannot be read.
+    stream, CRC or length mismatch) and for content over the limits (see the module
+    docstring; ``max_bytes`` sets them), and :class:`DataError` when the path cannot
+    be read or is not a regular file.
     """
     path = Path(path)
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
-    if raw[:2] != _GZIP_MAGIC:
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise IdxFormatError(f"{path}: corrupted gzip data ({exc})") from None
+        handle = open_regular(path, DataError, "an IDX file")
+    except FileNotFoundError:
+        raise DataError(f"{path}: cannot read the file (No such file or directory)") from None
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        head = handle.read(2)
+        if head != _GZIP_MAGIC:
+            head += handle.read(2)
+            header = 4 + 4 * head[3] if len(head) == 4 else 0
+            if size - header > max_bytes:
+                raise IdxFormatError(f"{path}: file holds {describe_bytes(size - header)} of "
+                                     f"IDX data, over the limit of {describe_bytes(max_bytes)}")
+            try:
+                return head + handle.read()
+            except OSError as exc:
+                raise DataError(f"{path}: cannot read the file ({exc.strerror or exc})") \
+                    from None
+        handle.seek(0)
+        try:
+            with gzip.GzipFile(fileobj=handle, mode="rb") as stream:
+                return _inflate_idx(stream, path, max_bytes)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise IdxFormatError(f"{path}: corrupted gzip data ({exc})") from None
 
 
-def read_idx(path) -> np.ndarray:
+def _read_upto(stream, n: int) -> bytes:
+    parts, left = [], n
+    while left > 0:
+        chunk = stream.read(min(left, MiB))
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def _inflate_idx(stream, path, max_bytes) -> bytes:
+    """Inflate a gzip stream no further than its IDX header says it should go."""
+    head = _read_upto(stream, 4)
+    if len(head) == 4 and head[:2] == b"\x00\x00" and head[2] in IDX_TYPES and head[3]:
+        head += _read_upto(stream, 4 * head[3])
+        if len(head) == 4 + 4 * head[3]:
+            dims = tuple(int(d) for d in np.frombuffer(head, ">u4", count=head[3], offset=4))
+            declared = math.prod(dims) * IDX_TYPES[head[2]].itemsize
+            if declared > max_bytes:
+                raise IdxFormatError(
+                    f"{path}: IDX header declares dimensions {dims} of "
+                    f"{IDX_TYPES[head[2]].newbyteorder('=').name}, "
+                    f"{describe_bytes(declared)}, over the limit of {describe_bytes(max_bytes)}")
+            body = _read_upto(stream, declared + _TRAILING_SLACK + 1)
+            if len(body) > declared + _TRAILING_SLACK:
+                raise IdxFormatError(
+                    f"{path}: trailing bytes after the payload: dimensions {dims} need "
+                    f"{declared} payload bytes, found more than {declared + _TRAILING_SLACK}")
+            return head + body
+    # Not an IDX header: read_idx_bytes will say why; inflate no more than the limit.
+    body = _read_upto(stream, max_bytes + 1)
+    if len(body) + len(head) > max_bytes:
+        raise IdxFormatError(f"{path}: inflates to more than {describe_bytes(max_bytes)} "
+                             f"(the limit)")
+    return head + body
+
+
+def read_idx(path, *, max_bytes: int = DEFAULT_MAX_IDX_BYTES) -> np.ndarray:
     """Read an IDX file (raw or gzip) into a native-endian array of its stored type.
 
     Returns a new, writable array of shape = the file's dimensions and dtype = the
-    native-endian version of its type code (uint8 for MNIST).
+    native-endian version of its type code (uint8 for MNIST). ``max_bytes`` bounds the
+    payload (see the module docstring).
     """
-    return read_idx_bytes(file_bytes(path), str(path))
+    return read_idx_bytes(file_bytes(path, max_bytes=max_bytes), str(path))
 
 
 def read_idx_bytes(data: bytes, name: str = "<bytes>") -> np.ndarray:

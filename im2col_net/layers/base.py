@@ -8,12 +8,16 @@ arrays in ``params`` in place, so the dicts stay valid.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import types
 
 import numpy as np
 
 __all__ = ["Layer", "make_rng", "he_normal", "xavier_uniform", "check_float_input", "as_native",
            "check_float_dtype", "check_count"]
+__all__ += ["deferred_init", "init_deferred", "placeholder", "is_placeholder", "init_zeros",
+            "init_ones", "uniform_init", "check_input_shape"]
 
 # No layer dimension comes near this; larger values are typos and would otherwise fail
 # inside NumPy with a message naming no layer.
@@ -58,13 +62,76 @@ def check_float_dtype(owner: str, dtype) -> np.dtype:
     return resolved
 
 
+# -- building without initialising (loading a saved model, dry runs) ---------------------
+_DEFER_INIT = contextvars.ContextVar("im2col_net_defer_init", default=False)
+
+
+@contextlib.contextmanager
+def deferred_init():
+    """Inside this block new layers get placeholder parameters and buffers: read-only
+    zero-stride views of a single zero with the right shape and dtype, so building costs
+    no memory and draws no random numbers. The caller installs real arrays before use
+    (the model loader) or only reads shapes (the summary)."""
+    token = _DEFER_INIT.set(True)
+    try:
+        yield
+    finally:
+        _DEFER_INIT.reset(token)
+
+
+def init_deferred() -> bool:
+    """True inside :func:`deferred_init`."""
+    return _DEFER_INIT.get()
+
+
+def placeholder(shape, dtype) -> np.ndarray:
+    """A read-only array of ``shape`` and ``dtype`` that occupies one element."""
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else shape
+    return np.broadcast_to(np.zeros((), dtype=dtype), tuple(int(s) for s in shape))
+
+
+def is_placeholder(array) -> bool:
+    """True for an array made by :func:`placeholder` (or any zero-stride view)."""
+    return (isinstance(array, np.ndarray) and array.ndim > 0 and not array.flags.writeable
+            and all(s == 0 for s in array.strides))
+
+
+def init_zeros(shape, dtype) -> np.ndarray:
+    """``np.zeros`` for a parameter or buffer, a placeholder under :func:`deferred_init`."""
+    return placeholder(shape, dtype) if _DEFER_INIT.get() else np.zeros(shape, dtype=dtype)
+
+
+def init_ones(shape, dtype) -> np.ndarray:
+    """``np.ones`` for a parameter or buffer, a placeholder under :func:`deferred_init`."""
+    return placeholder(shape, dtype) if _DEFER_INIT.get() else np.ones(shape, dtype=dtype)
+
+
+def uniform_init(rng: np.random.Generator, shape, bound: float, dtype) -> np.ndarray:
+    """``U(-bound, bound)`` of ``dtype``, a placeholder under :func:`deferred_init`."""
+    if _DEFER_INIT.get():
+        return placeholder(shape, dtype)
+    return rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+
+def check_input_shape(layer, shape, ndim=None) -> tuple[int, ...]:
+    """``shape`` as a tuple after the rank check :func:`check_float_input` makes."""
+    shape = tuple(int(s) for s in shape)
+    if ndim is not None and len(shape) not in (ndim if isinstance(ndim, tuple) else (ndim,)):
+        raise ValueError(f"{layer!r}: expected a {ndim}-D input, got shape {shape}")
+    return shape
+
+
 def he_normal(rng: np.random.Generator, shape, fan_in: int, dtype) -> np.ndarray:
     """He (Kaiming) normal initialisation: ``N(0, 2 / fan_in)``, suited to ReLU."""
+    if _DEFER_INIT.get():
+        return placeholder(shape, dtype)
     return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype)
 
 
 def xavier_uniform(rng: np.random.Generator, shape, fan_in: int, fan_out: int, dtype) -> np.ndarray:
     """Glorot/Xavier uniform: ``U(-a, a)``, ``a = sqrt(6 / (fan_in + fan_out))``."""
+    if _DEFER_INIT.get():
+        return placeholder(shape, dtype)
     limit = np.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, size=shape).astype(dtype)
 
@@ -253,6 +320,13 @@ class Layer:
                 )
             np.copyto(target, value, casting="same_kind")
         return self
+
+    # -- shape inference ----------------------------------------------------------
+    def output_shape(self, input_shape):
+        """The shape ``forward`` returns for an input of ``input_shape`` (batch axis
+        included), worked out without running it and raising the ValueError forward
+        would; None when the layer cannot tell (the summary then runs it)."""
+        return None
 
     # -- description --------------------------------------------------------------
     def summary(self, input_shape, batch_size: int = 1):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..functional.batchnorm import batch_norm_backward, batch_norm_forward
-from .base import Layer, check_count, check_float_dtype, check_float_input
+from .base import Layer, check_count, check_float_dtype, check_float_input, init_ones, init_zeros
 
 
 def _real(value) -> float:
@@ -43,12 +43,12 @@ class _BatchNorm(Layer):
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
         if self.affine:
-            self.params["weight"] = np.ones(self.num_features, dtype=dtype)
-            self.params["bias"] = np.zeros(self.num_features, dtype=dtype)
+            self.params["weight"] = init_ones(self.num_features, dtype)
+            self.params["bias"] = init_zeros(self.num_features, dtype)
         self.buffers: dict[str, np.ndarray] = {}
         if self.track_running_stats:
-            self.buffers["running_mean"] = np.zeros(self.num_features, dtype=dtype)
-            self.buffers["running_var"] = np.ones(self.num_features, dtype=dtype)
+            self.buffers["running_mean"] = init_zeros(self.num_features, dtype)
+            self.buffers["running_var"] = init_ones(self.num_features, dtype)
             self.buffers["num_batches_tracked"] = np.zeros((), dtype=np.int64)
         self._dtype = dtype
 
@@ -75,13 +75,21 @@ class _BatchNorm(Layer):
             self.buffers["running_var"][...] = 1
             self.buffers["num_batches_tracked"][...] = 0
 
-    def forward(self, x):
-        x = check_float_input(self, x, None, self._dtype)
-        if x.ndim not in self._ranks or x.shape[1] != self.num_features:
+    def _check_shape(self, shape):
+        if len(shape) not in self._ranks or shape[1] != self.num_features:
             raise ValueError(
                 f"{self!r}: expected input of shape {self._shape_text.format(c=self.num_features)}"
-                f", got shape {x.shape}"
+                f", got shape {shape}"
             )
+
+    def output_shape(self, input_shape):
+        shape = tuple(int(s) for s in input_shape)
+        self._check_shape(shape)
+        return shape
+
+    def forward(self, x):
+        x = check_float_input(self, x, None, self._dtype)
+        self._check_shape(x.shape)
         update = self.training and self.track_running_stats
         use_running = update or (self.track_running_stats and not self.training)
         factor = 0.0

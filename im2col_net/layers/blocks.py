@@ -109,25 +109,47 @@ class Parallel(_Branching):
         return f"Parallel block ({len(self._children)} branches, combine={self.combine!r})"
 
     def _check_outputs(self, outputs):
+        self._check_shapes([out.shape for out in outputs])
         first = outputs[0]
         for i, out in enumerate(outputs[1:], start=1):
-            if self.combine == "concat":
-                fits = (out.ndim == first.ndim and out.ndim >= 2
-                        and out.shape[:1] + out.shape[2:] == first.shape[:1] + first.shape[2:])
-                rule = "all axes except channels (axis 1) must match for concatenation"
-            else:
-                fits = out.shape == first.shape
-                rule = "shapes must be identical for addition"
-            if not fits:
-                raise ValueError(
-                    f"{self._name()}: branch {i} output shape {out.shape} does not fit branch 0 "
-                    f"output shape {first.shape}; {rule}"
-                )
             if out.dtype != first.dtype:
                 raise ValueError(
                     f"{self._name()}: branch {i} output dtype {out.dtype} differs from branch 0 "
                     f"output dtype {first.dtype}"
                 )
+
+    def _check_shapes(self, shapes):
+        first = tuple(shapes[0])
+        for i, out in enumerate(shapes[1:], start=1):
+            out = tuple(out)
+            if self.combine == "concat":
+                fits = (len(out) == len(first) and len(out) >= 2
+                        and out[:1] + out[2:] == first[:1] + first[2:])
+                rule = "all axes except channels (axis 1) must match for concatenation"
+            else:
+                fits = out == first
+                rule = "shapes must be identical for addition"
+            if not fits:
+                raise ValueError(
+                    f"{self._name()}: branch {i} output shape {out} does not fit branch 0 "
+                    f"output shape {first}; {rule}"
+                )
+
+    def combine_shapes(self, shapes):
+        """The combined output shape of branch outputs of ``shapes`` (checked as
+        :meth:`combine_outputs` checks arrays)."""
+        shapes = [tuple(int(s) for s in shape) for shape in shapes]
+        self._check_shapes(shapes)
+        if self.combine == "concat":
+            first = shapes[0]
+            return first[:1] + (sum(shape[1] for shape in shapes),) + first[2:]
+        return shapes[0]
+
+    def output_shape(self, input_shape):
+        shapes = [branch.output_shape(input_shape) for branch in self._children]
+        if any(shape is None for shape in shapes):
+            return None
+        return self.combine_shapes(shapes)
 
     def combine_outputs(self, outputs):
         """Check the branch outputs fit together and combine them (no caching)."""
@@ -184,19 +206,38 @@ class Residual(_Branching):
     def extra_repr(self):
         return "identity shortcut" if self.shortcut is None else ""
 
+    def _mismatch(self, body_text, short_text, what):
+        which = "identity shortcut (input)" if self.shortcut is None else "shortcut output"
+        return ValueError(
+            f"Residual block: body output shape {body_text} does not match {which} shape "
+            f"{short_text}; {what} must be identical for the addition"
+            + ("; use a projection shortcut (e.g. a 1x1 Conv2D)" if self.shortcut is None
+               else "")
+        )
+
     def combine_outputs(self, body_out, short_out):
         """Check the body and shortcut outputs match and add them (no caching)."""
         body_out, short_out = np.asarray(body_out), np.asarray(short_out)
         if body_out.shape != short_out.shape or body_out.dtype != short_out.dtype:
-            which = "identity shortcut (input)" if self.shortcut is None else "shortcut output"
-            raise ValueError(
-                f"Residual block: body output shape {body_out.shape} ({body_out.dtype}) does not "
-                f"match {which} shape {short_out.shape} ({short_out.dtype}); shapes and dtypes "
-                f"must be identical for the addition"
-                + ("; use a projection shortcut (e.g. a 1x1 Conv2D)" if self.shortcut is None
-                   else "")
-            )
+            raise self._mismatch(f"{body_out.shape} ({body_out.dtype})",
+                                 f"{short_out.shape} ({short_out.dtype})", "shapes and dtypes")
         return body_out + short_out
+
+    def combine_shapes(self, body_shape, short_shape):
+        """The output shape for body and shortcut outputs of these shapes (checked)."""
+        body_shape = tuple(int(s) for s in body_shape)
+        short_shape = tuple(int(s) for s in short_shape)
+        if body_shape != short_shape:
+            raise self._mismatch(body_shape, short_shape, "shapes")
+        return body_shape
+
+    def output_shape(self, input_shape):
+        body = self.body.output_shape(input_shape)
+        short = (tuple(input_shape) if self.shortcut is None
+                 else self.shortcut.output_shape(input_shape))
+        if body is None or short is None:
+            return None
+        return self.combine_shapes(body, short)
 
     def forward(self, x):
         x = as_native(np.asarray(x))  # the identity shortcut must match the body's dtype

@@ -96,6 +96,14 @@ class Sequential(Container):
     def __iter__(self):
         return iter(self.layers)
 
+    def output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        for layer in self.layers:
+            shape = layer.output_shape(shape)
+            if shape is None:
+                return None
+        return tuple(shape)
+
     def forward(self, x):
         layers = self.layers
         self._fused = {}  # index of the ReLU -> record of the fused pair

@@ -7,12 +7,15 @@ import numpy as np
 from ..functional.conv import STRATEGIES, conv2d_backward, conv2d_forward_geom
 from ..functional.conv_fft import fft_supported
 from ..geometry import PADDING_MODES, WindowGeometry
+from ..lowering import check_padding_mode
 from .base import (
     Layer,
     check_count,
     check_float_dtype,
     check_float_input,
+    check_input_shape,
     he_normal,
+    init_zeros,
     make_rng,
     xavier_uniform,
 )
@@ -30,12 +33,21 @@ class ConvLayerBase(Layer):
     def _checked_input(self, x):
         """``x`` as a 4-D array of the weight's dtype with ``in_channels`` channels."""
         x = check_float_input(self, x, 4, self.params["weight"].dtype)
-        if x.shape[1] != self.in_channels:
+        self._check_channels(x.shape)
+        return x
+
+    def _check_channels(self, shape):
+        if shape[1] != self.in_channels:
             raise ValueError(
                 f"{self!r}: expected input of shape (N, {self.in_channels}, H, W), "
-                f"got shape {x.shape}"
+                f"got shape {shape}"
             )
-        return x
+
+    def _checked_shape(self, input_shape):
+        """``input_shape`` as a tuple after the rank and channel checks forward makes."""
+        shape = check_input_shape(self, input_shape, 4)
+        self._check_channels(shape)
+        return shape
 
     def backward(self, dy):
         """``dy (N, out_channels, Ho, Wo)`` -> ``dx (N, in_channels, H, W)`` or None when
@@ -133,7 +145,7 @@ class Conv2D(ConvLayerBase):
             weight = xavier_uniform(rng, shape, fan_in, fan_out, dtype)
         self.params["weight"] = weight
         if bias:
-            self.params["bias"] = np.zeros(self.out_channels, dtype=dtype)
+            self.params["bias"] = init_zeros(self.out_channels, dtype)
 
     def get_config(self):
         return dict(self._config)
@@ -146,6 +158,13 @@ class Conv2D(ConvLayerBase):
                 f"padding_mode={c['padding_mode']!r}")
 
     _functional_backward = staticmethod(conv2d_backward)
+
+    def output_shape(self, input_shape):
+        n, _, h, w = self._checked_shape(input_shape)
+        owner = repr(self)
+        check_padding_mode(self.padding_mode, self.geometry.padding, h, w, owner=owner)
+        ho, wo = self.geometry.checked_output_size(h, w, owner=owner)
+        return (n, self.out_channels, ho, wo)
 
     def forward(self, x):
         x = self._checked_input(x)

@@ -10,7 +10,7 @@ from ..functional.conv_transpose import (
     conv_transpose2d_geometry,
     conv_transpose2d_output_size,
 )
-from .base import check_count, check_float_dtype, make_rng
+from .base import check_count, check_float_dtype, make_rng, uniform_init
 from .conv import ConvLayerBase
 
 
@@ -60,9 +60,9 @@ class ConvTranspose2D(ConvLayerBase):
         rng = make_rng(rng, owner=name)
         shape = (self.in_channels, self.out_channels // self.groups, kh, kw)
         bound = 1.0 / np.sqrt(shape[1] * kh * kw)
-        self.params["weight"] = rng.uniform(-bound, bound, size=shape).astype(dtype)
+        self.params["weight"] = uniform_init(rng, shape, bound, dtype)
         if bias:
-            self.params["bias"] = rng.uniform(-bound, bound, size=self.out_channels).astype(dtype)
+            self.params["bias"] = uniform_init(rng, self.out_channels, bound, dtype)
 
     def get_config(self):
         return dict(self._config)
@@ -79,6 +79,18 @@ class ConvTranspose2D(ConvLayerBase):
         return conv_transpose2d_output_size(self.geometry, self.output_padding, height, width)
 
     _functional_backward = staticmethod(conv_transpose2d_backward)
+
+    def output_shape(self, input_shape):
+        n, _, h, w = self._checked_shape(input_shape)
+        out_h, out_w = self.output_size(h, w)
+        if out_h <= 0 or out_w <= 0:
+            g = self.geometry
+            raise ValueError(
+                f"{self!r}: output size {out_h}x{out_w} is not positive for input {h}x{w}, "
+                f"kernel {g.kernel}, stride {g.stride}, padding {g.padding}, dilation "
+                f"{g.dilation}, output_padding {tuple(self.output_padding)}"
+            )
+        return (n, self.out_channels, out_h, out_w)
 
     def forward(self, x):
         x = self._checked_input(x)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..functional import basic as F
@@ -10,7 +12,9 @@ from .base import (
     check_count,
     check_float_dtype,
     check_float_input,
+    check_input_shape,
     he_normal,
+    init_zeros,
     make_rng,
     xavier_uniform,
 )
@@ -52,7 +56,7 @@ class Linear(Layer):
             self.params["weight"] = xavier_uniform(rng, shape, self.in_features,
                                                    self.out_features, dtype)
         if bias:
-            self.params["bias"] = np.zeros(self.out_features, dtype=dtype)
+            self.params["bias"] = init_zeros(self.out_features, dtype)
 
     def get_config(self):
         return dict(in_features=self.in_features, out_features=self.out_features,
@@ -61,13 +65,21 @@ class Linear(Layer):
     def extra_repr(self):
         return f"{self.in_features}, {self.out_features}, bias={'bias' in self.params}"
 
+    def output_shape(self, input_shape):
+        shape = check_input_shape(self, input_shape, 2)
+        self._check_features(shape)
+        return (shape[0], self.out_features)
+
+    def _check_features(self, shape):
+        if shape[1] != self.in_features:
+            raise ValueError(
+                f"{self!r}: expected input of shape (N, {self.in_features}), got shape {shape}"
+            )
+
     def forward(self, x):
         weight = self.params["weight"]
         x = check_float_input(self, x, 2, weight.dtype)
-        if x.shape[1] != self.in_features:
-            raise ValueError(
-                f"{self!r}: expected input of shape (N, {self.in_features}), got shape {x.shape}"
-            )
+        self._check_features(x.shape)
         y, self._cache = F.linear_forward(x, weight, self.params.get("bias"))
         return y
 
@@ -86,6 +98,9 @@ class _Elementwise(Layer):
 
     _forward = staticmethod(lambda x: (x, None))
     _backward = staticmethod(lambda dy, cache: dy)
+
+    def output_shape(self, input_shape):
+        return check_input_shape(self, input_shape)
 
     def forward(self, x):
         x = check_float_input(self, x)
@@ -141,10 +156,18 @@ class LeakyReLU(_Elementwise):
 class Flatten(Layer):
     """``(N, d1, d2, ...) -> (N, d1*d2*...)`` (C-order, like torch.flatten(x, 1))."""
 
+    def output_shape(self, input_shape):
+        shape = check_input_shape(self, input_shape)
+        self._check_rank(shape)
+        return (shape[0], math.prod(shape[1:]))
+
+    def _check_rank(self, shape):
+        if len(shape) < 2:
+            raise ValueError(f"{self!r}: expected an input with a batch axis, got shape {shape}")
+
     def forward(self, x):
         x = check_float_input(self, x)
-        if x.ndim < 2:
-            raise ValueError(f"{self!r}: expected an input with a batch axis, got shape {x.shape}")
+        self._check_rank(x.shape)
         self._cache = (x.shape, x.dtype)
         return x.reshape(x.shape[0], -1)
 
@@ -172,6 +195,9 @@ class Dropout(Layer):
 
     def get_config(self):
         return dict(p=self.p)
+
+    def output_shape(self, input_shape):
+        return check_input_shape(self, input_shape)
 
     def forward(self, x):
         x = check_float_input(self, x)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..functional import pool as F
-from .base import Layer, check_float_input
+from .base import Layer, check_float_input, check_input_shape
 
 
 class _Pool2D(Layer):
@@ -21,6 +21,11 @@ class _Pool2D(Layer):
 
     def _input(self, x):
         return check_float_input(self, x, 4)
+
+    def output_shape(self, input_shape):
+        n, c, h, w = check_input_shape(self, input_shape, 4)
+        ho, wo = self.geometry.checked_output_size(h, w, owner=repr(self))
+        return (n, c, ho, wo)
 
     def _dy(self, dy):
         cache = self._require_cache()
@@ -72,6 +77,13 @@ class AvgPool2D(_Pool2D):
 
 class GlobalAvgPool2D(Layer):
     """Mean over the spatial axes: ``(N, C, H, W) -> (N, C, 1, 1)``."""
+
+    def output_shape(self, input_shape):
+        n, c, h, w = check_input_shape(self, input_shape, 4)
+        if h == 0 or w == 0:
+            raise ValueError(f"global_avg_pool2d: expected a non-empty image, got shape "
+                             f"{(n, c, h, w)}")
+        return (n, c, 1, 1)
 
     def forward(self, x):
         y, self._cache = F.global_avg_pool2d_forward(check_float_input(self, x, 4))
