@@ -40,6 +40,12 @@ def _batches_in_eval_mode(model, images, batch_size):
         model.train(was_training)
 
 
+# The logits are checked for NaN/inf and one clear error raised, so numpy's own warnings
+# would only add noise.
+def _quiet():
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore")
+
+
 def _non_finite_logits(owner, bad, total):
     return NonFiniteError(f"{owner}: {bad} of {total} logits are NaN or infinite (the model's "
                           f"weights are non-finite, or they overflow on these images); its "
@@ -53,7 +59,8 @@ def predict_logits(model, images, batch_size: int = 256) -> np.ndarray:
     """
     images = _check_images(images, "predict_logits")
     batch_size = _check_batch_size(batch_size, "predict_logits")
-    parts = [logits for _, logits in _batches_in_eval_mode(model, images, batch_size)]
+    with _quiet():
+        parts = [logits for _, logits in _batches_in_eval_mode(model, images, batch_size)]
     if not parts:
         raise ValueError("predict_logits: no images given (N = 0)")
     logits = np.concatenate(parts)
@@ -89,12 +96,13 @@ def evaluate(model, images, labels, batch_size: int = 256):
     predictions = np.empty(len(images), dtype=np.int64)
     loss_sum = 0.0
     bad = total = 0
-    for start, logits in _batches_in_eval_mode(model, images, batch_size):
-        yb = labels[start:start + len(logits)]
-        bad += count_non_finite(logits)
-        total += logits.size
-        loss_sum += loss_fn.forward(logits, yb) * len(yb)
-        predictions[start:start + len(logits)] = logits.argmax(axis=1)
+    with _quiet():
+        for start, logits in _batches_in_eval_mode(model, images, batch_size):
+            yb = labels[start:start + len(logits)]
+            bad += count_non_finite(logits)
+            total += logits.size
+            loss_sum += loss_fn.forward(logits, yb) * len(yb)
+            predictions[start:start + len(logits)] = logits.argmax(axis=1)
     if bad:
         raise _non_finite_logits("evaluate", bad, total)
     accuracy = float(np.mean(predictions == labels))

@@ -345,7 +345,10 @@ def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer
     phase = "idle"
     before_step = None
     session_history = []
-    with stop_on_signals(handle_sigint) as stop:
+    # NaN/inf are detected and reported explicitly below, so numpy's warnings would only
+    # add noise to that one clear error.
+    quiet = np.errstate(over="ignore", invalid="ignore", divide="ignore")
+    with stop_on_signals(handle_sigint) as stop, quiet:
         try:
             if first_conv is not None:
                 first_conv.compute_input_grad = False  # nobody needs d(loss)/d(images)
