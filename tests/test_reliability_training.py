@@ -156,7 +156,7 @@ def reference_run(tmp_path_factory):
 def test_second_ctrl_c_during_the_interrupt_checkpoint_waits_for_it(tmp_path, reference_run):
     run = tmp_path / "run"
     proc = _slow_cli("train", "--out", run, *CLI_RUN, "--log-every", "1",
-                     step_delay=0.15, save_delay=1.0)
+                     step_delay=0.15, save_delay=0.6)
     _wait_for(_training_started(run), proc, "the first update")
     proc.send_signal(signal.SIGINT)
     _wait_for(lambda: _checkpoint_temps(run), proc, "the interrupt checkpoint's temp file")
@@ -253,9 +253,9 @@ def test_stale_temp_files_match_only_our_pattern(tmp_path):
 # -- two trainers, one directory ---------------------------------------------------------
 def test_a_second_trainer_on_the_same_directory_is_refused(tmp_path):
     run = tmp_path / "r"
-    # ~1 s per update: it is still training while the others try (it is stopped below)
+    # 0.6 s per update: it is still training while the others try (it is stopped below)
     first = _slow_cli("train", "--out", run, *CLI_RUN, "--seed", "1", "--log-every", "1",
-                      step_delay=1.0)
+                      step_delay=0.6)
     _wait_for(_training_started(run), first, "the first trainer's first update")
     started = time.monotonic()
     second = _cli("train", "--out", run, *CLI_RUN, "--seed", "2")

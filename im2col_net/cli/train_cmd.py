@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -313,10 +314,18 @@ def _train(args, out_dir, started) -> int:
           f"{s['batch_size']}, seed {s['seed']} -> {out_dir}", flush=True)
     progress = {"none": False, "auto": True}.get(args.progress, args.progress)
     try:
-        result = fit(model, train, test, epochs=s["epochs"], batch_size=s["batch_size"],
-                     optimizer=optimizer, schedule=schedule, seed=s["seed"], out_dir=out_dir,
-                     resume=args.resume, overwrite=args.overwrite, progress=progress,
-                     log_every=args.log_every, run_meta={"settings": s})
+        with warnings.catch_warnings():
+            # fit reports NaN/inf itself in one line; numpy's floating-point warnings
+            # (raised in worker threads too, where np.errstate does not reach) would only
+            # bury it
+            warnings.filterwarnings("ignore", category=RuntimeWarning,
+                                    message=r"(overflow|invalid value|divide by zero) "
+                                            r"encountered")
+            result = fit(model, train, test, epochs=s["epochs"], batch_size=s["batch_size"],
+                         optimizer=optimizer, schedule=schedule, seed=s["seed"],
+                         out_dir=out_dir, resume=args.resume, overwrite=args.overwrite,
+                         progress=progress, log_every=args.log_every,
+                         run_meta={"settings": s})
     except TrainingInterrupted as exc:
         print(f"{exc}", file=sys.stderr)
         print(f"continue with: im2col-net train --resume --out {out_dir}", file=sys.stderr)

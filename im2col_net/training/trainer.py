@@ -435,8 +435,9 @@ def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer
         except NonFiniteError as exc:
             stop.stopping()
             show.close()
-            log.write({"kind": "event", "event": "non_finite", "epoch": exc.epoch,
-                       "step": exc.step, "time": elapsed(), "what": exc.what})
+            with contextlib.suppress(OSError):  # best effort: the error itself matters more
+                log.write({"kind": "event", "event": "non_finite", "epoch": exc.epoch,
+                           "step": exc.step, "time": elapsed(), "what": exc.what})
             raise
         except (KeyboardInterrupt, _Stop) as exc:
             stop.stopping()  # further signals wait: the checkpoint below must be complete
@@ -448,8 +449,9 @@ def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer
             if ckpt_path is not None and consistent:
                 save(state, shuffle_start)
             where = ckpt_path if ckpt_path is not None and os.path.exists(ckpt_path) else None
-            log.write({"kind": "event", "event": "interrupt", "epoch": state.epoch,
-                       "step": state.step, "time": elapsed(), "consistent": consistent})
+            with contextlib.suppress(OSError):  # best effort: the checkpoint is what counts
+                log.write({"kind": "event", "event": "interrupt", "epoch": state.epoch,
+                           "step": state.step, "time": elapsed(), "consistent": consistent})
             message = (f"interrupted at epoch {state.epoch + 1}, step {state.step}; "
                        + (f"checkpoint in {where} (resume to continue)" if where
                           else "no checkpoint (no out_dir)"))
