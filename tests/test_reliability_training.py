@@ -546,7 +546,7 @@ def _nan_param(meta, arrays):
     (_set("progress", "batch_in_epoch", value=8), "batch_in_epoch"),  # skips an epoch
     (_set("progress", "batch_in_epoch", value=3), "step"),
     (_set("progress", "epoch", value=-1), "progress.epoch"),
-    (_set("progress", "epoch", value=7), "progress.epoch"),
+    (_set("progress", "epoch", value=7), "already done 7 epochs, more than the 3"),
     (_set("progress", "step", value=True), "progress.step"),
     (_set("progress", "seen", value=5), "progress.seen"),
     (_set("progress", "correct", value=10 ** 6), "progress.correct"),
@@ -557,6 +557,7 @@ def _nan_param(meta, arrays):
     (_set("rng", "shuffle", "state", "state", value=-5), "rng.shuffle.state.state"),
     (_set("rng", "layers", "4", "state", value={}), "rng.layers['4']"),
     (_nan_param, "param/0.weight"),
+    (_set("run", value=5), "'run'"),
 ])
 def test_tampered_checkpoint_fields_are_refused(tmp_path, edit, field):
     _run(tmp_path, epochs=1)

@@ -13,7 +13,10 @@ Members (all loadable with ``allow_pickle=False``):
   ``numpy.random.Generator`` in ``.rng``, e.g. Dropout), ``run`` (batch size, seed,
   training-set size and label checksum, epochs, plus free-form ``meta``).
 
-Written with :func:`~im2col_net.serialization.atomic_savez` (temp file + fsync + rename).
+Written with :func:`~im2col_net.serialization.atomic_savez` (temp file + fsync + rename,
+signals held during the write). Before a resume, :func:`validate_resume` checks every
+field the resume relies on (progress consistent with the data and batch size, generator
+states well-formed, arrays finite) and refuses the file naming the first bad field.
 """
 
 from __future__ import annotations
@@ -182,6 +185,8 @@ def load_checkpoint(path) -> Checkpoint:
         optimizer_config = meta["optimizer"]
         if not isinstance(optimizer_config, dict):
             raise TypeError("bad 'optimizer' entry")
+        if not isinstance(meta.get("run") or {}, dict):
+            raise TypeError("bad 'run' entry")
     except (KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{path}: malformed checkpoint description: {exc}") from exc
     for key, value in arrays.items():
@@ -227,9 +232,9 @@ def _check_progress(p: Progress, path, *, epochs, batches_per_epoch, batch_size,
     for name in ("loss_sum", "elapsed"):
         if not _is_number(getattr(p, name)) or getattr(p, name) < 0:
             bad(name, "is not a finite number >= 0")
-    if p.epoch > epochs:
-        bad("epoch", f"is beyond the {epochs} epochs asked for (pass at least epochs="
-                     f"{p.epoch})")
+    if p.epoch > epochs:  # a user choice, not damage: say what to ask for instead
+        raise CheckpointError(f"{path}: the run has already done {p.epoch} epochs, more "
+                              f"than the {epochs} asked for; ask for at least {p.epoch}")
     if p.batch_in_epoch > batches_per_epoch:
         bad("batch_in_epoch", f"exceeds the {batches_per_epoch} batches of an epoch")
     if p.epoch == epochs and p.batch_in_epoch:
