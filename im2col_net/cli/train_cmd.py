@@ -7,14 +7,24 @@ last line printed states the test accuracy and the wall time.
 
 ``--resume --out DIR`` continues the run in DIR with the settings saved in its
 checkpoint; only ``--epochs`` (to extend the run), ``--data-dir`` and the display options
-may be given anew.
+may be given anew. A directory already holding a run's files is refused unless
+``--resume`` or ``--overwrite``; one in use by another trainer is refused (it is locked).
+
+Exit codes: 0 done; 2 any error, printed as one line (bad arguments or settings, a run
+directory that is busy, holds another run or is a file, damaged checkpoint, training
+diverged to NaN/inf, a file that cannot be written); 130 after Ctrl-C (SIGINT), 143 after
+SIGTERM, both with a checkpoint of the last completed update to resume from.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+import signal
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -132,6 +142,9 @@ def add_arguments(parser):
                         help="run directory (default: runs/<dataset>-<model>-<time>)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh in an --out holding a run: delete its checkpoint, "
+                             "model and metrics log first")
     parser.add_argument("--limit", type=_positive_int, metavar="N",
                         help="use only the first N training and the first N test images")
     parser.add_argument("--data-dir", metavar="DIR", help="where to look for the dataset")
@@ -163,6 +176,43 @@ def _resolve_settings(args, saved):
     return settings
 
 
+def _check_saved_settings(saved, path):
+    """The saved settings must be ones the command line could have given."""
+    from ..datasets import DATASET_NAMES
+    from ..models import MODEL_BUILDERS
+    from ..optim import OPTIMIZERS
+
+    if not isinstance(saved, dict):
+        raise CliError(f"{path}: the saved settings are not an object; the checkpoint is "
+                       f"damaged")
+    choices = {"dataset": DATASET_NAMES, "model": MODEL_BUILDERS, "optimizer": OPTIMIZERS,
+               "schedule": schedule_names(), "dtype": ("float32", "float64")}
+
+    def is_int(value, low):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+    for key, value in saved.items():
+        if key in choices:
+            good = isinstance(value, str) and value in choices[key]
+        elif key in ("epochs", "batch_size"):
+            good = is_int(value, 1)
+        elif key == "seed":
+            good = is_int(value, 0)
+        elif key == "limit":
+            good = value is None or is_int(value, 1)
+        elif key == "lr":
+            good = value is None or (isinstance(value, (int, float))
+                                     and not isinstance(value, bool)
+                                     and math.isfinite(value) and value > 0)
+        else:
+            good = True  # settings of newer versions are ignored
+        if not good:
+            expected = (f"one of {sorted(choices[key])}" if key in choices
+                        else "a valid value")
+            raise CliError(f"{path}: saved setting {key} = {value!r} is not {expected}; the "
+                           f"checkpoint is damaged or from another version")
+
+
 def _saved_settings(out_dir):
     from ..training import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 
@@ -176,29 +226,72 @@ def _saved_settings(out_dir):
     if not isinstance(meta, dict) or "settings" not in meta:
         raise CliError(f"{path}: not written by 'im2col-net train'; resume it with the "
                        f"library's fit(resume=True)")
+    _check_saved_settings(meta["settings"], path)
     return meta["settings"]
 
 
-def run(args) -> int:
-    from ..datasets import DataError, load_dataset
-    from ..models import build_model
-    from ..optim import make_optimizer
-    from ..training import TrainingInterrupted, fit
+def _prepare_out_dir(out_dir):
+    """Create the run directory (a clear error if it is a file or cannot be made)."""
+    from ..training.rundir import make_run_dir
 
+    try:
+        make_run_dir(out_dir, owner="--out")
+    except OSError as exc:
+        raise CliError(str(exc)) from exc
+
+
+@contextlib.contextmanager
+def _locked(out_dir):
+    """Hold the run directory's lock, taken before any data is loaded."""
+    from ..training import RunDirLocked, lock_run_dir
+
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(lock_run_dir(out_dir))
+        except RunDirLocked as exc:
+            raise CliError(str(exc)) from exc
+        except OSError as exc:
+            raise CliError(f"cannot lock the run directory {out_dir}: {exc}") from exc
+        yield
+
+
+def run(args) -> int:
     started = time.perf_counter()
     if args.resume and not args.out:
         raise CliError("--resume needs --out DIR naming the run to continue")
+    if args.resume and args.overwrite:
+        raise CliError("--resume and --overwrite exclude each other")
     if args.plot:
         from .plot_cmd import require_matplotlib
 
         require_matplotlib()  # before training, not after it
-    saved = _saved_settings(args.out) if args.resume else None
+    if args.out:
+        out_dir = args.out
+    else:
+        s = _resolve_settings(args, None)
+        out_dir = os.path.join(
+            "runs", f"{s['dataset']}-{s['model']}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if args.resume and not os.path.isdir(out_dir):
+        raise CliError(f"--resume: no run to resume: {out_dir} is not a directory")
+    _prepare_out_dir(out_dir)
+    with _locked(out_dir):
+        return _train(args, out_dir, started)
+
+
+def _train(args, out_dir, started) -> int:
+    """The command with ``out_dir`` created and locked."""
+    from ..datasets import DataError, load_dataset
+    from ..models import build_model
+    from ..optim import make_optimizer
+    from ..training import RunDirLocked, TrainingInterrupted, fit
+    from ..training.rundir import run_files_in
+
+    saved = _saved_settings(out_dir) if args.resume else None
     s = _resolve_settings(args, saved)
-    out_dir = args.out or os.path.join(
-        "runs", f"{s['dataset']}-{s['model']}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if not args.resume and os.path.exists(os.path.join(out_dir, "checkpoint.npz")):
-        raise CliError(f"{out_dir} already holds a run; pass --resume to continue it or "
-                       f"choose another --out")
+    held = run_files_in(out_dir)
+    if not args.resume and not args.overwrite and held:
+        raise CliError(f"{out_dir} already holds a run ({', '.join(held)}); pass --resume to "
+                       f"continue it, --overwrite to replace it, or choose another --out")
 
     try:
         train = load_dataset(s["dataset"], "train", data_dir=args.data_dir, limit=s["limit"])
@@ -221,15 +314,23 @@ def run(args) -> int:
           f"{s['batch_size']}, seed {s['seed']} -> {out_dir}", flush=True)
     progress = {"none": False, "auto": True}.get(args.progress, args.progress)
     try:
-        result = fit(model, train, test, epochs=s["epochs"], batch_size=s["batch_size"],
-                     optimizer=optimizer, schedule=schedule, seed=s["seed"], out_dir=out_dir,
-                     resume=args.resume, progress=progress, log_every=args.log_every,
-                     run_meta={"settings": s})
+        with warnings.catch_warnings():
+            # fit reports NaN/inf itself in one line; numpy's floating-point warnings
+            # (raised in worker threads too, where np.errstate does not reach) would only
+            # bury it
+            warnings.filterwarnings("ignore", category=RuntimeWarning,
+                                    message=r"(overflow|invalid value|divide by zero) "
+                                            r"encountered")
+            result = fit(model, train, test, epochs=s["epochs"], batch_size=s["batch_size"],
+                         optimizer=optimizer, schedule=schedule, seed=s["seed"],
+                         out_dir=out_dir, resume=args.resume, overwrite=args.overwrite,
+                         progress=progress, log_every=args.log_every,
+                         run_meta={"settings": s})
     except TrainingInterrupted as exc:
         print(f"{exc}", file=sys.stderr)
         print(f"continue with: im2col-net train --resume --out {out_dir}", file=sys.stderr)
-        return 130
-    except (ValueError, FileExistsError) as exc:
+        return 128 + (exc.signal or signal.SIGINT)
+    except (ValueError, OSError, RunDirLocked) as exc:  # incl. NonFiniteError, CheckpointError
         raise CliError(str(exc)) from exc
     wall = time.perf_counter() - started
     print(f"model saved to {result.model_path}; metrics in {out_dir}", flush=True)

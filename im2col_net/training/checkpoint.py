@@ -13,11 +13,15 @@ Members (all loadable with ``allow_pickle=False``):
   ``numpy.random.Generator`` in ``.rng``, e.g. Dropout), ``run`` (batch size, seed,
   training-set size and label checksum, epochs, plus free-form ``meta``).
 
-Written with :func:`~im2col_net.serialization.atomic_savez` (temp file + fsync + rename).
+Written with :func:`~im2col_net.serialization.atomic_savez` (temp file + fsync + rename,
+signals held during the write). Before a resume, :func:`validate_resume` checks every
+field the resume relies on (progress consistent with the data and batch size, generator
+states well-formed, arrays finite) and refuses the file naming the first bad field.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -46,6 +50,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "snapshot_buffers",
+    "validate_resume",
 ]
 
 CHECKPOINT_VERSION = 1
@@ -180,6 +185,8 @@ def load_checkpoint(path) -> Checkpoint:
         optimizer_config = meta["optimizer"]
         if not isinstance(optimizer_config, dict):
             raise TypeError("bad 'optimizer' entry")
+        if not isinstance(meta.get("run") or {}, dict):
+            raise TypeError("bad 'run' entry")
     except (KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{path}: malformed checkpoint description: {exc}") from exc
     for key, value in arrays.items():
@@ -202,3 +209,101 @@ def load_checkpoint(path) -> Checkpoint:
 def snapshot_buffers(model) -> dict:
     """Copies of every buffer (to undo a half-done step)."""
     return {name: np.array(value, copy=True) for name, value in named_buffers(model).items()}
+
+
+# -- validation before resuming -----------------------------------------------------------
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def _check_progress(p: Progress, path, *, epochs, batches_per_epoch, batch_size, n_train):
+    def bad(name, why):
+        raise CheckpointError(f"{path}: progress.{name} = {getattr(p, name)!r} {why}; the "
+                              f"checkpoint is damaged or was edited")
+
+    for name in ("epoch", "step", "batch_in_epoch", "correct", "seen"):
+        if not _is_int(getattr(p, name)) or getattr(p, name) < 0:
+            bad(name, "is not an integer >= 0")
+    for name in ("loss_sum", "elapsed"):
+        if not _is_number(getattr(p, name)) or getattr(p, name) < 0:
+            bad(name, "is not a finite number >= 0")
+    if p.epoch > epochs:  # a user choice, not damage: say what to ask for instead
+        raise CheckpointError(f"{path}: the run has already done {p.epoch} epochs, more "
+                              f"than the {epochs} asked for; ask for at least {p.epoch}")
+    if p.batch_in_epoch > batches_per_epoch:
+        bad("batch_in_epoch", f"exceeds the {batches_per_epoch} batches of an epoch")
+    if p.epoch == epochs and p.batch_in_epoch:
+        bad("batch_in_epoch", f"is non-zero after the last of {epochs} epochs")
+    if p.step != p.epoch * batches_per_epoch + p.batch_in_epoch:
+        bad("step", f"disagrees with epoch {p.epoch} x {batches_per_epoch} batches + "
+                    f"batch_in_epoch {p.batch_in_epoch}")
+    if p.seen != min(p.batch_in_epoch * batch_size, n_train):
+        bad("seen", f"is not the number of images in {p.batch_in_epoch} batches of "
+                    f"{batch_size}")
+    if p.correct > p.seen:
+        bad("correct", f"exceeds seen = {p.seen}")
+    if p.seen == 0 and p.loss_sum != 0:
+        bad("loss_sum", "is non-zero before any batch")
+
+
+def _check_like(saved, reference, where):
+    """``saved`` must have the structure of the JSON state ``reference`` (same keys, list
+    lengths, names; non-negative integers where it has integers)."""
+    if isinstance(reference, dict):
+        if not isinstance(saved, dict) or set(saved) != set(reference):
+            raise CheckpointError(f"{where}: expected an object with keys "
+                                  f"{sorted(reference)}, got {saved!r:.120}")
+        for key in reference:
+            _check_like(saved[key], reference[key], f"{where}.{key}")
+    elif isinstance(reference, list):
+        if not isinstance(saved, list) or len(saved) != len(reference):
+            raise CheckpointError(f"{where}: expected a list of {len(reference)} entries")
+        for i, (a, b) in enumerate(zip(saved, reference, strict=True)):
+            _check_like(a, b, f"{where}[{i}]")
+    elif _is_int(reference):
+        if not _is_int(saved) or saved < 0:
+            raise CheckpointError(f"{where}: expected an integer >= 0, got {saved!r:.60}")
+    elif isinstance(reference, str):
+        if saved != reference:
+            raise CheckpointError(f"{where}: expected {reference!r}, got {saved!r:.60}")
+    elif not _is_number(saved):
+        raise CheckpointError(f"{where}: expected a finite number, got {saved!r:.60}")
+
+
+def _check_generator_state(saved, rng: np.random.Generator, where):
+    _check_like(saved, generator_state(rng), where)
+    trial = np.random.Generator(type(rng.bit_generator)())
+    try:
+        set_generator_state(trial, saved)
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        raise CheckpointError(f"{where}: not a valid generator state: {exc}") from exc
+
+
+def validate_resume(checkpoint: Checkpoint, *, model, shuffle_rng, epochs, batches_per_epoch,
+                    batch_size, n_train):
+    """Check every part of ``checkpoint`` that resuming relies on, before anything is
+    loaded: progress consistent with the data and batch size, well-formed generator
+    states for the shuffle and for each of ``model``'s random layers, finite arrays.
+    Raises :class:`CheckpointError` naming the file and the field."""
+    path = checkpoint.path
+    _check_progress(checkpoint.progress, path, epochs=epochs,
+                    batches_per_epoch=batches_per_epoch, batch_size=batch_size,
+                    n_train=n_train)
+    _check_generator_state(checkpoint.rng["shuffle"], shuffle_rng, f"{path}: rng.shuffle")
+    layers = checkpoint.rng["layers"]
+    for name, layer in named_layers(model):
+        if isinstance(getattr(layer, "rng", None), np.random.Generator) and name in layers:
+            _check_generator_state(layers[name], layer.rng, f"{path}: rng.layers[{name!r}]")
+    arrays = dict(checkpoint.model_arrays)
+    arrays.update({OPTIM_PREFIX + k: v for k, v in checkpoint.optimizer_state.items()})
+    for key, value in arrays.items():
+        value = np.asarray(value)
+        if key.startswith(("param/", "buffer/", OPTIM_PREFIX)) and value.dtype.kind == "f" \
+                and not np.isfinite(value).all():
+            raise CheckpointError(f"{path}: {key} holds NaN or infinite values; refusing to "
+                                  f"resume from it")

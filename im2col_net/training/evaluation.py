@@ -6,6 +6,7 @@ import numpy as np
 
 from ..functional.basic import log_softmax
 from ..layers.loss import SoftmaxCrossEntropy
+from .numerics import NonFiniteError, count_non_finite
 
 __all__ = ["evaluate", "predict_proba", "predict_logits", "confusion_matrix",
            "per_class_accuracy"]
@@ -39,14 +40,34 @@ def _batches_in_eval_mode(model, images, batch_size):
         model.train(was_training)
 
 
+# The logits are checked for NaN/inf and one clear error raised, so numpy's own warnings
+# would only add noise.
+def _quiet():
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore")
+
+
+def _non_finite_logits(owner, bad, total):
+    return NonFiniteError(f"{owner}: {bad} of {total} logits are NaN or infinite (the model's "
+                          f"weights are non-finite, or they overflow on these images); its "
+                          f"results would be meaningless")
+
+
 def predict_logits(model, images, batch_size: int = 256) -> np.ndarray:
-    """Logits ``(N, K)`` in the model's dtype for ``images (N, C, H, W)`` (eval mode)."""
+    """Logits ``(N, K)`` in the model's dtype for ``images (N, C, H, W)`` (eval mode).
+
+    Raises :class:`~.numerics.NonFiniteError` if any logit is NaN or infinite.
+    """
     images = _check_images(images, "predict_logits")
     batch_size = _check_batch_size(batch_size, "predict_logits")
-    parts = [logits for _, logits in _batches_in_eval_mode(model, images, batch_size)]
+    with _quiet():
+        parts = [logits for _, logits in _batches_in_eval_mode(model, images, batch_size)]
     if not parts:
         raise ValueError("predict_logits: no images given (N = 0)")
-    return np.concatenate(parts)
+    logits = np.concatenate(parts)
+    bad = count_non_finite(logits)
+    if bad:
+        raise _non_finite_logits("predict_logits", bad, logits.size)
+    return logits
 
 
 def predict_proba(model, images, batch_size: int = 256) -> np.ndarray:
@@ -60,7 +81,8 @@ def evaluate(model, images, labels, batch_size: int = 256):
 
     ``images (N, C, H, W)`` float, ``labels (N,)`` ints. Returns ``(loss: float,
     accuracy: float in [0, 1], predictions (N,) int64)``. Runs in eval mode (dropout off)
-    and restores the model's previous mode.
+    and restores the model's previous mode. Raises :class:`~.numerics.NonFiniteError`
+    (a ValueError) with the count if any logit is NaN or infinite.
     """
     images = _check_images(images, "evaluate")
     labels = np.asarray(labels)
@@ -73,10 +95,16 @@ def evaluate(model, images, labels, batch_size: int = 256):
     loss_fn = SoftmaxCrossEntropy()
     predictions = np.empty(len(images), dtype=np.int64)
     loss_sum = 0.0
-    for start, logits in _batches_in_eval_mode(model, images, batch_size):
-        yb = labels[start:start + len(logits)]
-        loss_sum += loss_fn.forward(logits, yb) * len(yb)
-        predictions[start:start + len(logits)] = logits.argmax(axis=1)
+    bad = total = 0
+    with _quiet():
+        for start, logits in _batches_in_eval_mode(model, images, batch_size):
+            yb = labels[start:start + len(logits)]
+            bad += count_non_finite(logits)
+            total += logits.size
+            loss_sum += loss_fn.forward(logits, yb) * len(yb)
+            predictions[start:start + len(logits)] = logits.argmax(axis=1)
+    if bad:
+        raise _non_finite_logits("evaluate", bad, total)
     accuracy = float(np.mean(predictions == labels))
     return loss_sum / len(images), accuracy, predictions
 

@@ -27,9 +27,12 @@ epoch records after its epoch are dropped, so the file describes one consistent 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+
+from ..serialization import signals_held
 
 __all__ = ["MetricsLog", "read_metrics"]
 
@@ -51,9 +54,13 @@ class MetricsLog:
         if self.path is None:
             return
         line = json.dumps({k: _clean(v) for k, v in record.items()}, sort_keys=False)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-            handle.flush()
+        try:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+                handle.flush()
+        except OSError as exc:  # e.g. a full disk: say which file
+            raise type(exc)(exc.errno, f"cannot append to the metrics log {self.path}: "
+                                       f"{exc.strerror or exc}") from exc
 
     def truncate_to(self, *, step: int, epoch: int):
         """Drop step records after ``step`` and epoch records after ``epoch`` (resume).
@@ -70,12 +77,19 @@ class MetricsLog:
                 continue
             kept.append(record)
         tmp = f"{self.path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            for record in kept:
-                handle.write(json.dumps(record) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        with signals_held():  # a Ctrl-C now would only leave the temporary file behind
+            try:
+                with open(tmp, "w", encoding="utf-8") as handle:
+                    for record in kept:
+                        handle.write(json.dumps(record) + "\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, self.path)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise type(exc)(exc.errno, f"cannot rewrite the metrics log {self.path}: "
+                                           f"{exc.strerror or exc}") from exc
 
 
 def read_metrics(path, *, kind: str | None = None, strict: bool = True) -> list[dict]:
