@@ -20,6 +20,7 @@ COMMANDS = [
     "gradcheck_cmd",
     "summary_cmd",
     "bench_cmd",
+    "export_cmd", "import_cmd",
 ]
 
 

@@ -29,6 +29,9 @@ def load_model_or_fail(path):
     from ..serialization import ModelFileError, load_model
     from . import CliError
 
+    if os.fspath(path).lower().endswith(".onnx"):  # ONNX files load through im2col_net.onnx
+        from .import_cmd import load_onnx_or_fail
+        return load_onnx_or_fail(path)
     if not os.path.isfile(path):
         raise CliError(f"{path}: no such model file")
     try:

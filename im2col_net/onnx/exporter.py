@@ -132,6 +132,12 @@ def _emit(b: _Builder, layer: Layer, x: str, path: str) -> str:
         return _emit_conv(b, layer, x, path, prefix, desc)
     if type(layer) is ConvTranspose2D:
         g = layer.geometry
+        if any(o >= s for o, s in zip(layer.output_padding, g.stride, strict=True)):
+            raise OnnxError(
+                f"export: {desc}: output_padding={tuple(layer.output_padding)} is not smaller "
+                f"than stride={g.stride}; allowed here (below the dilation) but ONNX runtimes "
+                f"reject it"
+            )
         top, bottom, left, right = g.padding
         inputs = [x, b.constant(prefix + "weight", layer.params["weight"])]
         if "bias" in layer.params:

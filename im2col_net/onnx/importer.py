@@ -686,7 +686,7 @@ class _Converter:
         scale, shift, mean, var = (self._const(where, node, k, shape=(channels,))
                                    for k in range(1, 5))
         cls = BatchNorm2D if source.probe.ndim == 4 else BatchNorm1D
-        momentum = min(1.0, max(0.0, 1.0 - self._float(attrs.get("momentum", 0.9))))
+        momentum = min(1.0, max(0.0, self._float(1.0 - float(attrs.get("momentum", 0.9)))))
         try:
             layer = cls(channels, eps=self._float(attrs.get("epsilon", 1e-5)), momentum=momentum,
                         dtype=self.dtype)
