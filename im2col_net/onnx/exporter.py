@@ -50,7 +50,7 @@ OUTPUT_NAME = "output"
 
 # Parameter-free layers that are one ONNX operator each.
 _SIMPLE_OPS = {ReLU: "Relu", Sigmoid: "Sigmoid", Tanh: "Tanh",
-               GlobalAvgPool2D: "GlobalAveragePool", Dropout: "Identity"}
+               GlobalAvgPool2D: "GlobalAveragePool"}
 
 
 def _check_shape(input_shape) -> tuple[int, ...]:
@@ -84,8 +84,9 @@ class _Builder:
 
     def constant(self, base: str, value: np.ndarray) -> str:
         name = self.fresh(base)
-        self.initializers.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(value),
-                                                                   name))
+        value = np.asarray(value)  # ascontiguousarray would turn a 0-d ratio into 1-d
+        value = value if value.flags.c_contiguous else value.copy()
+        self.initializers.append(self.onnx.numpy_helper.from_array(value, name))
         return name
 
     def node(self, op: str, inputs, path: str, **attrs) -> str:
@@ -167,6 +168,10 @@ def _emit(b: _Builder, layer: Layer, x: str, path: str) -> str:
                       alpha=b.exact_float(desc, "negative_slope", layer.negative_slope))
     if type(layer) is ELU:
         return b.node("Elu", [x], path, alpha=b.exact_float(desc, "alpha", layer.alpha))
+    if type(layer) is Dropout:
+        # Without training_mode an ONNX Dropout is the identity; the ratio survives import.
+        ratio = b.constant(prefix + "ratio", np.array(layer.p, dtype=np.float32))
+        return b.node("Dropout", [x, ratio], path)
     if type(layer) is Flatten:
         return b.node("Flatten", [x], path, axis=1)
     if type(layer) is Softmax:

@@ -78,7 +78,7 @@ def _int_values(value, where, what):
         return value.values
     if isinstance(value, np.ndarray) and value.dtype.kind in "iu":
         return value.astype(object)
-    raise OnnxError(f"{where}: {what} must be a static integer tensor")
+    raise OnnxError(f"import: {where}: {what} must be a static integer tensor")
 
 
 def _shape_result(values):
@@ -380,9 +380,60 @@ class _Converter:
         attrs = self._attrs(where, node, {"to", "saturate"})
         value = self._input(where, node, 0)
         if attrs.get("to") not in (6, 7) or isinstance(value, (_Dyn, _Padded)):
-            raise OnnxError(f"import: {where}: only casts of static shape values to INT64/INT32 "
-                            f"are supported")
+            raise OnnxError(f"import: {where}: only casts of static integer values to "
+                            f"INT64/INT32 are supported")
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            if not np.all(value == np.trunc(value)):
+                raise OnnxError(f"import: {where}: casting non-integer values is not supported")
+            value = value.astype(np.int64)
         return _shape_result(_int_values(value, where, "input"))
+
+    def _static_binary(self, where, node, fn):
+        """Integer arithmetic on static shape values (torch's padding chains)."""
+        self._attrs(where, node, set())
+        inputs = [self._input(where, node, k) for k in (0, 1)]
+        if any(isinstance(v, (_Dyn, _Padded)) for v in inputs):
+            raise OnnxError(f"import: {where}: supported only on static shape values (folded "
+                            f"away), not on tensors computed from the input")
+        a, b = (_int_values(v, where, f"input {k}") for k, v in enumerate(inputs))
+        try:
+            return _shape_result(fn(a, b))
+        except (TypeError, ValueError, ZeroDivisionError) as exc:
+            raise OnnxError(f"import: {where}: needs static integer values that do not depend "
+                            f"on the batch size ({exc})") from exc
+
+    def _op_Mul(self, where, node):
+        return self._static_binary(where, node, lambda a, b: a * b)
+
+    def _op_Sub(self, where, node):
+        return self._static_binary(where, node, lambda a, b: a - b)
+
+    def _op_Div(self, where, node):
+        # ONNX integer division truncates toward zero.
+        return self._static_binary(
+            where, node, lambda a, b: np.vectorize(lambda p, q: int(p / q), otypes=[object])(a, b))
+
+    def _op_Neg(self, where, node):
+        self._attrs(where, node, set())
+        return _shape_result(-_int_values(self._input(where, node, 0), where, "input"))
+
+    def _op_Transpose(self, where, node):
+        attrs = self._attrs(where, node, {"perm"})
+        data = _int_values(self._input(where, node, 0), where, "data")
+        return _shape_result(np.transpose(data, attrs.get("perm")))
+
+    def _op_ConstantOfShape(self, where, node):
+        attrs = self._attrs(where, node, {"value"})
+        shape = self._input(where, node, 0)
+        if not isinstance(shape, np.ndarray) or shape.dtype.kind not in "iu" or shape.ndim != 1:
+            raise OnnxError(f"import: {where}: the shape must be a static 1-D integer tensor")
+        value = attrs.get("value", np.zeros(1, dtype=np.float32)).reshape(-1)
+        dims = [int(d) for d in shape]
+        count = int(np.prod(dims, dtype=object)) if dims else 1
+        if min(dims, default=0) < 0 or count * value.itemsize > self.limits.max_tensor_bytes:
+            raise OnnxError(f"import: {where}: shape {dims} is negative or larger than the limit "
+                            f"of {self.limits.max_tensor_bytes:,} bytes")
+        return np.full(dims, value[0], dtype=value.dtype)
 
     def _op_Concat(self, where, node):
         attrs = self._attrs(where, node, {"axis"})
@@ -420,6 +471,16 @@ class _Converter:
 
     def _op_Reshape(self, where, node):
         attrs = self._attrs(where, node, {"allowzero"})
+        data = self._input(where, node, 0)
+        if isinstance(data, (np.ndarray, _Shape)):
+            target = [int(v) for v in _int_values(self._input(where, node, 1), where,
+                                                  "shape").ravel()]
+            values = _int_values(data, where, "data")
+            target = [values.shape[k] if v == 0 else v for k, v in enumerate(target)]
+            try:
+                return _shape_result(values.reshape(target))
+            except ValueError as exc:
+                raise OnnxError(f"import: {where}: {exc}") from exc
         source = self._dyn(where, node, 0)
         target = [v for v in _int_values(self._input(where, node, 1), where, "shape").ravel()]
         per_sample = source.probe.shape[1:]
@@ -480,8 +541,8 @@ class _Converter:
         return self._elementwise(where, node, lambda a: Tanh())
 
     def _op_LeakyRelu(self, where, node):
-        return self._elementwise(where, node, lambda a: LeakyReLU(self._float(a.get("alpha", 0.01))),
-                                 {"alpha"})
+        return self._elementwise(
+            where, node, lambda a: LeakyReLU(self._float(a.get("alpha", 0.01))), {"alpha"})
 
     def _op_Elu(self, where, node):
         return self._elementwise(where, node, lambda a: ELU(self._float(a.get("alpha", 1.0))),
@@ -897,7 +958,7 @@ def load(path, *, input_shape=None, limits=None):
     size = os.path.getsize(path)
     if size > limits.max_file_bytes:
         raise OnnxError(f"{path}: {size:,} bytes, more than the limit of "
-                        f"{limits.max_file_bytes:,}")
+                        f"{limits.max_file_bytes:,} bytes")
     with open(path, "rb") as handle:
         data = handle.read(limits.max_file_bytes + 1)
     proto = onnx.ModelProto()
