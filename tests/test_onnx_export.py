@@ -300,3 +300,14 @@ def test_cli_export_evaluate_and_predict_an_onnx_file(tmp_path, capsys):
     code, _, err = run_main(capsys, "export", str(tmp_path / "m.npz"), onnx_path,
                             "--input-shape", "1,x,28")
     assert code == 2 and "--input-shape" in err
+
+
+def test_benchmark_closure_runs_onnxruntime():
+    model = randomize(build_model("convnet", rng=0), seed=7).eval()
+    x = np.random.default_rng(8).standard_normal((4, 1, 28, 28)).astype(np.float32)
+    run, status = ox.make_onnxruntime_predict(model, x, threads=1)
+    assert status.startswith("ok (onnxruntime ") and "1 threads" in status
+    np.testing.assert_allclose(run(), model(x), rtol=1e-5, atol=1e-4)
+    batch_stats = Sequential(BatchNorm2D(1, track_running_stats=False))
+    run, status = ox.make_onnxruntime_predict(batch_stats, x)
+    assert run is None and "track_running_stats=False" in status

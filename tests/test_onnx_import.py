@@ -212,6 +212,9 @@ def test_torch_export_of_the_other_supported_operators():
             "Parallel"} <= kinds
     modes = {layer.padding_mode for _, layer in _walk(imported) if isinstance(layer, L.Conv2D)}
     assert modes == {"zeros", "edge", "reflect"}
+    # An imported model is an ordinary one: its gradients pass the checker.
+    assert_passes_gradcheck(imported, x.numpy()[:1].astype(np.float64), mode="fast",
+                            allow_kinks=True)
 
 
 def test_fine_tuning_an_imported_model(tmp_path):
