@@ -152,13 +152,24 @@ def test_random_conv_configs_match_onnxruntime(config, seed):
     layer = config.make_layer(seed=seed)
     x = np.random.default_rng(seed).standard_normal(config.input_shape).astype(np.float32)
     assert_float32_match(Sequential(layer), x)
+    # Imported back, the convolution computes the same (a flipped kernel comes back
+    # stored rotated, a padding mode as Pad + Conv folded into one Conv2D).
+    back = ox.from_model_proto(ox.to_model_proto(Sequential(layer), x.shape[1:])).eval()
+    assert [type(c) for c in back] == [Conv2D]
+    if any(layer.geometry.padding):
+        assert back[0].padding_mode == layer.padding_mode
+    np.testing.assert_allclose(back(x), layer(x), rtol=1e-5, atol=1e-5)
 
 
 @settings(max_examples=12)
 @given(config=pool2d_configs(dtypes=(np.float32,)), seed=st.integers(0, 2**16))
 def test_random_pool_configs_match_onnxruntime(config, seed):
     x = np.random.default_rng(seed).standard_normal(config.input_shape).astype(np.float32)
-    assert_float32_match(Sequential(config.make_layer()), x)
+    model = Sequential(config.make_layer())
+    assert_float32_match(model, x)
+    back = ox.from_model_proto(ox.to_model_proto(model, x.shape[1:]))
+    assert back[0].get_config() == model[0].get_config()
+    np.testing.assert_array_equal(back(x), model(x))
 
 
 @settings(max_examples=10)
@@ -180,6 +191,9 @@ def test_random_conv_transpose_configs_match_onnxruntime(data):
         return  # no output for this input size: nothing to compare
     x = np.random.default_rng(0).standard_normal((2, cin) + size).astype(np.float32)
     assert_float32_match(Sequential(layer), x)
+    back = ox.from_model_proto(ox.to_model_proto(Sequential(layer), x.shape[1:]))
+    assert back[0].get_config() == layer.get_config()
+    np.testing.assert_array_equal(back(x), layer(x))
 
 
 # -- refusals -------------------------------------------------------------------------

@@ -132,12 +132,12 @@ def torch_export(torch, net, x, opset, **kwargs):
     return onnx.load_from_string(buffer.getvalue())
 
 
-@pytest.mark.parametrize("opset", [13, 17])
+@pytest.mark.parametrize("opset", [11, 13, 17])
 @pytest.mark.parametrize("name", sorted(MODEL_BUILDERS))
 def test_torch_exports_of_the_builders_twins(name, opset):
     torch = pytest.importorskip("torch")
     model = randomize(build_model(name, rng=0), seed=3)
-    net = torch_twin(model, torch, view_flatten=opset == 13)
+    net = torch_twin(model, torch, view_flatten=opset != 17)
     x = torch.from_numpy(np.random.default_rng(4).standard_normal((2, 1, 28, 28))
                          .astype(np.float32))
     # Without constant folding torch keeps BatchNormalization nodes (else folds them
@@ -152,7 +152,7 @@ def test_torch_exports_of_the_builders_twins(name, opset):
         assert any(isinstance(layer, L.Residual) for layer in imported.layers)
     if name == "inception-mini":
         assert any(isinstance(layer, L.Parallel) for layer in imported.layers)
-    if opset == 13:
+    if opset != 17:
         assert {"Shape", "Gather", "Unsqueeze", "Concat", "Reshape"} <= ops
         if "BatchNormalization" in ops:
             assert any(isinstance(layer, L.BatchNorm2D) for _, layer in _walk(imported))
@@ -164,7 +164,8 @@ def _walk(layer, path=""):
         yield from _walk(child, f"{path}.{i}")
 
 
-def test_torch_export_of_the_other_supported_operators():
+@pytest.mark.parametrize("opset", [11, 13])
+def test_torch_export_of_the_other_supported_operators(opset):
     torch = pytest.importorskip("torch")
     nn = torch.nn
 
@@ -200,7 +201,7 @@ def test_torch_export_of_the_other_supported_operators():
         net.bn.running_var.uniform_(0.5, 2)
     net.eval()
     x = torch.randn(3, 2, 8, 8)
-    proto = torch_export(torch, net, x, 13, do_constant_folding=False)
+    proto = torch_export(torch, net, x, opset, do_constant_folding=False)
     ops = {n.op_type for n in proto.graph.node}
     assert {"Pad", "MatMul", "Add", "BatchNormalization", "LogSoftmax", "ConvTranspose",
             "Concat", "Elu", "LeakyRelu"} <= ops
@@ -289,6 +290,25 @@ def test_a_dag_becomes_a_graph_that_trains_saves_and_exports(tmp_path):
     np.testing.assert_array_equal(again(x), model(x))
     ox.export(again, tmp_path / "g.onnx", input_shape=(2, 5, 5))
     assert_near(ox.onnxruntime_session(again, (2, 5, 5)).run(None, {"input": x})[0], expected)
+
+
+def test_symbolic_dims_need_an_input_shape_and_reshapes_must_flatten():
+    relu = helper.make_node("Relu", ["x"], ["y"], name="relu")
+    proto = make_model([relu], [], in_dims=("N", 2, "H", "W"))
+    with pytest.raises(ox.OnnxError, match=r"symbolic per-sample dims .* pass input_shape"):
+        ox.from_model_proto(proto)
+    model = ox.from_model_proto(proto, input_shape=(2, 5, 5))
+    assert isinstance(model[0], L.ReLU)
+    with pytest.raises(ox.OnnxError, match=r"input_shape \(3, 5, 5\) does not fit"):
+        ox.from_model_proto(proto, input_shape=(3, 5, 5)).eval()
+    target = numpy_helper.from_array(np.array([0, 2, 25], np.int64), "t")
+    nodes = [helper.make_node("Reshape", ["x", "t"], ["y"], name="reshape")]
+    with pytest.raises(ox.OnnxError, match=r"node 'reshape' \(Reshape\): only reshapes that "
+                                           r"flatten each sample to \(N, 50\)"):
+        ox.from_model_proto(make_model(nodes, [target]))
+    target = numpy_helper.from_array(np.array([-1, 50], np.int64), "t")
+    model = ox.from_model_proto(make_model(nodes, [target]))
+    assert isinstance(model[0], L.Flatten)
 
 
 def test_graph_layer_checks_its_nodes():
