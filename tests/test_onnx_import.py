@@ -436,6 +436,19 @@ def test_hostile_files_are_refused_before_allocating(tmp_path):
     relu = helper.make_node("Relu", ["x"], ["y"])
     with pytest.raises(ox.OnnxError, match=r"elements per sample, more than the limit"):
         ox.from_model_proto(make_model([relu], [], in_dims=("N", 3, 10**6, 10**6)))
+    # Absurd padding or upsampling: refused before the layer allocates anything.
+    node = helper.make_node("Conv", ["x", "w"], ["y"], pads=[10**5] * 4, name="conv")
+    start = time.perf_counter()
+    with pytest.raises(ox.OnnxError, match=r"node 'conv' \(Conv\): the layer would need "
+                                           r"[\d,]+ elements per sample, more than the limit"):
+        ox.from_model_proto(make_model([node], [conv_init()]))
+    up = numpy_helper.from_array(np.zeros((2, 1, 3, 3), np.float32), "w")
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[10**4, 10**4],
+                            name="up")
+    with pytest.raises(ox.OnnxError, match=r"node 'up' \(ConvTranspose\): the layer would "
+                                           r"need"):
+        ox.from_model_proto(make_model([node], [up]))
+    assert time.perf_counter() - start < 5
     with pytest.raises(ox.OnnxError, match=r"more than the limit of 10 bytes"):
         ox.load(small, limits=ox.Limits(max_file_bytes=10))
     garbage = tmp_path / "garbage.onnx"

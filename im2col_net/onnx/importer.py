@@ -259,7 +259,28 @@ class _Converter:
                             f"{extra} are used")
         return node.output[0]
 
+    def _work_elements(self, layer, shape) -> int:
+        """Largest per-sample array the layer would allocate on ``shape`` (N, C, H, W)."""
+        if not isinstance(layer, (Conv2D, ConvTranspose2D, MaxPool2D, AvgPool2D)):
+            return 0
+        _, c, h, w = shape
+        g = layer.geometry
+        kh, kw = g.kernel
+        if isinstance(layer, ConvTranspose2D):
+            ho, wo = layer.output_size(h, w)
+            return max(layer.out_channels * max(ho, 0) * max(wo, 0),
+                       h * w * kh * kw * layer.out_channels)
+        hp, wp = g.padded_size(h, w)
+        ho, wo = (max(v, 0) for v in g.output_size(h, w))
+        cout = layer.out_channels if isinstance(layer, Conv2D) else c
+        return max(c * hp * wp, cout * ho * wo, c * kh * kw * ho * wo)
+
     def _add_layer(self, where, layer, source: _Dyn) -> _Dyn:
+        need = self._work_elements(layer, source.probe.shape) if source.probe.ndim == 4 else 0
+        if need > self.limits.max_activation_elements:
+            raise OnnxError(f"import: {where}: the layer would need {need:,} elements per "
+                            f"sample, more than the limit of "
+                            f"{self.limits.max_activation_elements:,}")
         layer.eval()
         try:
             probe = np.asarray(layer.forward(source.probe))

@@ -26,7 +26,9 @@ class Limits:
     ``max_file_bytes``: the ``.onnx`` file itself; ``max_tensor_bytes``: one initialiser
     or constant; ``max_total_bytes``: all of them together (external data included);
     ``max_nodes``: graph nodes; ``max_input_elements``: elements of one input sample
-    (``C * H * W``); ``max_rank``: dimensions of any tensor.
+    (``C * H * W``); ``max_activation_elements``: elements per sample of any layer's
+    padded input, output or lowering workspace (checked before the layer runs);
+    ``max_rank``: dimensions of any tensor.
     """
 
     max_file_bytes: int = 2 << 30
@@ -34,6 +36,7 @@ class Limits:
     max_total_bytes: int = 2 << 30
     max_nodes: int = 100_000
     max_input_elements: int = 1 << 24
+    max_activation_elements: int = 1 << 26
     max_rank: int = 8
 
 
