@@ -253,6 +253,8 @@ class _Converter:
         return value
 
     def _single_output(self, where, node):
+        if not node.output or not node.output[0]:
+            raise OnnxError(f"import: {where}: the node has no output")
         extra = [name for name in node.output[1:] if name and self.uses.get(name)]
         if extra:
             raise OnnxError(f"import: {where}: only the first output is supported, but "
