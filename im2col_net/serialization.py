@@ -91,6 +91,7 @@ __all__ = [
     "DEFAULT_MAX_COMPRESSION_RATIO",
     "MAX_JSON_DEPTH",
     "nonfinite_arrays",
+    "refuse_nonfinite",
 ]
 
 FORMAT_VERSION = 1
@@ -545,15 +546,7 @@ def model_from_arrays(arrays: dict, path, *, error=ModelFileError,
     except ValueError as exc:
         raise error(f"{path}: arrays do not fit the architecture: {exc}") from None
     if not allow_nonfinite:
-        bad = nonfinite_arrays({**{f"parameter {k!r}": v for k, v in params.items()},
-                                **{f"buffer {k!r}": v for k, v in buffers.items()}})
-        if bad:
-            listed = "; ".join(f"{name} has {count:,} of {size:,} values NaN or infinite"
-                               for name, count, size in bad[:5])
-            more = f" (and {len(bad) - 5} more arrays)" if len(bad) > 5 else ""
-            raise error(f"{path}: non-finite weights: {listed}{more}; refusing to load them "
-                        f"(pass allow_nonfinite=True, or --allow-nonfinite on the command "
-                        f"line, to load the file anyway)")
+        refuse_nonfinite(params, buffers, path, error=error)
     for owner, name, value, target_dtype, is_buffer in slots:
         installed = np.array(value, dtype=target_dtype, order="C", copy=True)
         if is_buffer:
@@ -562,6 +555,20 @@ def model_from_arrays(arrays: dict, path, *, error=ModelFileError,
             owner.params[name] = installed
     model.astype(dtype)
     return model
+
+
+def refuse_nonfinite(params: dict, buffers: dict, path, *, error=ModelFileError):
+    """Raise ``error`` naming ``path`` and every parameter or buffer (name -> array)
+    that holds NaN or infinity; the message says how to load such a file anyway."""
+    bad = nonfinite_arrays({**{f"parameter {k!r}": v for k, v in params.items()},
+                            **{f"buffer {k!r}": v for k, v in buffers.items()}})
+    if bad:
+        listed = "; ".join(f"{name} has {count:,} of {size:,} values NaN or infinite"
+                           for name, count, size in bad[:5])
+        more = f" (and {len(bad) - 5} more arrays)" if len(bad) > 5 else ""
+        raise error(f"{path}: non-finite weights: {listed}{more}; refusing to load them "
+                    f"(pass allow_nonfinite=True, or --allow-nonfinite on the command "
+                    f"line, to load the file anyway)")
 
 
 def nonfinite_arrays(arrays: dict) -> list[tuple[str, int, int]]:

@@ -30,6 +30,7 @@ COMMANDS = [
     "gradcheck_cmd",
     "summary_cmd",
     "bench_cmd",
+    "export_cmd", "import_cmd",
 ]
 
 DEBUG_ENV = "IM2COL_NET_DEBUG"

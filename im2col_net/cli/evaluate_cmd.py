@@ -38,6 +38,9 @@ def load_model_or_fail(path, *, allow_nonfinite=False):
     from ..serialization import ModelFileError, load_model
     from . import CliError
 
+    if os.fspath(path).lower().endswith(".onnx"):  # ONNX files load through im2col_net.onnx
+        from .import_cmd import load_onnx_or_fail
+        return load_onnx_or_fail(path, allow_nonfinite=allow_nonfinite)
     try:
         return load_model(path, allow_nonfinite=allow_nonfinite)
     except FileNotFoundError:

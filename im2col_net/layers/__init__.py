@@ -8,11 +8,14 @@ from .containers import Sequential
 from .conv import Conv2D
 from .conv_transpose import ConvTranspose2D
 from .dense import Dropout, Flatten, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
+from .graph import Graph
 from .loss import SoftmaxCrossEntropy
 from .pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from .softmax import LogSoftmax, Softmax
 
 __all__ = [
     "Layer", "Sequential", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Linear",
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Flatten", "Dropout", "SoftmaxCrossEntropy",
 ]
 __all__ += ["Parallel", "Residual", "BatchNorm1D", "BatchNorm2D", "ConvTranspose2D", "ELU"]
+__all__ += ["Graph", "Softmax", "LogSoftmax"]
