@@ -144,6 +144,16 @@ def add_arguments(parser):
     parser.add_argument("--plot", action="store_true",
                         help="at the end, draw the run's PNG pictures as 'im2col-net plot' "
                              "does (needs matplotlib)")
+    group = parser.add_argument_group("data-parallel training (under mpiexec; the mpi extra)")
+    group.add_argument("--distributed", action="store_true",
+                       help="train data-parallel over the ranks of 'mpiexec -n K'; "
+                            "--batch-size is the global batch (needs --out)")
+    group.add_argument("--timeout", type=_positive_float, default=300.0, metavar="SECONDS",
+                       help="with --distributed: how long a rank waits for the others in one "
+                            "step before every rank stops with an error (default: 300)")
+    group.add_argument("--sync-bn", action="store_true",
+                       help="with --distributed: batch norm with the statistics of the whole "
+                            "global batch (default: each rank's own shard)")
 
 
 def _resolve_settings(args, saved):
@@ -180,12 +190,31 @@ def _saved_settings(out_dir):
 
 
 def run(args) -> int:
+    if not args.distributed:
+        if args.sync_bn:
+            raise CliError("--sync-bn needs --distributed")
+        return _train(args, None)
+    if not args.out:
+        raise CliError("--distributed needs --out DIR (one run directory for every rank)")
+    from ..distributed import DistributedError, mpi_communicator
+
+    try:
+        communicator = mpi_communicator(timeout=args.timeout, sync_batchnorm=args.sync_bn)
+    except DistributedError as exc:
+        raise CliError(str(exc)) from exc
+    # A failure on any rank ends every rank (exit 2 for usage errors), never a hang.
+    return communicator.run_guarded(lambda: _train(args, communicator), expected=(CliError,))
+
+
+def _train(args, communicator) -> int:
     from ..datasets import DataError, load_dataset
     from ..models import build_model
     from ..optim import make_optimizer
     from ..training import TrainingInterrupted, fit
 
     started = time.perf_counter()
+    if communicator is not None and not communicator.is_writer:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - rank 0 alone reports
     if args.resume and not args.out:
         raise CliError("--resume needs --out DIR naming the run to continue")
     if args.plot:
@@ -224,7 +253,7 @@ def run(args) -> int:
         result = fit(model, train, test, epochs=s["epochs"], batch_size=s["batch_size"],
                      optimizer=optimizer, schedule=schedule, seed=s["seed"], out_dir=out_dir,
                      resume=args.resume, progress=progress, log_every=args.log_every,
-                     run_meta={"settings": s})
+                     run_meta={"settings": s}, communicator=communicator)
     except TrainingInterrupted as exc:
         print(f"{exc}", file=sys.stderr)
         print(f"continue with: im2col-net train --resume --out {out_dir}", file=sys.stderr)

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..distributed.local import LocalCommunicator
 from ..layers.conv import Conv2D
 from ..layers.loss import SoftmaxCrossEntropy
 from ..serialization import architecture_to_json, load_buffers, load_parameters, save_model
@@ -195,7 +196,8 @@ def _first_conv(model):
 
 def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, schedule=None,
         seed=0, out_dir=None, resume=False, progress=True, log_every=50, eval_batch_size=256,
-        callback=None, run_meta=None, handle_sigint=True, stream=None) -> FitResult:
+        callback=None, run_meta=None, handle_sigint=True, stream=None,
+        communicator=None) -> FitResult:
     """Train ``model`` with softmax cross-entropy.
 
     ``train_data``/``test_data``: ``(images (N, C, H, W) float, labels (N,) int)``;
@@ -210,7 +212,10 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
     progress lines. ``callback(info: dict)``: called after every update with ``epoch``,
     ``step``, ``batch``, ``loss``, ``accuracy``, ``lr``. ``run_meta``: JSON-able
     description stored in checkpoints and the log. ``handle_sigint``: defer Ctrl-C to
-    the end of the current update (main thread only).
+    the end of the current update (main thread only). ``communicator``: data-parallel
+    training, e.g. :func:`im2col_net.distributed.mpi_communicator` under ``mpiexec``
+    (every rank calls ``fit`` alike; ``batch_size`` is the global batch; only rank 0
+    writes files; see ``docs/distributed.md``); None trains in this process alone.
 
     Returns :class:`FitResult`; raises :class:`TrainingInterrupted` after a Ctrl-C.
     """
@@ -241,8 +246,9 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
     elif resume:
         raise ValueError("fit: resume=True needs the out_dir holding the checkpoint")
     ckpt_path = paths.get(CHECKPOINT_NAME)
-    log = MetricsLog(paths.get(METRICS_NAME))
-    show = make_progress(progress, stream)
+    comm = communicator if communicator is not None else LocalCommunicator()
+    log = MetricsLog(paths.get(METRICS_NAME) if comm.is_writer else None)
+    show = make_progress(progress if comm.is_writer else False, stream)
 
     n_train = len(train_x)
     batches_per_epoch = math.ceil(n_train / batch_size)
@@ -274,6 +280,7 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
                    "run": run, "optimizer": optimizer.get_config(),
                    "schedule": schedule.get_config() if hasattr(schedule, "get_config")
                    else None})
+    comm.start(model, optimizer, run, train_x)
     shuffle_start = generator_state(shuffle_rng)
     loss_fn = SoftmaxCrossEntropy()
     first_conv = _first_conv(model)
@@ -285,7 +292,7 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
         return elapsed_before + time.perf_counter() - session_start
 
     def save(current: Progress, start_state):
-        if ckpt_path is not None:
+        if ckpt_path is not None and comm.is_writer:
             save_checkpoint(ckpt_path, model, optimizer, schedule=schedule,
                             progress=replace(current, elapsed=elapsed()),
                             shuffle_state=start_state, run=run)
@@ -310,6 +317,7 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
                                                                  shuffle_rng, shuffle=True)):
                     if index < skip:
                         continue
+                    xb, yb = comm.shard(xb, yb)
                     xb = xb.astype(dtype, copy=False)
                     if schedule is not None:
                         lr = float(schedule(state.epoch + index / batches_per_epoch))
@@ -320,9 +328,9 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
                     loss = loss_fn.forward(logits, yb)
                     model.backward(loss_fn.backward())
                     correct = int(np.count_nonzero(logits.argmax(axis=1) == yb))
+                    grads, loss, correct, n = comm.reduce(model.grads, loss, correct, len(yb))
                     phase = "update"
-                    optimizer.step(model.grads)
-                    n = len(yb)
+                    optimizer.step(grads)
                     state = replace(state, step=state.step + 1, batch_in_epoch=index + 1,
                                     loss_sum=state.loss_sum + loss * n,
                                     correct=state.correct + correct, seen=state.seen + n)
@@ -338,11 +346,13 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
                     if callback is not None:
                         callback({"epoch": state.epoch, "step": state.step, "batch": index,
                                   "loss": loss, "accuracy": correct / n, "lr": lr})
-                    if sigint.requested:
+                    if comm.any(sigint.requested):
                         raise _Stop
+                comm.check_replicas(model)
                 phase = "eval"
                 if test is not None:
-                    test_loss, test_acc, _ = evaluate(model, *test, batch_size=eval_batch_size)
+                    test_loss, test_acc, _ = comm.evaluate(evaluate, model, *test,
+                                                           eval_batch_size)
                 else:
                     test_loss = test_acc = None
                 record = {"kind": "epoch", "epoch": state.epoch + 1, "step": state.step,
@@ -360,7 +370,7 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
                 show.message(_epoch_line(record, epochs))
                 save(state, shuffle_start)
                 phase = "idle"
-                if sigint.requested:
+                if comm.any(sigint.requested):
                     raise _Stop
     except (KeyboardInterrupt, _Stop) as exc:
         show.close()
@@ -393,12 +403,12 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
     if last is None or last.get("epoch") != state.epoch:
         last = None
     if test is not None and (last is None or last.get("test_accuracy") is None):
-        test_loss, test_acc, _ = evaluate(model, *test, batch_size=eval_batch_size)
+        test_loss, test_acc, _ = comm.evaluate(evaluate, model, *test, eval_batch_size)
     else:
         test_loss = last.get("test_loss") if last else None
         test_acc = last.get("test_accuracy") if last else None
     model_path = paths.get(MODEL_NAME)
-    if model_path is not None:
+    if model_path is not None and comm.is_writer:
         save_model(model, model_path)
     log.write({"kind": "event", "event": "end", "epoch": state.epoch, "step": state.step,
                "time": elapsed(), "test_accuracy": test_acc})
