@@ -95,21 +95,28 @@ def _env():
                 OMP_NUM_THREADS="1")
 
 
+def _stat(pid):
+    """``(parent pid, start time)`` of a live process, or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), fields[19]
+
+
 def _descendants(pid):
-    """PIDs of every live descendant of ``pid`` (from /proc; mpiexec's ranks run in
-    sessions of their own, so a process-group kill would miss them)."""
+    """``{pid: start time}`` of every live descendant of ``pid`` (from /proc; mpiexec's
+    ranks run in sessions of their own, so a process-group kill would miss them)."""
     children = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    out, todo = [], [pid]
+            stat = _stat(entry.name)
+            if stat is not None:
+                children.setdefault(stat[0], []).append((int(entry.name), stat[1]))
+    out, todo = {}, [pid]
     while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
+        for child, started in children.get(todo.pop(), []):
+            out[child] = started
             todo.append(child)
     return out
 
@@ -122,7 +129,7 @@ class Launch:
         command = argv or [sys.executable, str(SCRIPT), json.dumps(cfg)]
         if k:
             command = ["mpiexec", "-n", str(k), *command]
-        self.known = set()
+        self.known = {}
         self.proc = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True,
                                      start_new_session=True)
@@ -137,11 +144,11 @@ class Launch:
             out = None
         finally:
             self.watch()
-            for pid in [self.proc.pid, *self.known]:
-                try:
+            self.proc.kill()
+            for pid, started in self.known.items():
+                stat = _stat(pid)
+                if stat is not None and stat[1] == started:  # the same process, not a reuse
                     os.kill(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
             self.proc.wait()
         assert out is not None, "the launched run did not finish in time (killed)"
         return self.proc.returncode, out
@@ -337,3 +344,24 @@ def test_cli_train_distributed(tmp_path):
     code, out = Launch(2, None, [*base, "--batch-size", "1", "--out",
                                  str(tmp_path / "b1")]).finish(60)
     assert code == 2 and "fewer than the 2 ranks" in out, out
+
+
+@mpi
+def test_distributed_bench_reports_one_message_of_the_model_bytes(tmp_path):
+    from im2col_net.distributed.bench import predict, ring_allreduce_seconds
+
+    out = tmp_path / "k2.json"
+    argv = [sys.executable, "-m", "im2col_net.distributed.bench", "--steps", "2", "--json",
+            str(out)]
+    code, text = Launch(2, None, argv).finish(60)
+    assert code == 0 and "allreduce" in text, text
+    result = json.loads(out.read_text())
+    assert result["ranks"] == 2 and result["shard"] == 64
+    # The gradients of every parameter plus the loss and accuracy sums, in one message.
+    assert result["allreduce_bytes_per_step"] == result["parameter_bytes"] + 2 * 4
+    assert result["messages_per_step"] == 1
+    # Ring cost: 2 (K-1)/K of the bytes over the link, plus 2 (K-1) latencies.
+    assert ring_allreduce_seconds(1e9, 4, 8e9, latency=0) == pytest.approx(1.5)
+    p = predict(1e-3, 0.0, 1e9, 100, 4, 8e9, latency=0)
+    assert p["step_seconds"] == pytest.approx(0.025 + 1.5)
+    assert p["efficiency"] == pytest.approx(0.1 / (4 * 1.525))

@@ -32,7 +32,7 @@ __all__ = ["MPICommunicator"]
 
 _ROLL_CALL_TAG = 7311
 # Busy-poll this long before sleeping between tests of a request (keeps latency low).
-_SPIN_SECONDS = 0.005
+_SPIN_SECONDS = 0.02
 _SLEEP_SECONDS = 0.0005
 _NAME_BYTES = 96
 
