@@ -299,13 +299,18 @@ def test_a_killed_rank_ends_the_run_and_the_checkpoint_resumes(tmp_path, refs):
     code, out = _run(2, {"out": str(out_dir), "weights": str(w), "distributed": True,
                          "epochs": 6, "resume": True})
     assert code == 0, out
-    assert _max_diff(_weights(w), refs(epochs=6)) < ATOL
+    resumed = _weights(w)
+    assert _max_diff(resumed, refs(epochs=6)) < ATOL
+    # Same K as before the kill: bit for bit the uninterrupted K = 2 run.
+    uninterrupted, _ = _dist(tmp_path, "whole", 2, epochs=6)
+    assert _max_diff(resumed, uninterrupted) == 0.0
 
 
 @mpi
 @pytest.mark.parametrize("kind,expect", [
     ("raise", "rank 1 of 2]: failed with RuntimeError: injected failure at step 9"),
     ("hang", "rank 1 did not answer"),
+    ("drift", "ReplicaMismatchError: after step 7 the weights of rank(s) [1] differ"),
 ])
 def test_a_failing_or_hanging_rank_stops_every_rank_quickly(tmp_path, kind, expect):
     from im2col_net.training import load_checkpoint
@@ -313,11 +318,15 @@ def test_a_failing_or_hanging_rank_stops_every_rank_quickly(tmp_path, kind, expe
     out_dir = tmp_path / "run"
     started = time.monotonic()
     code, out = _run(2, {"out": str(out_dir), "distributed": True, "epochs": 3,
-                         "timeout": 2, "fault": {"rank": 1, "kind": kind, "step": 9}},
+                         "timeout": 2,
+                         "fault": {"rank": 1, "kind": kind, "step": 3 if kind == "drift" else 9}},
                      timeout=40)
     assert code != 0 and expect in out, out
     assert time.monotonic() - started < 25
-    assert load_checkpoint(out_dir / "checkpoint.npz").progress.step == 7  # epoch 1 stays
+    if kind == "drift":  # caught at the end of epoch 1, before its checkpoint
+        assert not (out_dir / "checkpoint.npz").exists()
+    else:
+        assert load_checkpoint(out_dir / "checkpoint.npz").progress.step == 7  # epoch 1
 
 
 @mpi

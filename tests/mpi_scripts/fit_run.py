@@ -3,7 +3,7 @@
 Used by tests/test_distributed.py under ``mpiexec -n K``. Arguments: JSON with ``out``
 (run directory), ``weights`` (npz to write, rank 0), and optional ``model`` ("tiny",
 "bn", "dropout"), ``n``, ``batch``, ``epochs``, ``distributed``, ``sync_bn``, ``resume``,
-``timeout``, ``fault`` ({"rank": r, "kind": "raise"|"hang"|"exit", "step": s}).
+``timeout``, ``fault`` ({"rank": r, "kind": "raise"|"hang"|"exit"|"drift", "step": s}).
 """
 
 import json
@@ -80,6 +80,8 @@ def main():
                 time.sleep(3600)
             if fault["kind"] == "exit":
                 os._exit(9)
+            if fault["kind"] == "drift":
+                next(iter(model.params.values())).flat[0] += 1e-3
         if cfg.get("slow"):
             time.sleep(cfg["slow"])
 
