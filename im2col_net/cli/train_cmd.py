@@ -148,9 +148,13 @@ def add_arguments(parser):
     group.add_argument("--distributed", action="store_true",
                        help="train data-parallel over the ranks of 'mpiexec -n K'; "
                             "--batch-size is the global batch (needs --out)")
-    group.add_argument("--timeout", type=_positive_float, default=300.0, metavar="SECONDS",
+    from ..distributed import DEFAULT_TIMEOUT  # MPI-free; mpi4py loads only when used
+
+    group.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT,
+                       metavar="SECONDS",
                        help="with --distributed: how long a rank waits for the others in one "
-                            "step before every rank stops with an error (default: 300)")
+                            f"step before every rank stops with an error (default: "
+                            f"{DEFAULT_TIMEOUT:g})")
     group.add_argument("--sync-bn", action="store_true",
                        help="with --distributed: batch norm with the statistics of the whole "
                             "global batch (default: each rank's own shard)")

@@ -4,7 +4,7 @@ Imported only by :func:`im2col_net.distributed.mpi_communicator`, so no other co
 loads MPI. Every collective is nonblocking and waited for with a polled timeout, so a
 rank that hangs or dies cannot block the others forever: on a timeout the waiting ranks
 hold a short roll call (point-to-point messages) to name the ranks that do not answer,
-print one line, and raise :class:`~.errors.CollectiveTimeout`. With ``abort_on_error``
+and raise :class:`~.errors.CollectiveTimeout` naming them. With ``abort_on_error``
 an exception that escapes to the top of a rank (``sys.excepthook``) prints the rank and
 the cause and calls ``MPI_Abort``, which ends every rank (``mpiexec`` exits non-zero).
 """
@@ -24,7 +24,12 @@ from mpi4py import MPI
 from ..serialization import named_buffers
 from .buckets import DEFAULT_BUCKET_BYTES, GradientBuckets
 from .digest import DIGEST_PARTS, run_digest
-from .errors import CollectiveTimeout, ReplicaMismatchError, StartupMismatchError
+from .errors import (
+    CollectiveTimeout,
+    DistributedError,
+    ReplicaMismatchError,
+    StartupMismatchError,
+)
 from .layers import patch_layers
 from .sharding import check_shardable, shard_bounds
 
@@ -81,8 +86,8 @@ class MPICommunicator:
             if issubclass(kind, KeyboardInterrupt):
                 _log(self.rank, self.size, "interrupted; aborting every rank")
             else:
-                text = "".join(traceback.format_exception(kind, value, tb))
-                sys.stderr.write(text)
+                if not issubclass(kind, DistributedError):  # those say all in one line
+                    sys.stderr.write("".join(traceback.format_exception(kind, value, tb)))
                 _log(self.rank, self.size, f"failed with {kind.__name__}: {value}; aborting "
                                            f"every rank")
             self.abort(130 if issubclass(kind, KeyboardInterrupt) else 1)
@@ -111,7 +116,8 @@ class MPICommunicator:
         except BaseException as exc:  # noqa: BLE001 - any failure must end every rank
             if isinstance(exc, SystemExit) and exc.code in (0, None):
                 raise
-            traceback.print_exc()
+            if not isinstance(exc, DistributedError):
+                traceback.print_exc()
             _log(self.rank, self.size, f"failed with {type(exc).__name__}: {exc}; aborting "
                                        f"every rank")
             self.abort(1)
@@ -149,8 +155,7 @@ class MPICommunicator:
                "every rank answered the roll call, so they are stuck in different "
                "collectives (a bug)")
         message = (f"no progress for {self.timeout:g} s in {what} at step {self.step}; {who}")
-        _log(self.rank, self.size, message)
-        raise CollectiveTimeout(f"rank {self.rank}: {message}")
+        raise CollectiveTimeout(message)
 
     def allreduce_inplace(self, array, what="allreduce", op=None):
         """Sum (or ``op``) ``array`` over the ranks, in place, with the timeout."""
