@@ -134,7 +134,7 @@ class MPICommunicator:
                 time.sleep(_SLEEP_SECONDS)
 
     def _timed_out(self, what):
-        window = min(max(2.0, self.timeout / 10), 10.0)
+        window = min(max(1.0, self.timeout / 10), 10.0)
         token = np.array([self.rank, self.step], dtype=np.int64)
         sends = [self.comm.Isend(token, dest=peer, tag=_ROLL_CALL_TAG)
                  for peer in range(self.size) if peer != self.rank]

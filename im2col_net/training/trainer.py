@@ -402,7 +402,8 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
     last = history[-1] if history else None
     if last is None or last.get("epoch") != state.epoch:
         last = None
-    if test is not None and (last is None or last.get("test_accuracy") is None):
+    # Decided together: only rank 0 reads the log, and evaluation is collective.
+    if test is not None and comm.any(last is None or last.get("test_accuracy") is None):
         test_loss, test_acc, _ = comm.evaluate(evaluate, model, *test, eval_batch_size)
     else:
         test_loss = last.get("test_loss") if last else None
