@@ -157,6 +157,20 @@ def add_arguments(parser):
     parser.add_argument("--plot", action="store_true",
                         help="at the end, draw the run's PNG pictures as 'im2col-net plot' "
                              "does (needs matplotlib)")
+    group = parser.add_argument_group("data-parallel training (under mpiexec; the mpi extra)")
+    group.add_argument("--distributed", action="store_true",
+                       help="train data-parallel over the ranks of 'mpiexec -n K'; "
+                            "--batch-size is the global batch (needs --out)")
+    from ..distributed import DEFAULT_TIMEOUT  # MPI-free; mpi4py loads only when used
+
+    group.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT,
+                       metavar="SECONDS",
+                       help="with --distributed: how long a rank waits for the others in one "
+                            f"step before every rank stops with an error (default: "
+                            f"{DEFAULT_TIMEOUT:g})")
+    group.add_argument("--sync-bn", action="store_true",
+                       help="with --distributed: batch norm with the statistics of the whole "
+                            "global batch (default: each rank's own shard)")
 
 
 def _resolve_settings(args, saved):
@@ -257,6 +271,28 @@ def _locked(out_dir):
 
 def run(args) -> int:
     started = time.perf_counter()
+    if not args.distributed:
+        if args.sync_bn:
+            raise CliError("--sync-bn needs --distributed")
+        return _run(args, None, started)
+    if not args.out:
+        raise CliError("--distributed needs --out DIR (one run directory for every rank)")
+    from ..distributed import DistributedError, mpi_communicator
+
+    try:
+        communicator = mpi_communicator(timeout=args.timeout, sync_batchnorm=args.sync_bn)
+    except DistributedError as exc:
+        raise CliError(str(exc)) from exc
+    # A failure on any rank ends every rank (exit 2 for usage errors), never a hang.
+    return communicator.run_guarded(lambda: _run(args, communicator, started),
+                                    expected=(CliError,))
+
+
+def _run(args, communicator, started) -> int:
+    """The command on one rank (``communicator`` None: not distributed)."""
+    writer = communicator is None or communicator.is_writer
+    if not writer:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - rank 0 alone reports
     if args.resume and not args.out:
         raise CliError("--resume needs --out DIR naming the run to continue")
     if args.resume and args.overwrite:
@@ -273,13 +309,15 @@ def run(args) -> int:
             "runs", f"{s['dataset']}-{s['model']}-{time.strftime('%Y%m%d-%H%M%S')}")
     if args.resume and not os.path.isdir(out_dir):
         raise CliError(f"--resume: no run to resume: {out_dir} is not a directory")
+    if not writer:  # only the writing rank creates, locks and judges the run directory
+        return _train(args, out_dir, started, communicator)
     _prepare_out_dir(out_dir)
     with _locked(out_dir):
-        return _train(args, out_dir, started)
+        return _train(args, out_dir, started, communicator)
 
 
-def _train(args, out_dir, started) -> int:
-    """The command with ``out_dir`` created and locked."""
+def _train(args, out_dir, started, communicator=None) -> int:
+    """The command with ``out_dir`` created and locked (by the writing rank)."""
     from ..datasets import DataError, load_dataset
     from ..models import build_model
     from ..optim import make_optimizer
@@ -288,7 +326,7 @@ def _train(args, out_dir, started) -> int:
 
     saved = _saved_settings(out_dir) if args.resume else None
     s = _resolve_settings(args, saved)
-    held = run_files_in(out_dir)
+    held = run_files_in(out_dir) if communicator is None or communicator.is_writer else []
     if not args.resume and not args.overwrite and held:
         raise CliError(f"{out_dir} already holds a run ({', '.join(held)}); pass --resume to "
                        f"continue it, --overwrite to replace it, or choose another --out")
@@ -325,7 +363,7 @@ def _train(args, out_dir, started) -> int:
                          optimizer=optimizer, schedule=schedule, seed=s["seed"],
                          out_dir=out_dir, resume=args.resume, overwrite=args.overwrite,
                          progress=progress, log_every=args.log_every,
-                         run_meta={"settings": s})
+                         run_meta={"settings": s}, communicator=communicator)
     except TrainingInterrupted as exc:
         print(f"{exc}", file=sys.stderr)
         print(f"continue with: im2col-net train --resume --out {out_dir}", file=sys.stderr)

@@ -117,6 +117,11 @@ def make_run_dir(out_dir, owner="fit"):
     return out_dir
 
 
+def run_paths(out_dir) -> dict:
+    """``{file name: path}`` of the run files in ``out_dir``."""
+    return {name: os.path.join(os.fspath(out_dir), name) for name in RUN_FILES}
+
+
 @contextlib.contextmanager
 def open_run_dir(out_dir, *, resume=False, overwrite=False):
     """Lock ``out_dir`` for a training session and yield ``{file name: path}``.
@@ -128,7 +133,7 @@ def open_run_dir(out_dir, *, resume=False, overwrite=False):
     if resume and not os.path.isdir(out_dir):
         raise FileNotFoundError(f"fit: nothing to resume: {out_dir} is not a directory")
     out_dir = make_run_dir(out_dir)
-    paths = {name: os.path.join(out_dir, name) for name in RUN_FILES}
+    paths = run_paths(out_dir)
     with lock_run_dir(out_dir):
         held = run_files_in(out_dir)
         if not resume and held and not overwrite:

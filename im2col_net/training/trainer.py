@@ -49,6 +49,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..distributed.local import LocalCommunicator
 from ..layers.conv import Conv2D
 from ..layers.loss import SoftmaxCrossEntropy
 from ..serialization import (
@@ -75,7 +76,7 @@ from .evaluation import evaluate
 from .metrics import MetricsLog, read_metrics
 from .numerics import NonFiniteError, count_non_finite, first_non_finite
 from .progress import make_progress
-from .rundir import CHECKPOINT_NAME, METRICS_NAME, MODEL_NAME, open_run_dir
+from .rundir import CHECKPOINT_NAME, METRICS_NAME, MODEL_NAME, open_run_dir, run_paths
 from .signals import stop_on_signals
 
 __all__ = ["fit", "FitResult", "TrainingInterrupted", "NonFiniteError", "CHECKPOINT_NAME",
@@ -199,7 +200,7 @@ def _first_conv(model):
 def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, schedule=None,
         seed=0, out_dir=None, resume=False, overwrite=False, progress=True, log_every=50,
         eval_batch_size=256, callback=None, run_meta=None, handle_sigint=True,
-        stream=None) -> FitResult:
+        stream=None, communicator=None) -> FitResult:
     """Train ``model`` with softmax cross-entropy.
 
     ``train_data``/``test_data``: ``(images (N, C, H, W) float, labels (N,) int)``, all
@@ -215,7 +216,11 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
     records and progress lines. ``callback(info: dict)``: called after every update with
     ``epoch``, ``step``, ``batch``, ``loss``, ``accuracy``, ``lr``. ``run_meta``: JSON-able
     description stored in checkpoints and the log. ``handle_sigint``: defer SIGINT and
-    SIGTERM to the end of the current update (main thread only).
+    SIGTERM to the end of the current update (main thread only). ``communicator``:
+    data-parallel training, e.g. :func:`im2col_net.distributed.mpi_communicator` under
+    ``mpiexec`` (every rank calls ``fit`` alike; ``batch_size`` is the global batch; only
+    rank 0 locks and writes the run directory; see ``docs/distributed.md``); None trains
+    in this process alone.
 
     Returns :class:`FitResult`. Raises :class:`TrainingInterrupted` after a stop signal,
     :class:`NonFiniteError` when training diverges, :class:`~.rundir.RunDirLocked` when
@@ -243,16 +248,21 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
     if out_dir is None and (resume or overwrite):
         raise ValueError(f"fit: {'resume' if resume else 'overwrite'}=True needs the out_dir "
                          f"of the run")
-    session = (contextlib.nullcontext({}) if out_dir is None
-               else open_run_dir(out_dir, resume=resume, overwrite=overwrite))
+    comm = communicator if communicator is not None else LocalCommunicator()
+    if out_dir is None:
+        session = contextlib.nullcontext({})
+    elif comm.is_writer:
+        session = open_run_dir(out_dir, resume=resume, overwrite=overwrite)
+    else:  # the other ranks only read the checkpoint on resume
+        session = contextlib.nullcontext(run_paths(out_dir))
     with session as paths:
         return _fit_session(
             model, train_x, train_y, test, epochs=epochs, batch_size=batch_size,
             optimizer=optimizer, schedule=schedule, seed=int(seed),
             out_dir=None if out_dir is None else os.fspath(out_dir), paths=paths,
-            resume=resume, show=make_progress(progress, stream), log_every=log_every,
-            eval_batch_size=eval_batch_size, callback=callback, run_meta=run_meta,
-            handle_sigint=handle_sigint)
+            resume=resume, show=make_progress(progress if comm.is_writer else False, stream),
+            log_every=log_every, eval_batch_size=eval_batch_size, callback=callback,
+            run_meta=run_meta, handle_sigint=handle_sigint, comm=comm)
 
 
 def _model_state_problem(model, optimizer=None):
@@ -268,12 +278,12 @@ def _model_state_problem(model, optimizer=None):
 
 def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer, schedule,
                  seed, out_dir, paths, resume, show, log_every, eval_batch_size, callback,
-                 run_meta, handle_sigint) -> FitResult:
+                 run_meta, handle_sigint, comm) -> FitResult:
     """:func:`fit` after argument checks, with the run directory (if any) locked."""
     from ..datasets import iterate_batches
 
     ckpt_path = paths.get(CHECKPOINT_NAME)
-    log = MetricsLog(paths.get(METRICS_NAME))
+    log = MetricsLog(paths.get(METRICS_NAME) if comm.is_writer else None)
     n_train = len(train_x)
     batches_per_epoch = math.ceil(n_train / batch_size)
     run = {"batch_size": batch_size, "seed": seed, "n_train": n_train,
@@ -301,6 +311,7 @@ def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer
                    "run": run, "optimizer": optimizer.get_config(),
                    "schedule": schedule.get_config() if hasattr(schedule, "get_config")
                    else None})
+    comm.start(model, optimizer, run, train_x)
     shuffle_start = generator_state(shuffle_rng)
     loss_fn = SoftmaxCrossEntropy()
     first_conv = _first_conv(model)
@@ -329,17 +340,18 @@ def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer
         nonlocal saved
         if ckpt_path is None or saved == (current.epoch, current.step):
             return
-        bad = _model_state_problem(model, optimizer)
+        bad = _model_state_problem(model, optimizer)  # on every rank: replicas agree
         if bad is not None:
             raise diverged(bad, during="checkpoint", step=current.step,
                            epoch=current.epoch + (1 if current.batch_in_epoch else 0))
-        try:
-            save_checkpoint(ckpt_path, model, optimizer, schedule=schedule,
-                            progress=replace(current, elapsed=elapsed()),
-                            shuffle_state=start_state, run=run)
-        except OSError as exc:
-            raise type(exc)(exc.errno, f"fit: cannot write the checkpoint {ckpt_path}: "
-                                       f"{exc.strerror or exc}; {kept()}") from exc
+        if comm.is_writer:
+            try:
+                save_checkpoint(ckpt_path, model, optimizer, schedule=schedule,
+                                progress=replace(current, elapsed=elapsed()),
+                                shuffle_state=start_state, run=run)
+            except OSError as exc:
+                raise type(exc)(exc.errno, f"fit: cannot write the checkpoint {ckpt_path}: "
+                                           f"{exc.strerror or exc}; {kept()}") from exc
         saved = (current.epoch, current.step)
 
     phase = "idle"
@@ -365,6 +377,7 @@ def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer
                                                                  shuffle_rng, shuffle=True)):
                     if index < skip:
                         continue
+                    xb, yb = comm.shard(xb, yb)
                     xb = xb.astype(dtype, copy=False)
                     if schedule is not None:
                         lr = float(schedule(state.epoch + index / batches_per_epoch))
@@ -373,20 +386,20 @@ def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer
                     phase = "compute"
                     logits = model.forward(xb)
                     loss = loss_fn.forward(logits, yb)
+                    model.backward(loss_fn.backward())
+                    correct = int(np.count_nonzero(logits.argmax(axis=1) == yb))
+                    # Checked after the reduction, so that every rank stops alike.
+                    grads, loss, correct, n = comm.reduce(model.grads, loss, correct, len(yb))
                     if not math.isfinite(loss):
                         raise diverged(f"loss ({loss})")
-                    model.backward(loss_fn.backward())
-                    grads = model.grads
                     bad = first_non_finite(grads)
                     if bad is not None:
                         raise diverged(f"gradient of {bad}")
-                    correct = int(np.count_nonzero(logits.argmax(axis=1) == yb))
                     phase = "update"
                     optimizer.step(grads)
                     bad = first_non_finite(model.params)
                     if bad is not None:
                         raise diverged(f"parameter {bad} after the update")
-                    n = len(yb)
                     state = replace(state, step=state.step + 1, batch_in_epoch=index + 1,
                                     loss_sum=state.loss_sum + loss * n,
                                     correct=state.correct + correct, seen=state.seen + n)
@@ -402,14 +415,15 @@ def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer
                     if callback is not None:
                         callback({"epoch": state.epoch, "step": state.step, "batch": index,
                                   "loss": loss, "accuracy": correct / n, "lr": lr})
-                    if stop.requested:
+                    if comm.any(stop.requested):
                         stop.stopping()
                         raise _Stop
+                comm.check_replicas(model)
                 phase = "eval"
                 if test is not None:
                     try:
-                        test_loss, test_acc, _ = evaluate(model, *test,
-                                                          batch_size=eval_batch_size)
+                        test_loss, test_acc, _ = comm.evaluate(evaluate, model, *test,
+                                                               eval_batch_size)
                     except NonFiniteError as exc:
                         raise diverged(f"test logits ({exc})", during="evaluation") from exc
                 else:
@@ -429,7 +443,7 @@ def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer
                 show.message(_epoch_line(record, epochs))
                 save(state, shuffle_start)
                 phase = "idle"
-                if stop.requested:
+                if comm.any(stop.requested):
                     stop.stopping()
                     raise _Stop
         except NonFiniteError as exc:
@@ -470,13 +484,14 @@ def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer
         last = history[-1] if history else None
         if last is None or last.get("epoch") != state.epoch:
             last = None
-        if test is not None and (last is None or last.get("test_accuracy") is None):
-            test_loss, test_acc, _ = evaluate(model, *test, batch_size=eval_batch_size)
+        # Decided together: only rank 0 reads the log, and evaluation is collective.
+        if test is not None and comm.any(last is None or last.get("test_accuracy") is None):
+            test_loss, test_acc, _ = comm.evaluate(evaluate, model, *test, eval_batch_size)
         else:
             test_loss = last.get("test_loss") if last else None
             test_acc = last.get("test_accuracy") if last else None
         model_path = paths.get(MODEL_NAME)
-        if model_path is not None:
+        if model_path is not None and comm.is_writer:
             bad = _model_state_problem(model)
             if bad is not None:
                 raise NonFiniteError(f"fit: {bad} is non-finite at the end of training; "
