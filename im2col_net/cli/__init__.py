@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``im2col-net`` argument parser with one sub-command per module in COMMANDS."""
     parser = argparse.ArgumentParser(
         prog="im2col-net",
-        description="A NumPy CNN engine: train, evaluate, benchmark and gradient-check.",
+        description="a NumPy CNN engine: train, evaluate, predict, plot, gradient-check, "
+                    "summarise and benchmark",
     )
     from .. import __version__
 

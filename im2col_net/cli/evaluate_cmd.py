@@ -79,10 +79,7 @@ def resolve_model_path(path) -> str:
     checkpoint_path = os.path.join(run_dir, CHECKPOINT_NAME)
     if os.path.exists(checkpoint_path):
         raise CliError(f"{model_path} does not exist: {_unfinished_run(run_dir, checkpoint_path)}")
-    if os.path.isdir(path):
-        raise CliError(f"{path}: a directory without {MODEL_NAME} or {CHECKPOINT_NAME}; give "
-                       f"a model file or the directory of a run of 'im2col-net train'")
-    return path
+    return path  # not a run directory: load_model says what it is
 
 
 def load_model_or_fail(path, *, allow_nonfinite=False):

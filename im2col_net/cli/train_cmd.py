@@ -338,6 +338,9 @@ def run(args) -> int:
         raise CliError("--resume needs --out DIR naming the run to continue")
     if args.resume and args.overwrite:
         raise CliError("--resume and --overwrite exclude each other")
+    # What the command line asks for is checked before anything is created; settings a
+    # resume takes from the checkpoint are checked once it has been read.
+    _check_extras({"plot": bool(args.plot), "progress": args.progress})
     if args.out:
         out_dir = args.out
     else:
