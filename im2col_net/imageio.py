@@ -286,9 +286,10 @@ def load_images(path, size=(28, 28), *, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     """Images of one ``.npy`` or ``.png`` file as float32 ``(N, 1, H, W)`` in [0, 1].
 
     ``size``: required ``(H, W)`` (None accepts any); with ``resize=True`` images of
-    another size are scaled to it (:func:`resize_images`) instead of refused. Raises :class:`ImageFileError`
-    naming the file for anything refused (see the module docstring for the rules and
-    the limits ``max_bytes`` and ``max_pixels``), FileNotFoundError if it does not exist.
+    another size are scaled to it (:func:`resize_images`) instead of refused. Raises
+    :class:`ImageFileError` naming the file for anything refused (see the module
+    docstring for the rules and the limits ``max_bytes`` and ``max_pixels``),
+    FileNotFoundError if it does not exist.
     """
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()

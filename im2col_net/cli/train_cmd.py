@@ -14,8 +14,9 @@ validation set the test set is evaluated once, at the end (every epoch only with
 ``--resume --out DIR`` continues the run in DIR with every setting saved in its
 checkpoint (``--plot`` and ``--threads`` included); only ``--epochs`` (to extend the
 run), ``--data-dir``, ``--threads`` and the display options may be given anew, and the
-resume says which saved values they replace. A directory already holding a run's files is refused unless
-``--resume`` or ``--overwrite``; one in use by another trainer is refused (it is locked).
+resume says which saved values they replace. A directory already holding a run's files
+is refused unless ``--resume`` or ``--overwrite``; one in use by another trainer is
+refused (it is locked).
 
 Exit codes: 0 done; 2 any error, printed as one line (bad arguments or settings, a run
 directory that is busy, holds another run or is a file, damaged checkpoint, training
