@@ -37,6 +37,7 @@ import warnings
 import numpy as np
 
 from . import CliError
+from .argtypes import fraction, non_negative_int, positive_float, positive_int
 
 NAME = "train"
 HELP = "train a model (default: the convnet on MNIST) and save it"
@@ -79,54 +80,11 @@ RESUME_OVERRIDABLE = ("epochs", "eval_test_every_epoch", "threads", "data_dir", 
 PROGRESS_CHOICES = ("auto", "bar", "lines", "none")
 
 
-def _positive_int(text):
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_int(text):
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def _positive_float(text):
-    import argparse
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _fraction(text):
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got "
-                                         f"{text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text!r}")
-    return value
+# Kept under these names for the other commands (and helpers) that import them from here.
+_positive_int = positive_int
+_non_negative_int = non_negative_int
+_positive_float = positive_float
+_fraction = fraction
 
 
 def schedule_names():
