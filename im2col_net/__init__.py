@@ -26,6 +26,7 @@ from .layers import (
 )
 from .serialization import ModelFileError, load_model, save_model
 
+# The version, read by pyproject.toml (setuptools' attr:) and by ``im2col-net --version``.
 __version__ = "0.1.0"
 
 __all__ = [

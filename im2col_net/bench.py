@@ -111,7 +111,7 @@ def _blas_threads(threads):
         import threadpoolctl
     except ImportError as exc:
         raise ValueError(
-            "run_benchmark: threads= needs threadpoolctl (pip install 'im2col_net[bench]'); "
+            "run_benchmark: threads= needs threadpoolctl (pip install threadpoolctl); "
             "or set OPENBLAS_NUM_THREADS before starting Python"
         ) from exc
     with threadpoolctl.threadpool_limits(threads, user_api="blas"):
@@ -415,6 +415,17 @@ def _ms(summary) -> str:
     return f"{summary['median_s'] * 1e3:9.2f}"
 
 
+def blas_owner(filepath) -> str:
+    """Which package loaded a BLAS library, from its file's path (wheels keep their
+    bundled libraries in ``<package>.libs``): "NumPy", "SciPy", "PyTorch" or the file."""
+    text = os.path.normcase(str(filepath or ""))
+    parts = text.replace("\\", "/").split("/")
+    for package, name in (("numpy", "NumPy"), ("scipy", "SciPy"), ("torch", "PyTorch")):
+        if any(part in (package, f"{package}.libs") for part in parts):
+            return name
+    return os.path.basename(text) or "an unknown library"
+
+
 def format_report(result: dict) -> str:
     """Human-readable tables of a :func:`run_benchmark` result."""
     cfg, mach, step = result["config"], result["machine"], result["train_step"]
@@ -423,7 +434,8 @@ def format_report(result: dict) -> str:
              f"machine: {mach['cpu']} ({mach['logical_cpus']} logical CPUs), "
              f"numpy {mach['numpy']}, threads {cfg['threads']}"]
     for lib in mach["blas"]:
-        lines.append(f"BLAS: {lib['internal_api']} {lib['version']} kernel "
+        lines.append(f"BLAS of {blas_owner(lib.get('filepath'))}: {lib['internal_api']} "
+                     f"{lib['version']} kernel "
                      f"{lib['architecture']} ({lib['threading_layer']}, "
                      f"{lib['num_threads']} threads)")
     if not mach["blas"]:

@@ -10,7 +10,11 @@ Rules (:func:`load_images`):
   :func:`read_png_gray` (no imaging library needed). Palette, RGB, alpha, 1/2/4/16-bit
   and interlaced PNGs are refused with a message saying what the file is.
 - Anything else is refused. Images must have the expected size (28x28 for MNIST
-  models); nothing is resized.
+  models) unless ``resize=True``, which scales them with :func:`resize_images`: each
+  output pixel is the mean of the input area it covers when shrinking (no aliasing of
+  thin strokes), bilinear interpolation between pixel centres when enlarging, each axis
+  on its own (so a 56x14 image becomes 28x28 by shrinking one axis and enlarging the
+  other). The aspect ratio is not kept: crop or pad first if that matters.
 
 Limits, checked from the headers before the payload is read or decoded: the path must
 be a regular file (a directory, FIFO or device is refused saying what it is) of at most
@@ -34,8 +38,8 @@ import numpy as np
 
 from .safeio import MiB, describe_bytes, open_regular, read_npy
 
-__all__ = ["ImageFileError", "read_png_gray", "load_images", "DEFAULT_MAX_IMAGE_BYTES",
-           "DEFAULT_MAX_PIXELS"]
+__all__ = ["ImageFileError", "read_png_gray", "write_png_gray", "load_images",
+           "resize_images", "DEFAULT_MAX_IMAGE_BYTES", "DEFAULT_MAX_PIXELS"]
 
 DEFAULT_MAX_IMAGE_BYTES = 256 * MiB
 DEFAULT_MAX_PIXELS = 1 << 22   # 2048 x 2048
@@ -109,7 +113,8 @@ def _check_header(path, header, max_side, max_pixels, expected_size):
                              f"over the limit of {max_pixels:,}")
     if expected_size is not None and (height, width) != tuple(expected_size):
         raise ImageFileError(f"{path}: images must be {expected_size[0]}x{expected_size[1]}, "
-                             f"got {height}x{width} (no resizing is done)")
+                             f"got {height}x{width}; pass --resize (resize=True) to scale "
+                             f"them")
     return width, height
 
 
@@ -209,13 +214,82 @@ def _from_array(array: np.ndarray, path) -> np.ndarray:
     return np.ascontiguousarray(images)
 
 
+def _axis_weights(n_in: int, n_out: int) -> np.ndarray:
+    """``(n_out, n_in)`` float64 matrix taking one image axis from ``n_in`` to ``n_out``
+    pixels: area averaging when shrinking, bilinear (half-pixel centres) otherwise."""
+    weights = np.zeros((n_out, n_in))
+    scale = n_in / n_out
+    if n_out <= n_in:
+        edges = np.arange(n_out + 1) * scale  # output pixel i covers [edges[i], edges[i+1])
+        for i in range(n_out):
+            lo, hi = edges[i], edges[i + 1]
+            for j in range(int(lo), min(n_in, int(np.ceil(hi)))):
+                weights[i, j] = min(hi, j + 1) - max(lo, j)
+            weights[i] /= weights[i].sum()
+        return weights
+    centres = np.clip((np.arange(n_out) + 0.5) * scale - 0.5, 0, n_in - 1)
+    left = np.floor(centres).astype(int)
+    right = np.minimum(left + 1, n_in - 1)
+    frac = centres - left
+    rows = np.arange(n_out)
+    weights[rows, left] += 1 - frac  # two statements: where left == right both add up
+    weights[rows, right] += frac
+    return weights
+
+
+def resize_images(images: np.ndarray, size) -> np.ndarray:
+    """``images`` (N, C, H, W) float scaled to ``size`` = (H', W') (rule in the module
+    docstring); values stay in the input's range; the dtype is kept."""
+    images = np.asarray(images)
+    height, width = (int(v) for v in size)
+    if height < 1 or width < 1:
+        raise ValueError(f"resize_images: size must be positive, got {size!r}")
+    if images.shape[2:] == (height, width):
+        return images
+    rows = _axis_weights(images.shape[2], height).astype(images.dtype)
+    cols = _axis_weights(images.shape[3], width).astype(images.dtype)
+    out = np.matmul(np.matmul(rows, images), cols.T)
+    return np.clip(out, images.min(initial=0), images.max(initial=1), out=out)
+
+
+def write_png_gray(path, image) -> None:
+    """Write ``image`` (H, W) uint8 as an 8-bit grayscale PNG (the kind
+    :func:`read_png_gray` reads), via a temporary file renamed over ``path``."""
+    image = np.asarray(image)
+    if image.ndim != 2 or image.dtype != np.uint8 or 0 in image.shape:
+        raise ValueError(f"write_png_gray: expected a non-empty (H, W) uint8 array, got shape "
+                         f"{image.shape} dtype {image.dtype}")
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    height, width = image.shape
+    raw = b"".join(b"\0" + image[y].tobytes() for y in range(height))  # filter 0: none
+    data = (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+    path = os.fspath(path)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "xb") as handle:  # open(), not mkstemp: the umask applies
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def load_images(path, size=(28, 28), *, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
-                max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+                max_pixels: int = DEFAULT_MAX_PIXELS, resize: bool = False) -> np.ndarray:
     """Images of one ``.npy`` or ``.png`` file as float32 ``(N, 1, H, W)`` in [0, 1].
 
-    ``size``: required ``(H, W)`` (None accepts any). Raises :class:`ImageFileError`
-    naming the file for anything refused (see the module docstring for the rules and
-    the limits ``max_bytes`` and ``max_pixels``), FileNotFoundError if it does not exist.
+    ``size``: required ``(H, W)`` (None accepts any); with ``resize=True`` images of
+    another size are scaled to it (:func:`resize_images`) instead of refused. Raises
+    :class:`ImageFileError` naming the file for anything refused (see the module
+    docstring for the rules and the limits ``max_bytes`` and ``max_pixels``),
+    FileNotFoundError if it does not exist.
     """
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
@@ -229,13 +303,16 @@ def load_images(path, size=(28, 28), *, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
         images = _from_array(array, path)
     elif ext == ".png":
         images = _from_array(read_png_gray(path, max_pixels=max_pixels, max_bytes=max_bytes,
-                                           expected_size=size), path)
+                                           expected_size=None if resize else size), path)
     else:
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such file")
         raise ImageFileError(f"{path}: unsupported file type {ext or '(none)'!r}; give .npy "
                              f"arrays or 8-bit grayscale .png files")
     if size is not None and images.shape[2:] != tuple(size):
+        if resize:
+            return resize_images(images, size)
         raise ImageFileError(f"{path}: images must be {size[0]}x{size[1]}, got "
-                             f"{images.shape[2]}x{images.shape[3]} (no resizing is done)")
+                             f"{images.shape[2]}x{images.shape[3]}; pass --resize "
+                             f"(resize=True) to scale them")
     return images

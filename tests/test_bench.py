@@ -88,6 +88,11 @@ def test_quick_benchmark_without_torch_or_memory():
     assert result["memory"] == {"status": "skipped"}
     text = bench.format_report(result)
     assert "training step" in text and "GEMM roof" in text and "torch: disabled" in text
+    # Each BLAS line says whose library it is (NumPy's and SciPy's wheels bundle their own).
+    owners = [bench.blas_owner(lib["filepath"]) for lib in result["machine"]["blas"]]
+    assert all(f"BLAS of {owner}: " in text for owner in owners)
+    if owners:
+        assert "NumPy" in owners
 
 
 def test_quick_benchmark_with_torch_runs_the_identical_model():
@@ -132,7 +137,7 @@ def test_cli_writes_json_with_memory(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--batch-size", "0"], "batch_size"),
+    (["--batch-size", "0"], "--batch-size"),
     (["--repeats", "0"], "repeats"),
     (["--threads", "0"], "threads"),
     (["--json", "/nonexistent-dir/x.json"], "does not exist"),

@@ -308,6 +308,12 @@ def test_cli_export_evaluate_and_predict_an_onnx_file(tmp_path, capsys):
     _, out_npz, _ = run_main(capsys, "predict", str(tmp_path / "m.npz"), str(tmp_path / "x.npy"))
     assert [line.split(" p=")[0] for line in out.splitlines()] == \
         [line.split(" p=")[0] for line in out_npz.splitlines()]
+    code, out, err = run_main(capsys, "summary", onnx_path)
+    assert code == 0, err
+    _, out_npz, _ = run_main(capsys, "summary", str(tmp_path / "m.npz"))
+    total = [line for line in out.splitlines() if line.startswith("Total parameters")]
+    assert total and total == [line for line in out_npz.splitlines()
+                               if line.startswith("Total parameters")]
     code, _, err = run_main(capsys, "export", str(tmp_path / "m.npz"), onnx_path,
                             "--opset", "12")
     assert code == 2 and err.startswith("im2col-net: error: export: opset must be")

@@ -47,8 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``im2col-net`` argument parser with one sub-command per module in COMMANDS."""
     parser = argparse.ArgumentParser(
         prog="im2col-net",
-        description="A NumPy CNN engine: train, evaluate, benchmark and gradient-check.",
+        description="a NumPy CNN engine: train, evaluate, predict, plot, gradient-check, "
+                    "summarise and benchmark",
     )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"im2col-net {__version__}",
+                        help="show the version and exit")
     parser.add_argument("--debug", action="store_true",
                         help=f"show the full traceback of an error instead of one line "
                              f"(also: ${DEBUG_ENV}=1)")

@@ -13,15 +13,19 @@ import tempfile
 from . import CliError
 
 NAME = "bench"
-HELP = "Benchmark the convnet training step (and PyTorch's, when installed)."
+HELP = "benchmark the convnet training step (and PyTorch's, when installed)"
 
 
 def add_arguments(parser):
-    parser.add_argument("--batch-size", type=int, default=200, help="batch size (default 200)")
-    parser.add_argument("--repeats", type=int, default=7,
-                        help="timed repetitions; medians are reported (default 7)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up runs (default 2)")
-    parser.add_argument("--threads", type=int, default=None,
+    from .train_cmd import _non_negative_int, _positive_int
+
+    parser.add_argument("--batch-size", type=_positive_int, default=200, metavar="N",
+                        help="batch size (default: 200)")
+    parser.add_argument("--repeats", type=_positive_int, default=7, metavar="N",
+                        help="timed repetitions; medians are reported (default: 7)")
+    parser.add_argument("--warmup", type=_non_negative_int, default=2, metavar="N",
+                        help="untimed warm-up runs (default: 2)")
+    parser.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                         help="BLAS threads for im2col_net and torch.set_num_threads for "
                              "PyTorch (default: the BLAS thread count in effect)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")

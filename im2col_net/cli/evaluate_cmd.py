@@ -1,4 +1,9 @@
-"""``im2col-net evaluate MODEL.npz``: test accuracy, per-class accuracy, confusion matrix."""
+"""``im2col-net evaluate MODEL.npz``: test accuracy, per-class accuracy, confusion matrix.
+
+MODEL.npz may also be a checkpoint or a run directory (its ``model.npz``); for a run that
+has no model yet (interrupted, or still training) the error says what the directory
+holds and how to finish or evaluate it.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ def add_arguments(parser):
     from ..datasets import DATASET_NAMES
     from .train_cmd import _positive_int
 
-    parser.add_argument("model", metavar="MODEL.npz", help="a model file (or checkpoint)")
+    parser.add_argument("model", metavar="MODEL.npz",
+                        help="a model file, a checkpoint, or a run directory (its model.npz)")
     parser.add_argument("--dataset", choices=list(DATASET_NAMES), default="mnist",
                         help="test set to use (default: mnist)")
     parser.add_argument("--data-dir", metavar="DIR", help="where to look for the dataset")
@@ -30,6 +36,50 @@ def add_allow_nonfinite(parser):
     parser.add_argument("--allow-nonfinite", action="store_true",
                         help="load the model even if some weights are NaN or infinite "
                              "(refused by default)")
+
+
+def _unfinished_run(run_dir, checkpoint_path) -> str:
+    """What the checkpoint of a run without a model says, and how to go on from it."""
+    from ..training import CheckpointError, load_checkpoint
+
+    try:
+        checkpoint = load_checkpoint(checkpoint_path)
+    except (CheckpointError, OSError) as exc:
+        return f"{checkpoint_path} cannot be read ({exc})"
+    progress, epochs = checkpoint.progress, checkpoint.run.get("epochs")
+    of = f" of {epochs}" if isinstance(epochs, int) else ""
+    where = (f"at epoch {progress.epoch + 1}, step {progress.step}"
+             if progress.batch_in_epoch or progress.epoch == 0
+             else f"after epoch {progress.epoch}, step {progress.step}")
+    if isinstance(epochs, int) and progress.epoch >= epochs:
+        return (f"{checkpoint_path}: a run with all its {epochs} epochs done whose model was "
+                f"never written (its last session ended first); 'im2col-net train --resume "
+                f"--out {run_dir}' writes it, or 'im2col-net evaluate {checkpoint_path}' "
+                f"evaluates the checkpoint's weights")
+    return (f"{checkpoint_path}: an unfinished run {where} ({progress.epoch}{of} epochs "
+            f"done); 'im2col-net train --resume --out {run_dir}' finishes it, or "
+            f"'im2col-net evaluate {checkpoint_path}' evaluates its weights as they are")
+
+
+def resolve_model_path(path) -> str:
+    """The model file ``path`` names: itself, or ``model.npz`` inside a run directory.
+    CliError saying what a run directory holds when it has no model (yet)."""
+    from ..training import CHECKPOINT_NAME, MODEL_NAME
+    from . import CliError
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        run_dir, model_path = path, os.path.join(path, MODEL_NAME)
+    elif not os.path.exists(path) and os.path.basename(path) == MODEL_NAME:
+        run_dir, model_path = os.path.dirname(path) or ".", path
+    else:
+        return path
+    if os.path.exists(model_path):
+        return model_path
+    checkpoint_path = os.path.join(run_dir, CHECKPOINT_NAME)
+    if os.path.exists(checkpoint_path):
+        raise CliError(f"{model_path} does not exist: {_unfinished_run(run_dir, checkpoint_path)}")
+    return path  # not a run directory: load_model says what it is
 
 
 def load_model_or_fail(path, *, allow_nonfinite=False):
@@ -101,6 +151,7 @@ def run(args) -> int:
     from ..training import confusion_matrix, evaluate, per_class_accuracy
     from . import CliError
 
+    args.model = resolve_model_path(args.model)
     model = load_model_or_fail(args.model, allow_nonfinite=args.allow_nonfinite)
     try:
         images, labels = load_dataset(args.dataset, args.split, data_dir=args.data_dir,
@@ -124,5 +175,5 @@ def run(args) -> int:
     print("confusion matrix (rows: true class, columns: predicted class):")
     print(format_confusion(matrix, names))
     print(f"loss {loss:.4f}")
-    print(f"test accuracy {100 * accuracy:.2f}% ({int(np.trace(matrix))}/{len(labels)})")
+    print(f"{args.split} accuracy {100 * accuracy:.2f}% ({int(np.trace(matrix))}/{len(labels)})")
     return 0

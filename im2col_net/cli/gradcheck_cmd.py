@@ -54,7 +54,7 @@ from ..layers.base import deferred_init
 from . import CliError
 
 NAME = "gradcheck"
-HELP = "Check a built-in layer's gradients against central finite differences."
+HELP = "check a built-in layer's gradients against central finite differences"
 
 DATA_KINDS = ("normal", "away_from_zero", "tie_free")
 
@@ -128,50 +128,59 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("layer", metavar="LAYER",
                         help=f"the layer to check, one of: {', '.join(LAYERS)}")
     shape = parser.add_argument_group("input")
-    shape.add_argument("--batch", type=int, default=2, help="batch size N (default 2)")
-    shape.add_argument("--channels", type=int, default=3,
-                       help="input channels C, or in_features for linear (default 3)")
+    shape.add_argument("--batch", type=int, default=2, metavar="N",
+                       help="batch size (default: 2)")
+    shape.add_argument("--channels", type=int, default=3, metavar="C",
+                       help="input channels, or in_features for linear (default: 3)")
     shape.add_argument("--size", type=int, nargs="+", default=[6], metavar=("H", "W"),
-                       help="spatial size H [W] (default 6)")
+                       help="spatial size H [W] (default: 6)")
     layer = parser.add_argument_group("layer")
-    layer.add_argument("--out-channels", type=int, default=4,
-                       help="conv2d out_channels / linear out_features (default 4)")
+    layer.add_argument("--out-channels", type=int, default=4, metavar="N",
+                       help="conv2d out_channels / linear out_features (default: 4)")
     layer.add_argument("--kernel", type=int, nargs="+", metavar=("KH", "KW"),
-                       help="kernel size (default 3 for conv2d, 2 for pooling)")
+                       help="kernel size (default: 3 for conv2d, 2 for pooling)")
     layer.add_argument("--stride", type=int, nargs="+", metavar=("SH", "SW"),
-                       help="stride (default 1 for conv2d, the kernel size for pooling)")
+                       help="stride (default: 1 for conv2d, the kernel size for pooling)")
     layer.add_argument("--padding", nargs="+", default=["0"], metavar="P",
-                       help="'same', 'valid', or 1, 2 or 4 ints (top bottom left right)")
+                       help="'same', 'valid', or 1, 2 or 4 ints (top bottom left right) "
+                            "(default: 0)")
     layer.add_argument("--dilation", type=int, nargs="+", metavar=("DH", "DW"),
-                       help="conv2d dilation (default 1)")
-    layer.add_argument("--groups", type=int, default=1, help="conv2d groups (default 1)")
+                       help="conv2d dilation (default: 1)")
+    layer.add_argument("--groups", type=int, default=1, metavar="G",
+                       help="conv2d groups (default: 1)")
     layer.add_argument("--padding-mode", default="zeros",
-                       choices=[*PADDING_MODES, "replicate"], help="conv2d padding mode")
+                       choices=[*PADDING_MODES, "replicate"],
+                       help="conv2d padding mode (default: zeros)")
     layer.add_argument("--flip", action="store_true",
                        help="conv2d: true convolution (kernel rotated by 180 degrees)")
     layer.add_argument("--strategy", default=STRATEGIES[0], choices=STRATEGIES,
-                       help="conv2d lowering strategy")
+                       help=f"conv2d lowering strategy (default: {STRATEGIES[0]})")
     layer.add_argument("--exclude-pad", action="store_true",
                        help="avgpool2d: count_include_pad=False")
-    layer.add_argument("--negative-slope", type=float, default=0.01,
-                       help="leakyrelu slope for x < 0 (default 0.01)")
-    layer.add_argument("--p", type=float, default=0.5, help="dropout probability (default 0.5)")
+    layer.add_argument("--negative-slope", type=float, default=0.01, metavar="X",
+                       help="leakyrelu slope for x < 0 (default: 0.01)")
+    layer.add_argument("--p", type=float, default=0.5, metavar="P",
+                       help="dropout probability (default: 0.5)")
     layer.add_argument("--eval", action="store_true",
                        help="check the layer in eval mode (default: training mode)")
     check = parser.add_argument_group("check")
     check.add_argument("--mode", default="full", choices=MODES,
-                       help="full: perturb every element; fast: random directions")
-    check.add_argument("--directions", type=int, default=DEFAULT_DIRECTIONS,
-                       help=f"directions per tensor in fast mode (default {DEFAULT_DIRECTIONS})")
+                       help="full: perturb every element; fast: random directions "
+                            "(default: full)")
+    check.add_argument("--directions", type=int, default=DEFAULT_DIRECTIONS, metavar="N",
+                       help=f"directions per tensor in fast mode (default: "
+                            f"{DEFAULT_DIRECTIONS})")
     check.add_argument("--dtype", default="float32", choices=("float32", "float64"),
-                       help="dtype of the layer and input (checked in float64 either way)")
-    check.add_argument("--seed", type=int, default=0, help="seed of weights, data and dy")
-    check.add_argument("--eps", type=float, default=DEFAULT_EPS,
-                       help=f"finite-difference step (default {DEFAULT_EPS:g})")
-    check.add_argument("--atol", type=float, default=DEFAULT_ATOL,
-                       help=f"absolute tolerance (default {DEFAULT_ATOL:g})")
-    check.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
-                       help=f"relative tolerance (default {DEFAULT_RTOL:g})")
+                       help="dtype of the layer and input, checked in float64 either way "
+                            "(default: float32)")
+    check.add_argument("--seed", type=int, default=0, metavar="N",
+                       help="seed of weights, data and dy (default: 0)")
+    check.add_argument("--eps", type=float, default=DEFAULT_EPS, metavar="X",
+                       help=f"finite-difference step (default: {DEFAULT_EPS:g})")
+    check.add_argument("--atol", type=float, default=DEFAULT_ATOL, metavar="X",
+                       help=f"absolute tolerance (default: {DEFAULT_ATOL:g})")
+    check.add_argument("--rtol", type=float, default=DEFAULT_RTOL, metavar="X",
+                       help=f"relative tolerance (default: {DEFAULT_RTOL:g})")
 
 
 def _validate(args) -> None:

@@ -19,7 +19,7 @@ HELP = "draw a run's learning curves, filters, confusion matrix and mistakes as 
 
 def add_arguments(parser):
     from ..datasets import DATASET_NAMES
-    from .train_cmd import _positive_int
+    from .argtypes import positive_int as _positive_int
 
     parser.add_argument("run_dir", metavar="RUN_DIR",
                         help="a run directory written by 'im2col-net train'")

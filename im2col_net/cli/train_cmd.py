@@ -5,10 +5,18 @@ following a cosine decay over the epochs, batch 128, seed 0. The run directory g
 ``metrics.jsonl``, ``checkpoint.npz`` (every epoch, and on Ctrl-C) and ``model.npz``; the
 last line printed states the test accuracy and the wall time.
 
-``--resume --out DIR`` continues the run in DIR with the settings saved in its
-checkpoint; only ``--epochs`` (to extend the run), ``--data-dir`` and the display options
-may be given anew. A directory already holding a run's files is refused unless
-``--resume`` or ``--overwrite``; one in use by another trainer is refused (it is locked).
+``--val-split F`` / ``--val-size N`` hold out part of the training set (chosen from the
+seed) for validation after every epoch; ``--early-stop P`` ends the run when the
+validation loss has not improved for P epochs and keeps the best epoch's weights. With a
+validation set the test set is evaluated once, at the end (every epoch only with
+``--eval-test-every-epoch``).
+
+``--resume --out DIR`` continues the run in DIR with every setting saved in its
+checkpoint (``--plot`` and ``--threads`` included); only ``--epochs`` (to extend the
+run), ``--data-dir``, ``--threads`` and the display options may be given anew, and the
+resume says which saved values they replace. A directory already holding a run's files
+is refused unless ``--resume`` or ``--overwrite``; one in use by another trainer is
+refused (it is locked).
 
 Exit codes: 0 done; 2 any error, printed as one line (bad arguments or settings, a run
 directory that is busy, holds another run or is a file, damaged checkpoint, training
@@ -29,6 +37,7 @@ import warnings
 import numpy as np
 
 from . import CliError
+from .argtypes import fraction, non_negative_int, positive_float, positive_int
 
 NAME = "train"
 HELP = "train a model (default: the convnet on MNIST) and save it"
@@ -46,6 +55,15 @@ DEFAULTS = {
     "seed": 0,
     "limit": None,
     "dtype": "float32",
+    "val_split": None,
+    "val_size": None,
+    "early_stop": None,
+    "eval_test_every_epoch": False,
+    "threads": None,     # None: the BLAS thread count in effect
+    "data_dir": None,
+    "log_every": 50,
+    "progress": "auto",
+    "plot": False,
 }
 # Command-line conveniences: plain "--optimizer sgd" means SGD with Nesterov momentum at a
 # usable rate (torch's 1e-3 without momentum barely moves in a few epochs).
@@ -57,44 +75,16 @@ SCHEDULE_OPTIONS = {
     "exponential": lambda epochs: {"gamma": 0.7},
 }
 # May differ from the saved run on --resume.
-RESUME_OVERRIDABLE = ("epochs",)
+RESUME_OVERRIDABLE = ("epochs", "eval_test_every_epoch", "threads", "data_dir", "log_every",
+                      "progress", "plot")
+PROGRESS_CHOICES = ("auto", "bar", "lines", "none")
 
 
-def _positive_int(text):
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_int(text):
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def _positive_float(text):
-    import argparse
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+# Kept under these names for the other commands (and helpers) that import them from here.
+_positive_int = positive_int
+_non_negative_int = non_negative_int
+_positive_float = positive_float
+_fraction = fraction
 
 
 def schedule_names():
@@ -113,6 +103,8 @@ def build_schedule(name, lr, epochs):
 
 
 def add_arguments(parser):
+    import argparse
+
     from ..datasets import DATASET_NAMES
     from ..models import MODEL_BUILDERS
     from ..optim import OPTIMIZERS
@@ -146,17 +138,38 @@ def add_arguments(parser):
                         help="start afresh in an --out holding a run: delete its checkpoint, "
                              "model and metrics log first")
     parser.add_argument("--limit", type=_positive_int, metavar="N",
-                        help="use only the first N training and the first N test images")
-    parser.add_argument("--data-dir", metavar="DIR", help="where to look for the dataset")
+                        help="use only the first N training and the first N test images "
+                             "(default: all)")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="where to look for the dataset (default: the bundled MNIST, "
+                             "$IM2COL_NET_DATA, then the usual places)")
     parser.add_argument("--dtype", choices=["float32", "float64"],
                         help=f"parameter and compute dtype (default: {d['dtype']})")
-    parser.add_argument("--log-every", type=_positive_int, default=50, metavar="N",
-                        help="updates between progress lines / log records (default: 50)")
-    parser.add_argument("--progress", choices=["auto", "bar", "lines", "none"], default="auto",
-                        help="progress display (default: a bar on a terminal, else lines)")
-    parser.add_argument("--plot", action="store_true",
+    val = parser.add_mutually_exclusive_group()
+    val.add_argument("--val-split", type=_fraction, metavar="F",
+                     help="hold out this fraction of the training set for validation, "
+                          "chosen from --seed (default: none)")
+    val.add_argument("--val-size", type=_positive_int, metavar="N",
+                     help="hold out N training images for validation (default: none)")
+    parser.add_argument("--early-stop", type=_positive_int, metavar="PATIENCE",
+                        help="stop when the validation loss has not improved for PATIENCE "
+                             "epochs and keep the best epoch's weights (needs --val-split "
+                             "or --val-size; default: off)")
+    parser.add_argument("--eval-test-every-epoch", action=argparse.BooleanOptionalAction,
+                        help="with a validation set, also evaluate the test set after every "
+                             "epoch (default: only at the end)")
+    parser.add_argument("--threads", type=_positive_int, metavar="N",
+                        help="threads for BLAS and the engine (default: the BLAS thread "
+                             "count in effect, e.g. $OPENBLAS_NUM_THREADS)")
+    parser.add_argument("--log-every", type=_positive_int, metavar="N",
+                        help=f"updates between progress lines and log records (default: "
+                             f"{d['log_every']})")
+    parser.add_argument("--progress", choices=PROGRESS_CHOICES,
+                        help="progress display: bar needs tqdm (default: auto, a bar on a "
+                             "terminal when tqdm is installed, else lines)")
+    parser.add_argument("--plot", action=argparse.BooleanOptionalAction,
                         help="at the end, draw the run's PNG pictures as 'im2col-net plot' "
-                             "does (needs matplotlib)")
+                             "does (needs matplotlib; kept on --resume; default: off)")
     group = parser.add_argument_group("data-parallel training (under mpiexec; the mpi extra)")
     group.add_argument("--distributed", action="store_true",
                        help="train data-parallel over the ranks of 'mpiexec -n K'; "
@@ -173,20 +186,34 @@ def add_arguments(parser):
                             "global batch (default: each rank's own shard)")
 
 
-def _resolve_settings(args, saved):
-    """Merge command-line values with the saved run (resume) or the defaults."""
+def _option(key):
+    return "--" + key.replace("_", "-")
+
+
+def _resolve_settings(args, saved, notes=None):
+    """Merge command-line values with the saved run (resume) or the defaults; ``notes``
+    (a list) receives one line per saved value replaced on the command line."""
     settings = {}
     for key, default in DEFAULTS.items():
         given = getattr(args, key)
         if saved is not None and key in saved:
-            if given is not None and given != saved[key] and key not in RESUME_OVERRIDABLE:
-                raise CliError(f"--{key.replace('_', '-')} {given} differs from the run being "
-                               f"resumed ({saved[key]}); drop it or start a new --out")
+            if given is not None and given != saved[key]:
+                if key not in RESUME_OVERRIDABLE:
+                    raise CliError(f"{_option(key)} {given} differs from the run being "
+                                   f"resumed ({saved[key]}); drop it or start a new --out")
+                if notes is not None:
+                    notes.append(f"{_option(key)} {given} replaces the saved {saved[key]}")
             settings[key] = given if given is not None else saved[key]
         else:
             settings[key] = given if given is not None else default
     if settings["lr"] is None:
         settings["lr"] = DEFAULT_LR.get(settings["optimizer"])
+    if settings["val_split"] is not None and settings["val_size"] is not None:
+        raise CliError("--val-split and --val-size exclude each other")
+    if settings["early_stop"] is not None and settings["val_split"] is None \
+            and settings["val_size"] is None:
+        raise CliError("--early-stop needs a validation set: add --val-split F or "
+                       "--val-size N (stopping on the test set would spoil its accuracy)")
     return settings
 
 
@@ -200,7 +227,8 @@ def _check_saved_settings(saved, path):
         raise CliError(f"{path}: the saved settings are not an object; the checkpoint is "
                        f"damaged")
     choices = {"dataset": DATASET_NAMES, "model": MODEL_BUILDERS, "optimizer": OPTIMIZERS,
-               "schedule": schedule_names(), "dtype": ("float32", "float64")}
+               "schedule": schedule_names(), "dtype": ("float32", "float64"),
+               "progress": PROGRESS_CHOICES}
 
     def is_int(value, low):
         return isinstance(value, int) and not isinstance(value, bool) and value >= low
@@ -208,8 +236,16 @@ def _check_saved_settings(saved, path):
     for key, value in saved.items():
         if key in choices:
             good = isinstance(value, str) and value in choices[key]
-        elif key in ("epochs", "batch_size"):
+        elif key in ("epochs", "batch_size", "log_every"):
             good = is_int(value, 1)
+        elif key in ("val_size", "early_stop", "threads"):
+            good = value is None or is_int(value, 1)
+        elif key == "val_split":
+            good = value is None or (isinstance(value, float) and 0 < value < 1)
+        elif key in ("plot", "eval_test_every_epoch"):
+            good = isinstance(value, bool)
+        elif key == "data_dir":
+            good = value is None or isinstance(value, str)
         elif key == "seed":
             good = is_int(value, 0)
         elif key == "limit":
@@ -297,10 +333,9 @@ def _run(args, communicator, started) -> int:
         raise CliError("--resume needs --out DIR naming the run to continue")
     if args.resume and args.overwrite:
         raise CliError("--resume and --overwrite exclude each other")
-    if args.plot:
-        from .plot_cmd import require_matplotlib
-
-        require_matplotlib()  # before training, not after it
+    # What the command line asks for is checked before anything is created; settings a
+    # resume takes from the checkpoint are checked once it has been read.
+    _check_extras({"plot": bool(args.plot), "progress": args.progress})
     if args.out:
         out_dir = args.out
     else:
@@ -316,26 +351,95 @@ def _run(args, communicator, started) -> int:
         return _train(args, out_dir, started, communicator)
 
 
+def _check_extras(s):
+    """Errors for settings whose optional packages are missing, before any training."""
+    if s["plot"]:
+        from .plot_cmd import require_matplotlib
+
+        require_matplotlib()
+    if s["progress"] == "bar":
+        try:
+            import tqdm  # noqa: F401
+        except ImportError:
+            raise CliError("--progress bar needs tqdm (pip install tqdm); use --progress "
+                           "lines, or auto to get a bar whenever tqdm is there") from None
+
+
+@contextlib.contextmanager
+def _thread_limit(threads):
+    """BLAS (and so the engine, whose thread count follows BLAS's) at ``threads`` threads
+    for the block; a warning when threadpoolctl is missing and nothing can be set."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        if threads is not None:
+            raise CliError("--threads needs threadpoolctl (pip install threadpoolctl)") \
+                from None
+        print("warning: threadpoolctl is not installed, so the engine runs on one thread "
+              "(BLAS keeps its own); pip install threadpoolctl", file=sys.stderr, flush=True)
+        yield
+        return
+    if threads is None:
+        yield
+        return
+    with threadpoolctl.threadpool_limits(threads, user_api="blas"):
+        yield
+
+
+def _stale_pictures(out_dir, since):
+    """PNG files in ``out_dir`` last written before ``since`` (a time.time() value)."""
+    from ..plotting import PLOT_FILES
+
+    stale = []
+    for name in PLOT_FILES.values():
+        path = os.path.join(out_dir, name)
+        with contextlib.suppress(OSError):
+            if os.path.getmtime(path) < since:
+                stale.append(name)
+    return stale
+
+
+def _time_summary(wall, result) -> str:
+    """This command's wall time and the training time, saying what each covers."""
+    text = f"wall time {wall:.1f} s for this command (training {result.session_time:.1f} s"
+    if result.wall_time - result.session_time > 0.05:
+        text += f"; {result.wall_time:.1f} s over all sessions of the run"
+    return text + ")"
+
+
 def _train(args, out_dir, started, communicator=None) -> int:
     """The command with ``out_dir`` created and locked (by the writing rank)."""
     from ..datasets import DataError, load_dataset
     from ..models import build_model
     from ..optim import make_optimizer
-    from ..training import RunDirLocked, TrainingInterrupted, fit
+    from ..training import RunDirLocked, TrainingInterrupted, fit, split_validation
     from ..training.rundir import run_files_in
 
+    started_clock = time.time()
     saved = _saved_settings(out_dir) if args.resume else None
-    s = _resolve_settings(args, saved)
+    notes = []
+    s = _resolve_settings(args, saved, notes)
     held = run_files_in(out_dir) if communicator is None or communicator.is_writer else []
     if not args.resume and not args.overwrite and held:
         raise CliError(f"{out_dir} already holds a run ({', '.join(held)}); pass --resume to "
                        f"continue it, --overwrite to replace it, or choose another --out")
+    _check_extras(s)  # before loading data and training, not after it
+    for note in notes:
+        print(f"resume: {note}", flush=True)
 
     try:
-        train = load_dataset(s["dataset"], "train", data_dir=args.data_dir, limit=s["limit"])
-        test = load_dataset(s["dataset"], "test", data_dir=args.data_dir, limit=s["limit"])
+        train = load_dataset(s["dataset"], "train", data_dir=s["data_dir"], limit=s["limit"])
+        test = load_dataset(s["dataset"], "test", data_dir=s["data_dir"], limit=s["limit"])
     except (DataError, FileNotFoundError) as exc:
         raise CliError(str(exc)) from exc
+    val = None
+    if s["val_split"] is not None or s["val_size"] is not None:
+        try:
+            train, val = split_validation(train, fraction=s["val_split"], size=s["val_size"],
+                                          seed=s["seed"])
+        except ValueError as exc:
+            option = "--val-split" if s["val_split"] is not None else "--val-size"
+            raise CliError(f"{option}: {exc}") from exc
 
     dtype = np.dtype(s["dtype"])
     model = build_model(s["model"], rng=np.random.default_rng([s["seed"], 0]), dtype=dtype)
@@ -350,9 +454,16 @@ def _train(args, out_dir, started, communicator=None) -> int:
           f"{len(train[0]):,} {s['dataset']} images for {s['epochs']} epochs: "
           f"{optimizer!r}, {s['schedule']} schedule, batch "
           f"{s['batch_size']}, seed {s['seed']} -> {out_dir}", flush=True)
-    progress = {"none": False, "auto": True}.get(args.progress, args.progress)
+    if val is not None:
+        when = "after every epoch" if s["eval_test_every_epoch"] else "at the end"
+        patience = s["early_stop"]
+        stop = (f"; early stop after {patience} epoch{'s' * (patience != 1)} without a lower "
+                f"validation loss" if patience else "")
+        print(f"validation: {len(val[0]):,} training images held out (chosen by seed "
+              f"{s['seed']}); the test set is evaluated {when}{stop}", flush=True)
+    progress = {"none": False, "auto": True}.get(s["progress"], s["progress"])
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _thread_limit(s["threads"]):
             # fit reports NaN/inf itself in one line; numpy's floating-point warnings
             # (raised in worker threads too, where np.errstate does not reach) would only
             # bury it
@@ -362,8 +473,10 @@ def _train(args, out_dir, started, communicator=None) -> int:
             result = fit(model, train, test, epochs=s["epochs"], batch_size=s["batch_size"],
                          optimizer=optimizer, schedule=schedule, seed=s["seed"],
                          out_dir=out_dir, resume=args.resume, overwrite=args.overwrite,
-                         progress=progress, log_every=args.log_every,
-                         run_meta={"settings": s}, communicator=communicator)
+                         progress=progress, log_every=s["log_every"],
+                         run_meta={"settings": s}, val_data=val, early_stop=s["early_stop"],
+                         test_every_epoch=bool(s["eval_test_every_epoch"]) or val is None,
+                         communicator=communicator)
     except TrainingInterrupted as exc:
         print(f"{exc}", file=sys.stderr)
         print(f"continue with: im2col-net train --resume --out {out_dir}", file=sys.stderr)
@@ -372,12 +485,28 @@ def _train(args, out_dir, started, communicator=None) -> int:
         raise CliError(str(exc)) from exc
     wall = time.perf_counter() - started
     print(f"model saved to {result.model_path}; metrics in {out_dir}", flush=True)
+    if result.best_epoch is not None:
+        kept = ("the weights of that epoch are kept" if s["early_stop"]
+                else "the last epoch's weights are kept")
+        stopped = " (stopped early)" if result.stopped_early else ""
+        print(f"best validation loss at epoch {result.best_epoch}{stopped}; {kept}: "
+              f"validation loss {result.val_loss:.4f} acc {100 * result.val_accuracy:.2f}%",
+              flush=True)
     status = 0
-    if args.plot:
+    if communicator is not None and not communicator.is_writer:
+        return status  # the pictures are the writing rank's
+    if s["plot"]:
         from .plot_cmd import plot_after_training
 
-        status = plot_after_training(out_dir, args.data_dir)
+        status = plot_after_training(out_dir, s["data_dir"])
+    else:
+        stale = _stale_pictures(out_dir, started_clock)
+        if stale:
+            print(f"note: {', '.join(stale)} in {out_dir} are from before this run's last "
+                  f"session; redraw them with: im2col-net plot {out_dir}", flush=True)
+    weights = (f" (weights of epoch {result.best_epoch})"
+               if s["early_stop"] and result.best_epoch not in (None, result.epochs) else "")
     print(f"test accuracy {100 * result.test_accuracy:.2f}% on {len(test[0]):,} "
-          f"{s['dataset']} test images after {result.epochs} epochs | wall time {wall:.1f} s "
-          f"(training {result.wall_time:.1f} s)", flush=True)
+          f"{s['dataset']} test images after {result.epochs} epochs{weights} | "
+          f"{_time_summary(wall, result)}", flush=True)
     return status

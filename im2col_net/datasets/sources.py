@@ -250,19 +250,22 @@ def download(url: str, target: Path, dataset: str, stem: str,
 
 
 def _ways_to_provide(dataset: str, base_url: str) -> str:
-    ways = [
-        "pass --data-dir DIR (data_dir= in Python) naming a directory that holds the four IDX "
-        f"files (gzipped or raw, directly or in a {dataset}/ subdirectory)",
-        f"set ${DATA_ENV} to such a directory",
-    ]
+    """How to get the files, addressed to someone who installed im2col_net with pip."""
     if dataset == "mnist":
-        ways.append("reinstall im2col_net, which ships MNIST")
-    else:
-        ways.append(
-            f"install Debian's package dataset-fashion-mnist (files in {DEBIAN_FASHION_DIR})")
-        ways.append(
-            f"allow the download into {cache_dir() / dataset} (needs network access to "
-            f"{base_url}, or set ${URL_ENV} to another base URL)")
+        return ("reinstall im2col_net (pip install --force-reinstall im2col_net), which ships "
+                "MNIST; or pass --data-dir DIR (data_dir= in Python), or set "
+                f"${DATA_ENV}, naming a directory that holds the four IDX files")
+    names = ", ".join(f"{FILES[key]}.gz" for key in sorted(FILES))
+    ways = [
+        f"download the four files ({names}) from {base_url} or from the project page "
+        f"https://github.com/zalandoresearch/fashion-mnist (folder data/fashion) into a "
+        f"directory, then pass --data-dir DIR (data_dir= in Python) or set ${DATA_ENV}=DIR "
+        f"(gzipped or not, directly in DIR or in DIR/{dataset}/)",
+        f"or let im2col-net download them into {cache_dir() / dataset} by itself (needs "
+        f"network access to {base_url}; ${URL_ENV} names a mirror)",
+        f"or, on Debian and Ubuntu, install the package dataset-fashion-mnist (apt install "
+        f"dataset-fashion-mnist; files in {DEBIAN_FASHION_DIR})",
+    ]
     return "; ".join(ways)
 
 
@@ -304,6 +307,7 @@ def load_file(dataset: str, split: str, kind: str, data_dir=None, download_ok: b
                 return _load_verified(target, dataset, stem)
         else:
             tried.append("download (disabled)")
+    bundled = "" if dataset == "mnist" else f" ({dataset} is not bundled with im2col_net)"
     raise DataError(
-        f"{dataset} file {stem} not found. Looked in: {'; '.join(tried)}. "
-        f"Ways to provide it: {_ways_to_provide(dataset, base)}")
+        f"{dataset} file {stem} not found{bundled}. To get it: "
+        f"{_ways_to_provide(dataset, base)}. Looked in: {'; '.join(tried)}")

@@ -8,7 +8,9 @@ handed out dynamically, so a thread slowed by another process simply takes fewer
 
 The number of threads follows the BLAS thread count (``OPENBLAS_NUM_THREADS``,
 ``threadpoolctl.threadpool_limits``), so one knob sets both. Without ``threadpoolctl``
-every region runs serially in the calling thread and BLAS keeps its own threads.
+every region runs serially in the calling thread and BLAS keeps its own threads (even
+under :func:`forced_workers` or an explicit ``workers``): the engine's threads never run
+on top of a multi-threaded BLAS.
 
 :func:`scratch` hands out per-thread work buffers that live across calls, so the
 column matrices of successive steps reuse the same (already faulted-in) memory. A
@@ -199,6 +201,10 @@ def run_blocks(task, count: int, workers: int | None = None) -> None:
     available = worker_count() if workers is None else workers
     if count <= 0:
         return
+    if available > 1 and not _blas_libraries():
+        # BLAS cannot be held at one thread (no threadpoolctl): threads of our own would
+        # run on top of BLAS's and oversubscribe the cores, so a forced count is ignored.
+        available = 1
     if available <= 1 or not _region_lock.acquire(blocking=False):
         for block in range(count):
             task(block, 0)

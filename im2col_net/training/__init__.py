@@ -17,6 +17,7 @@ from .trainer import (
     FitResult,
     TrainingInterrupted,
     fit,
+    split_validation,
 )
 
 __all__ = [
@@ -24,5 +25,5 @@ __all__ = [
     "confusion_matrix", "per_class_accuracy", "CheckpointError", "Progress",
     "save_checkpoint", "load_checkpoint", "MetricsLog", "read_metrics",
     "CHECKPOINT_NAME", "METRICS_NAME", "MODEL_NAME", "NonFiniteError", "RunDirLocked",
-    "lock_run_dir",
+    "lock_run_dir", "split_validation",
 ]

@@ -26,14 +26,17 @@ try:
 except ImportError:  # pragma: no cover - not POSIX: no locking available
     fcntl = None
 
-__all__ = ["CHECKPOINT_NAME", "METRICS_NAME", "MODEL_NAME", "LOCK_NAME", "RUN_FILES",
+__all__ = ["CHECKPOINT_NAME", "METRICS_NAME", "MODEL_NAME", "BEST_NAME", "LOCK_NAME",
+           "RUN_FILES",
            "RunDirLocked", "lock_run_dir", "open_run_dir", "run_files_in"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
 METRICS_NAME = "metrics.jsonl"
 MODEL_NAME = "model.npz"
+# The best weights so far under early stopping (see fit's early_stop).
+BEST_NAME = "best.npz"
 LOCK_NAME = "train.lock"
-RUN_FILES = (CHECKPOINT_NAME, MODEL_NAME, METRICS_NAME)
+RUN_FILES = (CHECKPOINT_NAME, MODEL_NAME, METRICS_NAME, BEST_NAME)
 # The metrics log's own temporary file (MetricsLog.truncate_to).
 _METRICS_TEMP = METRICS_NAME + ".tmp"
 
@@ -99,7 +102,8 @@ def lock_run_dir(out_dir):
 
 
 def run_files_in(out_dir) -> list[str]:
-    """Names of the run files (checkpoint, model, metrics log) present in ``out_dir``."""
+    """Names of the run files (checkpoint, model, metrics log, best weights) present in
+    ``out_dir``."""
     return [name for name in RUN_FILES if os.path.lexists(os.path.join(out_dir, name))]
 
 
@@ -140,7 +144,7 @@ def open_run_dir(out_dir, *, resume=False, overwrite=False):
             raise FileExistsError(f"fit: {out_dir} already holds a run ({', '.join(held)}); "
                                   f"pass resume=True to continue it, overwrite=True to "
                                   f"replace it, or use another out_dir")
-        for name in (CHECKPOINT_NAME, MODEL_NAME):
+        for name in (CHECKPOINT_NAME, MODEL_NAME, BEST_NAME):
             remove_stale_temp_files(paths[name])
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(out_dir, _METRICS_TEMP))

@@ -55,6 +55,7 @@ from ..layers.loss import SoftmaxCrossEntropy
 from ..serialization import (
     architecture_to_json,
     load_buffers,
+    load_model,
     load_parameters,
     named_buffers,
     save_model,
@@ -76,11 +77,18 @@ from .evaluation import evaluate
 from .metrics import MetricsLog, read_metrics
 from .numerics import NonFiniteError, count_non_finite, first_non_finite
 from .progress import make_progress
-from .rundir import CHECKPOINT_NAME, METRICS_NAME, MODEL_NAME, open_run_dir, run_paths
+from .rundir import (
+    BEST_NAME,
+    CHECKPOINT_NAME,
+    METRICS_NAME,
+    MODEL_NAME,
+    open_run_dir,
+    run_paths,
+)
 from .signals import stop_on_signals
 
-__all__ = ["fit", "FitResult", "TrainingInterrupted", "NonFiniteError", "CHECKPOINT_NAME",
-           "METRICS_NAME", "MODEL_NAME"]
+__all__ = ["fit", "FitResult", "TrainingInterrupted", "NonFiniteError", "split_validation",
+           "CHECKPOINT_NAME", "METRICS_NAME", "MODEL_NAME", "BEST_NAME"]
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -98,7 +106,12 @@ class TrainingInterrupted(KeyboardInterrupt):
 @dataclass
 class FitResult:
     """What :func:`fit` returns. Accuracies in [0, 1]; ``wall_time`` is the training wall
-    time in seconds summed over resumed sessions; ``history`` the epoch records."""
+    time in seconds summed over resumed sessions, ``session_time`` that of this call
+    alone; ``history`` the epoch records. With validation data: ``val_loss`` and
+    ``val_accuracy`` of the returned weights, ``best_epoch`` the epoch of the lowest
+    validation loss; ``stopped_early`` whether early stopping ended the run (the model
+    then holds the weights of ``best_epoch``, as it does whenever ``early_stop`` is set).
+    """
 
     epochs: int
     step: int
@@ -111,6 +124,11 @@ class FitResult:
     out_dir: str | None = None
     model_path: str | None = None
     checkpoint_path: str | None = None
+    session_time: float = 0.0
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    best_epoch: int | None = None
+    stopped_early: bool = False
 
 
 class _Stop(Exception):
@@ -163,11 +181,11 @@ def _restore(checkpoint: Checkpoint, model, optimizer, run, shuffle_rng, batches
     if str(arrays.get("__dtype__", "")) != np.dtype(model.dtype).name:
         raise CheckpointError(f"{path}: checkpoint dtype {arrays.get('__dtype__')} differs "
                               f"from the model's {np.dtype(model.dtype).name}")
-    for key in ("batch_size", "seed", "n_train", "train_labels_crc32"):
-        if checkpoint.run.get(key) != run[key]:
+    for key in ("batch_size", "seed", "n_train", "train_labels_crc32", "n_val"):
+        if checkpoint.run.get(key) != run.get(key):
             raise CheckpointError(
                 f"{path}: cannot resume exactly: {key} was {checkpoint.run.get(key)!r}, "
-                f"now {run[key]!r}")
+                f"now {run.get(key)!r}")
     saved_opt = _config_without_lr(checkpoint.optimizer_config)
     own_opt = _config_without_lr(optimizer.get_config())
     if saved_opt != own_opt:
@@ -197,10 +215,36 @@ def _first_conv(model):
     return None
 
 
+def split_validation(data, *, fraction=None, size=None, seed=0):
+    """``(train, val)``: ``data`` (an ``(images, labels)`` pair) cut in two at random,
+    reproducibly from ``seed``: ``val`` gets ``size`` images, or ``round(fraction * N)``
+    (at least 1); both keep the original order of their images. Exactly one of
+    ``fraction`` (in (0, 1)) and ``size`` (1 to N - 1) must be given."""
+    images, labels = data
+    n = len(labels)
+    if (fraction is None) == (size is None):
+        raise ValueError("split_validation: give exactly one of fraction= and size=")
+    if fraction is not None:
+        if not (isinstance(fraction, (int, float)) and 0 < fraction < 1):
+            raise ValueError(f"split_validation: fraction must be in (0, 1), got {fraction!r}")
+        size = max(1, round(fraction * n))
+    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"split_validation: size must be a positive int, got {size!r}")
+    if size >= n:
+        raise ValueError(f"split_validation: a validation set of {size} images leaves none "
+                         f"of the {n} for training")
+    # A generator of its own (not the shuffling one), so the split never shifts the
+    # training order a run without validation would have for the same seed.
+    order = np.random.default_rng([seed, 0x5EA1]).permutation(n)
+    val_index, train_index = np.sort(order[:size]), np.sort(order[size:])
+    return (images[train_index], labels[train_index]), (images[val_index], labels[val_index])
+
+
 def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, schedule=None,
         seed=0, out_dir=None, resume=False, overwrite=False, progress=True, log_every=50,
         eval_batch_size=256, callback=None, run_meta=None, handle_sigint=True,
-        stream=None, communicator=None) -> FitResult:
+        stream=None, val_data=None, early_stop=None, test_every_epoch=None,
+        communicator=None) -> FitResult:
     """Train ``model`` with softmax cross-entropy.
 
     ``train_data``/``test_data``: ``(images (N, C, H, W) float, labels (N,) int)``, all
@@ -222,6 +266,15 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
     rank 0 locks and writes the run directory; see ``docs/distributed.md``); None trains
     in this process alone.
 
+    ``val_data``: an ``(images, labels)`` pair (e.g. from :func:`split_validation`)
+    evaluated after every epoch (``val_loss``, ``val_accuracy`` in the epoch records).
+    ``early_stop``: a patience, in epochs: training ends once the validation loss has
+    not improved for that many epochs, and the model is given back (and saved) with the
+    weights of the best epoch, kept in ``best.npz`` in the run directory so that a resume
+    keeps them too. ``test_every_epoch``: evaluate ``test_data`` after every epoch
+    (default: only without ``val_data``; otherwise the test set is evaluated once, at the
+    end, so nothing chosen during training has seen it).
+
     Returns :class:`FitResult`. Raises :class:`TrainingInterrupted` after a stop signal,
     :class:`NonFiniteError` when training diverges, :class:`~.rundir.RunDirLocked` when
     another trainer uses ``out_dir``, FileExistsError for a directory holding another run,
@@ -229,6 +282,14 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
     """
     train_x, train_y = _check_data(train_data, "train_data")
     test = _check_data(test_data, "test_data", require=False)
+    val = _check_data(val_data, "val_data", require=False)
+    if early_stop is not None:
+        early_stop = _positive_int(early_stop, "early_stop")
+        if val is None:
+            raise ValueError("fit: early_stop needs val_data (stopping on the test set would "
+                             "make its accuracy meaningless)")
+    if test_every_epoch is None:
+        test_every_epoch = val is None
     epochs = _positive_int(epochs, "epochs")
     batch_size = _positive_int(batch_size, "batch_size")
     log_every = _positive_int(log_every, "log_every")
@@ -262,7 +323,8 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
             out_dir=None if out_dir is None else os.fspath(out_dir), paths=paths,
             resume=resume, show=make_progress(progress if comm.is_writer else False, stream),
             log_every=log_every, eval_batch_size=eval_batch_size, callback=callback,
-            run_meta=run_meta, handle_sigint=handle_sigint, comm=comm)
+            run_meta=run_meta, handle_sigint=handle_sigint, val=val, early_stop=early_stop,
+            test_every_epoch=bool(test_every_epoch), comm=comm)
 
 
 def _model_state_problem(model, optimizer=None):
@@ -278,7 +340,8 @@ def _model_state_problem(model, optimizer=None):
 
 def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer, schedule,
                  seed, out_dir, paths, resume, show, log_every, eval_batch_size, callback,
-                 run_meta, handle_sigint, comm) -> FitResult:
+                 run_meta, handle_sigint, val, early_stop, test_every_epoch,
+                 comm) -> FitResult:
     """:func:`fit` after argument checks, with the run directory (if any) locked."""
     from ..datasets import iterate_batches
 
@@ -289,6 +352,12 @@ def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer
     run = {"batch_size": batch_size, "seed": seed, "n_train": n_train,
            "train_labels_crc32": zlib.crc32(np.ascontiguousarray(train_y).tobytes()),
            "epochs": epochs, "meta": run_meta}
+    if val is not None:
+        run["n_val"] = len(val[0])
+    best_path = paths.get(BEST_NAME)
+    # The lowest validation loss so far, its epoch, and (with early stopping) its weights.
+    best = {"loss": math.inf, "epoch": None, "params": None, "buffers": None}
+    stopped_early = False
     dtype = model.dtype
     shuffle_rng = np.random.default_rng(seed)
     state = Progress()
@@ -302,10 +371,14 @@ def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer
         saved = (state.epoch, state.step)
         set_generator_state(shuffle_rng, checkpoint.rng["shuffle"])
         log.truncate_to(step=state.step, epoch=state.epoch)
+        stopped_early = bool(checkpoint.run.get("early_stopped"))
+        if stopped_early:
+            run["early_stopped"] = checkpoint.run["early_stopped"]
+        if val is not None:
+            _restore_best(best, log, best_path, early_stop, state.epoch)
         log.write({"kind": "event", "event": "resume", "epoch": state.epoch,
                    "step": state.step, "time": state.elapsed, "run": run})
-        show.message(f"resuming from {ckpt_path}: epoch {state.epoch} done, "
-                     f"step {state.step}")
+        show.message(f"resuming from {ckpt_path}: {_position(state, epochs)}")
     else:
         log.write({"kind": "event", "event": "start", "epoch": 0, "step": 0, "time": 0.0,
                    "run": run, "optimizer": optimizer.get_config(),
@@ -364,7 +437,7 @@ def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer
         try:
             if first_conv is not None:
                 first_conv.compute_input_grad = False  # nobody needs d(loss)/d(images)
-            while state.epoch < epochs:
+            while state.epoch < epochs and not stopped_early:
                 epoch_started = time.perf_counter()
                 skip = state.batch_in_epoch
                 show.start_epoch(state.epoch + 1, epochs, batches_per_epoch, initial=skip)
@@ -420,28 +493,55 @@ def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer
                         raise _Stop
                 comm.check_replicas(model)
                 phase = "eval"
-                if test is not None:
+                test_loss = test_acc = None
+                if test is not None and test_every_epoch:
                     try:
                         test_loss, test_acc, _ = comm.evaluate(evaluate, model, *test,
                                                                eval_batch_size)
                     except NonFiniteError as exc:
                         raise diverged(f"test logits ({exc})", during="evaluation") from exc
-                else:
-                    test_loss = test_acc = None
                 record = {"kind": "epoch", "epoch": state.epoch + 1, "step": state.step,
                           "train_loss": state.loss_sum / max(state.seen, 1),
                           "train_accuracy": state.correct / max(state.seen, 1),
                           "test_loss": test_loss, "test_accuracy": test_acc, "lr": lr,
                           "epoch_time": time.perf_counter() - epoch_started,
                           "time": elapsed()}
+                improved = False
+                if val is not None:
+                    try:
+                        val_loss, val_acc, _ = comm.evaluate(evaluate, model, *val,
+                                                             eval_batch_size)
+                    except NonFiniteError as exc:
+                        raise diverged(f"validation logits ({exc})",
+                                       during="evaluation") from exc
+                    record.update(val_loss=val_loss, val_accuracy=val_acc)
+                    improved = val_loss < best["loss"]
+                    if improved:
+                        best.update(loss=val_loss, epoch=state.epoch + 1)
+                    record["best_epoch"] = best["epoch"]
+                    stopped_early = (early_stop is not None
+                                     and state.epoch + 1 - best["epoch"] >= early_stop
+                                     and state.epoch + 1 < epochs)
+                    if stopped_early:
+                        run["early_stopped"] = {"epoch": state.epoch + 1,
+                                                "best_epoch": best["epoch"],
+                                                "best_val_loss": best["loss"]}
                 state, shuffle_start = (Progress(epoch=state.epoch + 1, step=state.step),
                                         generator_state(shuffle_rng))
                 phase = "epoch_end"
+                if improved and early_stop is not None:
+                    _keep_best(best, model, best_path if comm.is_writer else None)
                 log.write(record)
                 session_history.append(record)
                 show.end_epoch()
                 show.message(_epoch_line(record, epochs))
                 save(state, shuffle_start)
+                if stopped_early:
+                    log.write({"kind": "event", "event": "early_stop", "epoch": state.epoch,
+                               "step": state.step, "time": elapsed(), **run["early_stopped"]})
+                    show.message(f"early stop after epoch {state.epoch}: no lower validation "
+                                 f"loss for {early_stop} epochs; keeping the weights of epoch "
+                                 f"{best['epoch']}")
                 phase = "idle"
                 if comm.any(stop.requested):
                     stop.stopping()
@@ -466,7 +566,7 @@ def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer
             with contextlib.suppress(OSError):  # best effort: the checkpoint is what counts
                 log.write({"kind": "event", "event": "interrupt", "epoch": state.epoch,
                            "step": state.step, "time": elapsed(), "consistent": consistent})
-            message = (f"interrupted at epoch {state.epoch + 1}, step {state.step}; "
+            message = (f"interrupted {_position(state, epochs)}; "
                        + (f"checkpoint in {where} (resume to continue)" if where
                           else "no checkpoint (no out_dir)"))
             if not consistent:
@@ -484,6 +584,12 @@ def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer
         last = history[-1] if history else None
         if last is None or last.get("epoch") != state.epoch:
             last = None
+        restored = early_stop is not None and best["params"] is not None \
+            and best["epoch"] != state.epoch
+        if restored:
+            load_parameters(model, best["params"])
+            load_buffers(model, best["buffers"])
+            last = next((r for r in history if r.get("epoch") == best["epoch"]), None)
         # Decided together: only rank 0 reads the log, and evaluation is collective.
         if test is not None and comm.any(last is None or last.get("test_accuracy") is None):
             test_loss, test_acc, _ = comm.evaluate(evaluate, model, *test, eval_batch_size)
@@ -503,15 +609,60 @@ def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer
                                            f"{exc.strerror or exc}; the finished run's "
                                            f"checkpoint is kept, resume it to write the "
                                            f"model again") from exc
-        log.write({"kind": "event", "event": "end", "epoch": state.epoch, "step": state.step,
-                   "time": elapsed(), "test_accuracy": test_acc})
+        end = {"kind": "event", "event": "end", "epoch": state.epoch, "step": state.step,
+               "time": elapsed(), "test_accuracy": test_acc}
+        if val is not None:
+            end.update(best_epoch=best["epoch"], restored_best=restored,
+                       stopped_early=stopped_early)
+        log.write(end)
     return FitResult(
         epochs=state.epoch, step=state.step,
         train_loss=last.get("train_loss") if last else None,
         train_accuracy=last.get("train_accuracy") if last else None,
         test_loss=test_loss, test_accuracy=test_acc, wall_time=elapsed(), history=history,
         out_dir=out_dir, model_path=model_path, checkpoint_path=ckpt_path,
+        session_time=time.perf_counter() - session_start,
+        val_loss=last.get("val_loss") if last else None,
+        val_accuracy=last.get("val_accuracy") if last else None,
+        best_epoch=best["epoch"], stopped_early=stopped_early,
     )
+
+
+def _position(state, epochs) -> str:
+    """Where a run stands, with epochs numbered from 1 as in every other message (the
+    interruption, the resume and the epoch lines all count the same way)."""
+    done = f"{state.epoch} of {epochs} epochs done"
+    if state.batch_in_epoch or state.epoch == 0:
+        return f"at epoch {state.epoch + 1}, step {state.step} ({done})"
+    return f"after epoch {state.epoch}, step {state.step} ({done})"
+
+
+def _keep_best(best, model, best_path):
+    """Remember the model's current weights as the best (in memory, and in ``best_path``
+    when there is a run directory, for a resume)."""
+    best["params"] = {name: np.array(p, copy=True) for name, p in model.named_parameters()}
+    best["buffers"] = {name: np.array(b, copy=True) for name, b in named_buffers(model).items()}
+    if best_path is not None:
+        save_model(model, best_path)
+
+
+def _restore_best(best, log, best_path, early_stop, epochs_done):
+    """On resume: the best validation epoch from the (truncated) log, and its weights
+    from ``best_path`` when early stopping needs them."""
+    if log.path is None:
+        return
+    for record in read_metrics(log.path, kind="epoch"):
+        loss = record.get("val_loss")
+        if record.get("epoch", 0) <= epochs_done and loss is not None and loss < best["loss"]:
+            best.update(loss=loss, epoch=record["epoch"])
+    if early_stop is None or best["epoch"] is None:
+        return
+    if best_path is None or not os.path.exists(best_path):
+        raise CheckpointError(f"cannot resume early stopping: the best weights "
+                              f"({best_path}) are missing")
+    kept = load_model(best_path)
+    best["params"] = {name: np.array(p, copy=True) for name, p in kept.named_parameters()}
+    best["buffers"] = {name: np.array(b, copy=True) for name, b in named_buffers(kept).items()}
 
 
 def _log_window(log, show, window, state, batches_per_epoch, lr, now):
@@ -528,6 +679,9 @@ def _log_window(log, show, window, state, batches_per_epoch, lr, now):
 def _epoch_line(record, epochs):
     text = (f"epoch {record['epoch']}/{epochs}: train loss {record['train_loss']:.4f} "
             f"acc {100 * record['train_accuracy']:.2f}%")
+    if record.get("val_loss") is not None:
+        text += (f" | val loss {record['val_loss']:.4f} "
+                 f"acc {100 * record['val_accuracy']:.2f}%")
     if record["test_accuracy"] is not None:
         text += (f" | test loss {record['test_loss']:.4f} "
                  f"acc {100 * record['test_accuracy']:.2f}%")
