@@ -1,4 +1,4 @@
-"""``im2col-net gradcheck LAYER``: finite-difference check of a built-in layer.
+"""``im2col-net gradcheck LAYER``: finite-difference check of a built-in or a user's layer.
 
 Builds the layer from the options, draws a random input suited to it (tie-free for
 max pooling, away from 0 for the ReLU family, so no element sits on a kink), runs
@@ -7,6 +7,13 @@ gradient is within tolerance, 1 when one is not, 2 for bad arguments.
 
 To add a layer, add an entry to :data:`LAYERS`: a builder ``(args, dtype) -> layer``,
 the input kind (``"image"`` NCHW or ``"features"`` ``(N, channels)``) and the data kind.
+
+A ``LAYER`` with a colon, ``package.module:ClassName``, is a user's class: the module is
+imported by name (the current directory first on ``sys.path``, as ``python -m`` does, so a
+``mylayers.py`` next to the user is found; importing runs the module's code, which is
+what the user asked for), the class must subclass :class:`im2col_net.Layer`, and it is
+built as ``ClassName(**json.loads(--args))`` on an input of ``--input-shape``. With
+``--reference`` the layer is also compared with the loops of its ``reference_pair()``.
 
 Sizes are bounded before anything is built or drawn (the check runs two forward passes
 per perturbed element in full mode): the input and the layer's output may have at most
@@ -19,7 +26,12 @@ times the input, output and parameter elements each pass touches, about 10 s).
 from __future__ import annotations
 
 import argparse
+import copy
+import importlib
+import json
 import math
+import os
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,11 +62,11 @@ from ..layers import (
     Sigmoid,
     Tanh,
 )
-from ..layers.base import deferred_init
-from . import CliError
+from ..layers.base import Layer, deferred_init
+from . import CliError, one_line
 
 NAME = "gradcheck"
-HELP = "check a built-in layer's gradients against central finite differences"
+HELP = "check a layer's gradients (built-in or your own) against central finite differences"
 
 DATA_KINDS = ("normal", "away_from_zero", "tie_free")
 
@@ -126,7 +138,22 @@ def _pair(values, default):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("layer", metavar="LAYER",
-                        help=f"the layer to check, one of: {', '.join(LAYERS)}")
+                        help=f"the layer to check, one of: {', '.join(LAYERS)}; or your own "
+                             f"class as package.module:ClassName (see --args)")
+    user = parser.add_argument_group(
+        "your own layer (LAYER given as package.module:ClassName)")
+    user.add_argument("--args", default=None, metavar="JSON",
+                      help="constructor keyword arguments as a JSON object, e.g. "
+                           "'{\"channels\": 8}' (default: {})")
+    user.add_argument("--input-shape", default=None, metavar="N,C,H,W",
+                      help="the input's shape as comma-separated ints (default: "
+                           "--batch,--channels,--size)")
+    user.add_argument("--data", default=None, choices=[d.replace("_", "-") for d in DATA_KINDS],
+                      help="input values: normal, away-from-zero (for kinks at 0) or tie-free "
+                           "(for max-like layers) (default: normal)")
+    user.add_argument("--reference", action="store_true",
+                      help="also compare forward and backward with the layer's "
+                           "reference_pair() loops")
     shape = parser.add_argument_group("input")
     shape.add_argument("--batch", type=int, default=2, metavar="N",
                        help="batch size (default: 2)")
@@ -184,8 +211,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _validate(args) -> None:
-    if args.layer not in LAYERS:
-        raise CliError(f"unknown layer {args.layer!r}; expected one of: {', '.join(LAYERS)}")
+    if ":" in args.layer:
+        args.input_shape = _parse_input_shape(args.input_shape)
+    else:
+        if args.layer not in LAYERS:
+            raise CliError(f"unknown layer {args.layer!r}; expected one of: "
+                           f"{', '.join(LAYERS)}, or your own as package.module:ClassName")
+        for option, value in (("--args", args.args), ("--input-shape", args.input_shape)):
+            if value is not None:
+                raise CliError(f"{option} is for your own layer (package.module:ClassName); "
+                               f"{args.layer!r} is built-in, set it with its own options")
     for option, value in (("--batch", args.batch), ("--channels", args.channels),
                           ("--out-channels", args.out_channels)):
         if value < 1:
@@ -219,37 +254,153 @@ def _parse_padding(values):
     return ints[0] if len(ints) == 1 else tuple(ints)
 
 
+# -- a user's layer ------------------------------------------------------------------------
+
+
+def _parse_input_shape(text):
+    """``"2,8,5,5"`` -> ``(2, 8, 5, 5)``; None stays None (the default shape is used)."""
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise CliError(f"--input-shape takes comma-separated positive ints like 2,8,5,5, "
+                       f"got {text!r}")
+    return shape
+
+
+def _import_user_module(name):
+    """Import ``name`` as ``python -m`` would find it: the current directory first."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
+            raise CliError(f"no module named {exc.name!r} (looked in the current directory "
+                           f"{cwd} and on sys.path)") from None
+        raise CliError(f"importing module {name!r} failed: {type(exc).__name__}: "
+                       f"{one_line(exc)}") from None
+    except Exception as exc:
+        raise CliError(f"importing module {name!r} failed: {type(exc).__name__}: "
+                       f"{one_line(exc)}") from None
+    finally:
+        if added:
+            sys.path.remove(cwd)
+
+
+def load_user_class(spec: str) -> type:
+    """The :class:`~im2col_net.Layer` subclass named by ``package.module:ClassName``."""
+    module_name, _, qualname = spec.partition(":")
+    if not module_name or not qualname or ":" in qualname:
+        raise CliError(f"a user layer is given as package.module:ClassName, got {spec!r}")
+    module = _import_user_module(module_name)
+    obj = module
+    for part in qualname.split("."):
+        if not hasattr(obj, part):
+            layers = sorted(n for n, v in vars(module).items()
+                            if isinstance(v, type) and issubclass(v, Layer)
+                            and v.__module__ == module.__name__)
+            found = f"; its Layer classes: {', '.join(layers)}" if layers else ""
+            raise CliError(f"module {module_name!r} ({getattr(module, '__file__', None)}) has "
+                           f"no attribute {qualname!r}{found}")
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, Layer)):
+        what = f"the class {obj.__name__}" if isinstance(obj, type) else \
+            f"an object of type {type(obj).__name__}"
+        raise CliError(f"{spec} is {what}, not a subclass of im2col_net.Layer")
+    return obj
+
+
+def _parse_user_args(text) -> dict:
+    if text is None:
+        return {}
+    try:
+        kwargs = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--args is not valid JSON ({exc}): {text!r}") from None
+    if not isinstance(kwargs, dict):
+        raise CliError(f"--args must be a JSON object of constructor keyword arguments, like "
+                       f"'{{\"channels\": 8}}', got a JSON {type(kwargs).__name__}: {text!r}")
+    return kwargs
+
+
+def build_user_layer(args, dtype):
+    """Import, construct and (if its parameters are of another dtype) convert the layer."""
+    cls = load_user_class(args.layer)
+    kwargs = _parse_user_args(args.args)
+    shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    try:
+        layer = cls(**kwargs)
+    except Exception as exc:
+        raise CliError(f"{cls.__name__}({shown}) failed: {type(exc).__name__}: "
+                       f"{one_line(exc)}") from None
+    try:
+        if layer.dtype is not None and layer.dtype != dtype:
+            layer.astype(dtype)
+    except Exception as exc:
+        raise CliError(f"{cls.__name__}({shown}): converting it to --dtype {dtype} failed: "
+                       f"{type(exc).__name__}: {one_line(exc)}") from None
+    return layer
+
+
+def user_entry(args) -> LayerEntry:
+    """A :class:`LayerEntry` for ``args.layer`` (the class is imported by ``build``)."""
+    return LayerEntry(build_user_layer, input_kind="user",
+                      data=(args.data or "normal").replace("-", "_"))
+
+
+# -- the check ------------------------------------------------------------------------------
+
+
 def input_shape(entry: LayerEntry, args) -> tuple[int, ...]:
     """The shape of the input ``entry`` is checked on."""
+    if entry.input_kind == "user" and args.input_shape is not None:
+        return args.input_shape
     if entry.input_kind == "features":
         return (args.batch, args.channels)
     height, width = (args.size * 2)[:2]
     return (args.batch, args.channels, height, width)
 
 
-def check_sizes(entry: LayerEntry, args, dtype) -> None:
-    """Refuse (CliError naming the limit) a check too large to run, before building the
-    layer for real: the size is worked out on a placeholder-weight copy."""
+def check_input_size(entry: LayerEntry, args) -> tuple[int, ...]:
+    """The input shape, refused (CliError naming the limit) when it is too large."""
     shape = input_shape(entry, args)
     if math.prod(shape) > MAX_TENSOR_ELEMENTS:
+        options = "--input-shape" if entry.input_kind == "user" else \
+            "--batch, --channels or --size"
         raise CliError(f"the input of shape {shape} has {math.prod(shape):,} elements, over "
-                       f"the limit of {MAX_TENSOR_ELEMENTS:,} for gradcheck; use smaller "
-                       f"--batch, --channels or --size")
-    try:
-        with deferred_init():
-            probe = entry.build(args, dtype)
-        out_shape = probe.output_shape(shape)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+                       f"the limit of {MAX_TENSOR_ELEMENTS:,} for gradcheck; use a smaller "
+                       f"{options}")
+    return shape
+
+
+def check_sizes(entry: LayerEntry, args, dtype, layer=None, out_shape=None) -> None:
+    """Refuse (CliError naming the limit) a check too large to run. A built-in layer is
+    sized before it is built for real, on a placeholder-weight copy; a user's ``layer``
+    is given built, with ``out_shape`` when its ``output_shape`` could not tell."""
+    shape = check_input_size(entry, args)
+    if layer is None:
+        try:
+            with deferred_init():
+                layer = entry.build(args, dtype)
+            out_shape = layer.output_shape(shape)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     if out_shape is not None and math.prod(out_shape) > MAX_TENSOR_ELEMENTS:
         raise CliError(f"the layer's output of shape {tuple(out_shape)} has "
                        f"{math.prod(out_shape):,} elements, over the limit of "
                        f"{MAX_TENSOR_ELEMENTS:,} for gradcheck")
-    params = probe.parameter_count()
+    params = layer.parameter_count()
     if params > MAX_PARAM_ELEMENTS:
+        hint = "smaller --args" if entry.input_kind == "user" else \
+            "fewer --channels or --out-channels or a smaller --kernel"
         raise CliError(f"the layer has {params:,} parameters, over the limit of "
-                       f"{MAX_PARAM_ELEMENTS:,} for gradcheck; use fewer --channels or "
-                       f"--out-channels or a smaller --kernel")
+                       f"{MAX_PARAM_ELEMENTS:,} for gradcheck; use {hint}")
     perturbed = math.prod(shape) + params
     if args.mode == "full" and perturbed > MAX_FULL_ELEMENTS:
         raise CliError(f"--mode full perturbs every input and parameter element (two forward "
@@ -260,6 +411,32 @@ def check_sizes(entry: LayerEntry, args, dtype) -> None:
         raise CliError(f"--mode full would run {2 * perturbed:,} forward passes over "
                        f"{per_pass:,} elements each, over the limit of {MAX_FULL_WORK:,} "
                        f"element-passes; use --mode fast or a smaller input or layer")
+
+
+def _user_code(layer, what, call, *call_args):
+    """Run a user layer's method; its exceptions become one-line CliErrors."""
+    try:
+        return call(*call_args)
+    except CliError:
+        raise
+    except Exception as exc:
+        raise CliError(f"{layer!r} {what} raised {type(exc).__name__}: "
+                       f"{one_line(exc)}") from None
+
+
+def _prepare_user_layer(entry: LayerEntry, args, dtype, rng):
+    """Build the user's layer and its input, bounding every size before the check."""
+    shape = check_input_size(entry, args)
+    layer = entry.build(args, dtype)
+    if args.eval:
+        layer.eval()
+    out_shape = _user_code(layer, "output_shape()", layer.output_shape, shape)
+    x = make_input(entry, args, dtype, rng)
+    if out_shape is None:
+        # The layer cannot tell its output size without running: one forward pass sizes it.
+        out_shape = np.shape(_user_code(layer, "forward()", layer.forward, x.copy()))
+    check_sizes(entry, args, dtype, layer=layer, out_shape=out_shape)
+    return layer, x
 
 
 def make_input(entry: LayerEntry, args, dtype, rng: np.random.Generator) -> np.ndarray:
@@ -277,18 +454,59 @@ def make_input(entry: LayerEntry, args, dtype, rng: np.random.Generator) -> np.n
     return x.reshape(shape).astype(dtype)
 
 
+def _compare_with_reference(layer, x, args) -> bool:
+    """Print how ``layer`` compares with its ``reference_pair()``; True when it matches."""
+    try:
+        from .. import testing
+    except ImportError as exc:
+        raise CliError(f"--reference needs hypothesis ({exc}); install the testing extra, "
+                       f"pip install im2col_net[testing]") from None
+    if callable(getattr(layer, "reference_pair", None)):
+        pair = _user_code(layer, "reference_pair()", layer.reference_pair)
+    else:
+        try:
+            pair = testing.reference_pair(layer)
+        except ValueError:
+            raise CliError(f"--reference: {type(layer).__name__} has no reference_pair() "
+                           f"method returning (forward(x), backward(x, dy))") from None
+    if not (isinstance(pair, tuple) and len(pair) == 2 and all(map(callable, pair))):
+        raise CliError(f"--reference: {type(layer).__name__}.reference_pair() must return a "
+                       f"pair of callables (forward(x), backward(x, dy)), got "
+                       f"{type(pair).__name__}")
+    probe = copy.deepcopy(layer)
+    try:
+        testing.assert_layer_matches_reference(probe, *pair, x.copy(), seed=args.seed)
+    except AssertionError as exc:
+        print(f"reference: FAILED: {one_line(exc)}")
+        return False
+    except Exception as exc:
+        raise CliError(f"--reference: comparing {layer!r} with its reference raised "
+                       f"{type(exc).__name__}: {one_line(exc)}") from None
+    rtol, atol = testing.default_tolerances(x.dtype)
+    print(f"reference: forward and backward match reference_pair() (rtol={rtol:g}, "
+          f"atol={atol:g})")
+    return True
+
+
 def run(args) -> int:
     _validate(args)
-    entry = LAYERS[args.layer]
+    user = ":" in args.layer
+    entry = user_entry(args) if user else LAYERS[args.layer]
     dtype = np.dtype(args.dtype)
-    check_sizes(entry, args, dtype)
-    try:
-        layer = entry.build(args, dtype)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-    if args.eval:
-        layer.eval()
-    x = make_input(entry, args, dtype, np.random.default_rng(args.seed))
+    if args.data is not None and not user:
+        entry = LayerEntry(entry.build, entry.input_kind, args.data.replace("-", "_"))
+    rng = np.random.default_rng(args.seed)
+    if user:
+        layer, x = _prepare_user_layer(entry, args, dtype, rng)
+    else:
+        check_sizes(entry, args, dtype)
+        try:
+            layer = entry.build(args, dtype)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        if args.eval:
+            layer.eval()
+        x = make_input(entry, args, dtype, rng)
     with warnings.catch_warnings():
         # The warnings' text is printed as notes under the table.
         warnings.simplefilter("ignore", GradcheckWarning)
@@ -297,8 +515,14 @@ def run(args) -> int:
                                mode=args.mode, seed=args.seed, directions=args.directions)
         except ValueError as exc:
             raise CliError(str(exc)) from None
+        except Exception as exc:
+            if not user:
+                raise
+            raise CliError(f"{layer!r} raised {type(exc).__name__} during the check: "
+                           f"{one_line(exc)}") from None
     mode = "eval" if args.eval else "training"
     print(f"layer: {layer!r} ({mode} mode)")
     print(f"input: shape {x.shape}, {x.dtype}, {entry.data.replace('_', '-')} data")
     print(report)
-    return 0 if report.ok else 1
+    matches = _compare_with_reference(layer, x, args) if args.reference else True
+    return 0 if report.ok and matches else 1
