@@ -3,11 +3,14 @@ the library names the docs cite exist, and relative links point at files that ex
 
 Fenced blocks whose info string is exactly ``python`` are executed, in order, in one
 namespace per document, from a temporary working directory. Any other info string
-(``bash``, ``text``, ``python no-run``) marks a block that is not run.
+(``bash``, ``text``, ``python no-run``) marks a block that is not run, except
+``python file=NAME``: such a block is written to ``NAME`` in the working directory, which
+is on ``sys.path``, so the blocks after it can import it (a user's module in the tutorial).
 """
 
 import importlib
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,14 +43,27 @@ def test_fences_are_closed():
 
 @pytest.mark.parametrize("doc", EXECUTED)
 def test_python_examples_run(doc, tmp_path, monkeypatch):
-    blocks = [(line, code) for info, line, code in code_blocks(ROOT / doc) if info == "python"]
+    blocks = [(info, line, code) for info, line, code in code_blocks(ROOT / doc)
+              if info == "python" or info.startswith("python file=")]
     assert blocks, f"{doc} has no python examples"
     monkeypatch.chdir(tmp_path)  # examples may write files
+    monkeypatch.syspath_prepend(str(tmp_path))
     namespace = {"__name__": f"docs_example_{Path(doc).stem}"}
-    for line, code in blocks:
-        # Padding with newlines makes tracebacks point at the line in the document.
-        compiled = compile("\n" * (line - 1) + code, str(ROOT / doc), "exec")
-        exec(compiled, namespace)
+    written = []
+    try:
+        for info, line, code in blocks:
+            if info != "python":
+                module_file = tmp_path / info.removeprefix("python file=")
+                module_file.write_text(code, encoding="utf-8")
+                written.append(module_file.stem)
+                sys.modules.pop(module_file.stem, None)
+                continue
+            # Padding with newlines makes tracebacks point at the line in the document.
+            compiled = compile("\n" * (line - 1) + code, str(ROOT / doc), "exec")
+            exec(compiled, namespace)
+    finally:
+        for name in written:        # the next document, or test, imports its own copy
+            sys.modules.pop(name, None)
 
 
 def test_no_run_blocks_still_parse():
