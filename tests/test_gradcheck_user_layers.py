@@ -196,6 +196,19 @@ def test_mistakes_are_one_line_errors(user_dir, argv, message):
     assert "Traceback" not in result.stderr and "PASSED" not in result.stdout
 
 
+def test_reference_and_data_work_for_built_in_layers(capsys):
+    from im2col_net.cli import main
+
+    code = main(["gradcheck", "maxpool2d", "--data", "tie-free", "--reference", "--size", "4"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "tie-free data" in out and "reference: forward and backward match" in out
+    with pytest.raises(SystemExit) as info:
+        main(["gradcheck", "dropout", "--reference", "--size", "3"])
+    assert info.value.code == 2
+    assert "--reference: Dropout has no reference_pair() method" in capsys.readouterr().err
+
+
 def test_the_current_directory_is_not_left_on_sys_path(user_dir, monkeypatch):
     from im2col_net.cli.gradcheck_cmd import load_user_class
 

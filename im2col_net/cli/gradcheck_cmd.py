@@ -148,12 +148,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     user.add_argument("--input-shape", default=None, metavar="N,C,H,W",
                       help="the input's shape as comma-separated ints (default: "
                            "--batch,--channels,--size)")
-    user.add_argument("--data", default=None, choices=[d.replace("_", "-") for d in DATA_KINDS],
-                      help="input values: normal, away-from-zero (for kinks at 0) or tie-free "
-                           "(for max-like layers) (default: normal)")
-    user.add_argument("--reference", action="store_true",
-                      help="also compare forward and backward with the layer's "
-                           "reference_pair() loops")
     shape = parser.add_argument_group("input")
     shape.add_argument("--batch", type=int, default=2, metavar="N",
                        help="batch size (default: 2)")
@@ -208,6 +202,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"absolute tolerance (default: {DEFAULT_ATOL:g})")
     check.add_argument("--rtol", type=float, default=DEFAULT_RTOL, metavar="X",
                        help=f"relative tolerance (default: {DEFAULT_RTOL:g})")
+    check.add_argument("--data", default=None, choices=[d.replace("_", "-") for d in DATA_KINDS],
+                       help="input values: normal, away-from-zero (for kinks at 0) or tie-free "
+                            "(for max-like layers) (default: the layer's kind; normal for "
+                            "your own)")
+    check.add_argument("--reference", action="store_true",
+                       help="also compare forward and backward with the layer's reference "
+                            "loops (your layer's reference_pair() method)")
 
 
 def _validate(args) -> None:
