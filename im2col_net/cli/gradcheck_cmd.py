@@ -383,7 +383,8 @@ def check_input_size(entry: LayerEntry, args) -> tuple[int, ...]:
 def check_sizes(entry: LayerEntry, args, dtype, layer=None, out_shape=None) -> None:
     """Refuse (CliError naming the limit) a check too large to run. A built-in layer is
     sized before it is built for real, on a placeholder-weight copy; a user's ``layer``
-    is given built, with ``out_shape`` when its ``output_shape`` could not tell."""
+    is given built (its constructor, the user's code, decides what it allocates), with
+    ``out_shape`` when its ``output_shape`` could not tell."""
     shape = check_input_size(entry, args)
     if layer is None:
         try:
@@ -462,11 +463,13 @@ def _compare_with_reference(layer, x, args) -> bool:
     except ImportError as exc:
         raise CliError(f"--reference needs hypothesis ({exc}); install the testing extra, "
                        f"pip install im2col_net[testing]") from None
-    if callable(getattr(layer, "reference_pair", None)):
-        pair = _user_code(layer, "reference_pair()", layer.reference_pair)
+    # A copy: the comparison runs forward and backward, which must not touch the layer shown.
+    probe = copy.deepcopy(layer)
+    if callable(getattr(probe, "reference_pair", None)):
+        pair = _user_code(layer, "reference_pair()", probe.reference_pair)
     else:
         try:
-            pair = testing.reference_pair(layer)
+            pair = testing.reference_pair(probe)
         except ValueError:
             raise CliError(f"--reference: {type(layer).__name__} has no reference_pair() "
                            f"method returning (forward(x), backward(x, dy))") from None
@@ -474,7 +477,6 @@ def _compare_with_reference(layer, x, args) -> bool:
         raise CliError(f"--reference: {type(layer).__name__}.reference_pair() must return a "
                        f"pair of callables (forward(x), backward(x, dy)), got "
                        f"{type(pair).__name__}")
-    probe = copy.deepcopy(layer)
     try:
         testing.assert_layer_matches_reference(probe, *pair, x.copy(), seed=args.seed)
     except AssertionError as exc:
