@@ -5,7 +5,8 @@ Every layer maps to operators of the default domain with the same arithmetic (se
 is refused with :class:`OnnxError` naming the layer and the option. The graph has one
 input ``"input"`` of shape ``(N, *input_shape)`` with a symbolic batch ``N`` and one
 output ``"output"``, and always describes evaluation mode (dropout is the identity,
-batch norm uses its running statistics) whatever mode the model is in.
+batch norm uses its running statistics, or the batch's without ``track_running_stats``)
+whatever mode the model is in. The normalisation layers are in :mod:`._norm_export`.
 """
 
 from __future__ import annotations
