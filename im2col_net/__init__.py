@@ -12,9 +12,13 @@ from .layers import (
     Dropout,
     Flatten,
     GlobalAvgPool2D,
+    GroupNorm,
+    InstanceNorm2D,
     Layer,
+    LayerNorm,
     LeakyReLU,
     Linear,
+    LocalResponseNorm,
     MaxPool2D,
     Parallel,
     ReLU,
@@ -34,5 +38,6 @@ __all__ = [
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Flatten", "Dropout", "SoftmaxCrossEntropy",
 ]
 __all__ += ["Parallel", "Residual", "BatchNorm1D", "BatchNorm2D", "ConvTranspose2D", "ELU"]
+__all__ += ["GroupNorm", "LayerNorm", "InstanceNorm2D", "LocalResponseNorm"]
 __all__ += ["GradcheckError"]
 __all__ += ["save_model", "load_model", "ModelFileError"]

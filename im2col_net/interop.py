@@ -11,9 +11,11 @@ im2col_net                    torch keys (in ``state_dict`` order)
 ============================  ==============================================================
 Conv2D, ConvTranspose2D,      ``<path>.weight``, ``<path>.bias``
 Linear
-BatchNorm1D/2D                ``<path>.weight``, ``<path>.bias``, ``<path>.running_mean``,
-                              ``<path>.running_var``, ``<path>.num_batches_tracked`` (0-d
-                              int64)
+BatchNorm1D/2D,               ``<path>.weight``, ``<path>.bias``, ``<path>.running_mean``,
+InstanceNorm2D                ``<path>.running_var``, ``<path>.num_batches_tracked`` (0-d
+                              int64); each group only when the layer has it
+GroupNorm, LayerNorm          ``<path>.weight``, ``<path>.bias`` (when affine / bias)
+LocalResponseNorm             none
 ============================  ==============================================================
 
 A Conv2D built with ``flip_kernel=True`` (true convolution) corresponds to a torch

@@ -122,7 +122,7 @@ def test_functional_matches_reference_and_keeps_layout(setup, data):
     var = np.abs(data.draw(arrays((shape[1],), dtype))) + np.asarray(0.5, dtype)
     training = data.draw(st.booleans())
     mean_before, var_before = mean.copy(), var.copy()
-    y, cache = F.batch_norm_forward(x, w, b, mean, var, training=training, momentum=0.2)
+    y, cache = F.batch_norm_forward(x, mean, var, w, b, training=training, momentum=0.2)
     y_ref, mean_ref, var_ref = ref.batch_norm_forward(x, w, b, mean_before, var_before,
                                                       training=training, momentum=0.2)
     assert_close(y, y_ref, what="y")
@@ -282,8 +282,10 @@ def test_bad_constructor_arguments(kwargs, fragment):
 def test_functional_rejects_mismatched_statistics():
     x = np.zeros((2, 3), np.float32)
     with pytest.raises(ValueError, match="expected weight of shape \\(3,\\)"):
-        F.batch_norm_forward(x, np.ones(2, np.float32))
+        F.batch_norm_forward(x, None, None, np.ones(2, np.float32), training=True)
     with pytest.raises(ValueError, match="running_mean of shape \\(3,\\) and dtype float32"):
         F.batch_norm_forward(x, running_mean=np.zeros(3), running_var=np.ones(3))
     with pytest.raises(ValueError, match="both running_mean and running_var"):
         F.batch_norm_forward(x, running_mean=np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="must be given in evaluation mode"):
+        F.batch_norm_forward(x, None, None)

@@ -29,6 +29,9 @@ SPECIFIC = {
     "Parallel": (lambda: L.Parallel(L.ReLU(), L.Tanh()), (2, 2)),
     "Residual": (lambda: L.Residual(L.Linear(2, 2, rng=0)), (2, 2)),
     "Graph": (lambda: L.Graph([L.ReLU()], [{"op": "layer", "inputs": [-1]}]), (2, 2)),
+    "GroupNorm": (lambda: L.GroupNorm(2, 4), (2, 4, 3, 3)),
+    "LayerNorm": (lambda: L.LayerNorm(4), (2, 3, 4)),
+    "InstanceNorm2D": (lambda: L.InstanceNorm2D(2), (2, 2, 3, 3)),
 }
 CONSTRUCTIONS = [(), (2,), (2, 3, 3)]
 SHAPES = [(1, 2, 4, 4), (2, 2), (2, 2, 4)]

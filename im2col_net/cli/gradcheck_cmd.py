@@ -55,14 +55,18 @@ from ..layers import (
     Dropout,
     Flatten,
     GlobalAvgPool2D,
+    GroupNorm,
+    InstanceNorm2D,
+    LayerNorm,
     LeakyReLU,
     Linear,
+    LocalResponseNorm,
     MaxPool2D,
     ReLU,
     Sigmoid,
     Tanh,
 )
-from ..layers.base import Layer, deferred_init
+from ..layers.base import Layer, deferred_init, init_deferred
 from . import CliError, one_line
 
 NAME = "gradcheck"
@@ -111,6 +115,54 @@ def _linear(args, dtype):
     return Linear(args.channels, args.out_channels, rng=args.seed, dtype=dtype)
 
 
+def _random_affine(layer, seed):
+    """Draw the scale and shift away from their ones/zeros start, so the check covers
+    their effect on dx too."""
+    if init_deferred():  # a size probe: placeholders, nothing to draw
+        return layer
+    rng = np.random.default_rng(seed)
+    for name, value in layer.params.items():
+        value[...] = rng.uniform(0.5, 1.5, value.shape) if name == "weight" else \
+            rng.uniform(-1, 1, value.shape)
+    return layer
+
+
+def _norm_layer(args, dtype, build):
+    try:
+        layer = build()
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return _random_affine(layer, args.seed)
+
+
+def _groupnorm(args, dtype):
+    return _norm_layer(args, dtype, lambda: GroupNorm(args.groups, args.channels, dtype=dtype))
+
+
+def _layernorm(args, dtype):
+    height, width = (args.size * 2)[:2]
+    return _norm_layer(args, dtype,
+                       lambda: LayerNorm((args.channels, height, width), dtype=dtype))
+
+
+def _instancenorm(args, dtype):
+    def build():
+        layer = InstanceNorm2D(args.channels, affine=True, track_running_stats=args.eval,
+                               dtype=dtype)
+        if args.eval and not init_deferred():  # running statistics away from their 0/1 start
+            rng = np.random.default_rng(args.seed + 1)
+            layer.buffers["running_mean"][...] = rng.uniform(-1, 1, args.channels)
+            layer.buffers["running_var"][...] = rng.uniform(0.5, 2, args.channels)
+        return layer
+
+    return _norm_layer(args, dtype, build)
+
+
+def _lrn(args, dtype):
+    size = args.kernel[0] if args.kernel else 3
+    return _norm_layer(args, dtype, lambda: LocalResponseNorm(size, alpha=0.5))
+
+
 # name -> how to build it; add new layers here.
 LAYERS: dict[str, LayerEntry] = {
     "conv2d": LayerEntry(_conv2d),
@@ -126,6 +178,10 @@ LAYERS: dict[str, LayerEntry] = {
     "tanh": LayerEntry(lambda args, dtype: Tanh()),
     "flatten": LayerEntry(lambda args, dtype: Flatten()),
     "dropout": LayerEntry(lambda args, dtype: Dropout(args.p, rng=args.seed)),
+    "groupnorm": LayerEntry(_groupnorm),
+    "layernorm": LayerEntry(_layernorm),
+    "instancenorm2d": LayerEntry(_instancenorm),
+    "localresponsenorm": LayerEntry(_lrn),
 }
 
 
@@ -159,7 +215,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     layer.add_argument("--out-channels", type=int, default=4, metavar="N",
                        help="conv2d out_channels / linear out_features (default: 4)")
     layer.add_argument("--kernel", type=int, nargs="+", metavar=("KH", "KW"),
-                       help="kernel size (default: 3 for conv2d, 2 for pooling)")
+                       help="kernel size (default: 3 for conv2d, 2 for pooling); "
+                            "localresponsenorm: the channel window size (default: 3)")
     layer.add_argument("--stride", type=int, nargs="+", metavar=("SH", "SW"),
                        help="stride (default: 1 for conv2d, the kernel size for pooling)")
     layer.add_argument("--padding", nargs="+", default=["0"], metavar="P",
@@ -168,7 +225,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     layer.add_argument("--dilation", type=int, nargs="+", metavar=("DH", "DW"),
                        help="conv2d dilation (default: 1)")
     layer.add_argument("--groups", type=int, default=1, metavar="G",
-                       help="conv2d groups (default: 1)")
+                       help="conv2d groups / groupnorm num_groups (default: 1)")
     layer.add_argument("--padding-mode", default="zeros",
                        choices=[*PADDING_MODES, "replicate"],
                        help="conv2d padding mode (default: zeros)")
@@ -183,7 +240,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     layer.add_argument("--p", type=float, default=0.5, metavar="P",
                        help="dropout probability (default: 0.5)")
     layer.add_argument("--eval", action="store_true",
-                       help="check the layer in eval mode (default: training mode)")
+                       help="check the layer in eval mode (default: training mode); "
+                            "instancenorm2d: with running statistics")
     check = parser.add_argument_group("check")
     check.add_argument("--mode", default="full", choices=MODES,
                        help="full: perturb every element; fast: random directions "

@@ -86,8 +86,8 @@ def _patch_batchnorm(layer, comm):
             axis=axes, dtype=x.dtype)
         comm.allreduce_inplace(squares, "sync batch norm (variance)")
         var = squares / x.dtype.type(count)
-        y, cache = batch_norm_forward(x, layer.params.get("weight"), layer.params.get("bias"),
-                                      mean, var, training=False, eps=layer.eps,
+        y, cache = batch_norm_forward(x, mean, var, layer.params.get("weight"),
+                                      layer.params.get("bias"), training=False, eps=layer.eps,
                                       owner=repr(layer))
         if layer.track_running_stats:
             buffers = layer.buffers

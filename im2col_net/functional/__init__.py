@@ -3,7 +3,7 @@
 
 from .basic import *  # noqa: F401,F403
 from .basic import __all__ as _basic_all
-from .batchnorm import batch_norm_backward, batch_norm_forward
+from .batchnorm import batch_norm, batch_norm_backward, batch_norm_forward
 from .conv import STRATEGIES, conv2d_backward, conv2d_forward, conv2d_forward_geom
 from .conv_transpose import conv_transpose2d_backward, conv_transpose2d_forward
 from .elu import elu_backward, elu_forward
@@ -30,5 +30,5 @@ __all__ = list(_basic_all) + [
     "global_avg_pool2d_backward",
     "pool_geometry",
 ]
-__all__ += ["batch_norm_forward", "batch_norm_backward", "conv_transpose2d_forward",
+__all__ += ["batch_norm", "batch_norm_forward", "batch_norm_backward", "conv_transpose2d_forward",
             "conv_transpose2d_backward", "elu_forward", "elu_backward"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BatchNormCache", "batch_norm_forward", "batch_norm_backward"]
+__all__ = ["BatchNormCache", "batch_norm", "batch_norm_forward", "batch_norm_backward"]
 
 
 @dataclass
@@ -53,32 +53,41 @@ def _check(x, weight, bias, running_mean, running_var, owner):
         raise ValueError(f"{owner}: give both running_mean and running_var or neither")
 
 
-def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var=None, *,
-                       training=True, momentum=0.1, eps=1e-5, owner="batch_norm"):
+def batch_norm_forward(x, running_mean=None, running_var=None, weight=None, bias=None,
+                       training=False, momentum=0.1, eps=1e-5, *, owner="batch_norm"):
     """Normalise ``x`` per channel, then scale by ``weight`` and shift by ``bias``.
 
-    Shapes: ``x (N, C, *)``; ``weight``, ``bias``, ``running_mean``, ``running_var``
-    ``(C,)`` in ``x.dtype`` or None. ``momentum`` is the update factor for the running
-    statistics (the caller turns PyTorch's ``momentum=None`` into ``1 / batches``).
-    Returns ``y`` (shape and dtype of ``x``) and a cache for :func:`batch_norm_backward`.
-    The running statistics are updated in place when ``training`` is true.
+    The arguments come in ``torch.nn.functional.batch_norm``'s order. Shapes: ``x (N, C,
+    *)``; ``running_mean``, ``running_var``, ``weight``, ``bias`` ``(C,)`` in ``x.dtype``
+    or None. ``momentum`` is the update factor for the running statistics (the caller
+    turns PyTorch's ``momentum=None`` into ``1 / batches``). Returns ``y`` (shape and dtype
+    of ``x``) and a cache for :func:`batch_norm_backward`. The running statistics are
+    updated in place when ``training`` is true; evaluation needs them, as in torch. An
+    empty ``x`` gives an empty ``y`` and leaves the running statistics alone (torch's
+    behaviour).
     """
     x = np.asarray(x)
     _check(x, weight, bias, running_mean, running_var, owner)
+    if not training and running_mean is None:
+        raise ValueError(f"{owner}: running_mean and running_var must be given in evaluation "
+                         f"mode (training=False), got None")
     axes = (0,) + tuple(range(2, x.ndim))
     count = x.size // x.shape[1] if x.shape[1] else 0
-    use_batch = training or running_mean is None
-    if use_batch:
-        if training and count <= 1:
-            raise ValueError(
-                f"{owner}: expected more than 1 value per channel when training, "
-                f"got input shape {x.shape}"
-            )
+    if training and count == 1:
+        raise ValueError(
+            f"{owner}: expected more than 1 value per channel when training, "
+            f"got input shape {x.shape}"
+        )
+    if x.size == 0:
+        inv_std = np.ones(x.shape[1], dtype=x.dtype)
+        cache = BatchNormCache(x.copy(), inv_std, weight, bias is not None, training)
+        return x.copy(), cache
+    if training:
         mean = x.mean(axis=axes, dtype=x.dtype)
         xhat = x - _per_channel(mean, x.ndim)
         var = np.mean(np.square(xhat), axis=axes, dtype=x.dtype)
-        if training and running_mean is not None:
-            unbiased = var * (count / (count - 1))
+        if running_mean is not None:
+            unbiased = var * x.dtype.type(count / (count - 1))
             running_mean *= 1 - momentum
             running_mean += momentum * mean
             running_var *= 1 - momentum
@@ -86,7 +95,7 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
     else:
         var = running_var
         xhat = x - _per_channel(running_mean, x.ndim)
-    inv_std = 1 / np.sqrt(var + eps)
+    inv_std = 1 / np.sqrt(var + x.dtype.type(eps))
     xhat *= _per_channel(inv_std, x.ndim)
     if weight is not None:
         y = xhat * _per_channel(weight, x.ndim)
@@ -94,8 +103,15 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
         y = xhat.copy()
     if bias is not None:
         y += _per_channel(bias, x.ndim)
-    cache = BatchNormCache(xhat, inv_std, weight, bias is not None, use_batch)
+    cache = BatchNormCache(xhat, inv_std, weight, bias is not None, bool(training))
     return y, cache
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """``torch.nn.functional.batch_norm``: :func:`batch_norm_forward` without the cache."""
+    return batch_norm_forward(x, running_mean, running_var, weight, bias, training, momentum,
+                              eps)[0]
 
 
 def batch_norm_backward(dy, cache: BatchNormCache):
@@ -113,6 +129,10 @@ def batch_norm_backward(dy, cache: BatchNormCache):
     dy = np.asarray(dy, dtype=xhat.dtype)
     ndim = xhat.ndim
     axes = (0,) + tuple(range(2, ndim))
+    if xhat.size == 0:
+        zeros = np.zeros(xhat.shape[1], dtype=xhat.dtype)
+        return (dy.copy(), zeros if cache.weight is not None else None,
+                zeros.copy() if cache.has_bias else None)
     dbias = dy.sum(axis=axes)
     dweight = np.sum(dy * xhat, axis=axes)
     scale = cache.inv_std if cache.weight is None else cache.inv_std * cache.weight

@@ -10,6 +10,7 @@ from .conv_transpose import ConvTranspose2D
 from .dense import Dropout, Flatten, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 from .graph import Graph
 from .loss import SoftmaxCrossEntropy
+from .norms import GroupNorm, InstanceNorm2D, LayerNorm, LocalResponseNorm
 from .pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .softmax import LogSoftmax, Softmax
 
@@ -19,3 +20,4 @@ __all__ = [
 ]
 __all__ += ["Parallel", "Residual", "BatchNorm1D", "BatchNorm2D", "ConvTranspose2D", "ELU"]
 __all__ += ["Graph", "Softmax", "LogSoftmax"]
+__all__ += ["GroupNorm", "LayerNorm", "InstanceNorm2D", "LocalResponseNorm"]

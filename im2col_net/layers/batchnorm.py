@@ -100,7 +100,7 @@ class _BatchNorm(Layer):
         running = ((self.buffers["running_mean"], self.buffers["running_var"]) if use_running
                    else (None, None))
         y, self._cache = batch_norm_forward(
-            x, self.params.get("weight"), self.params.get("bias"), *running,
+            x, *running, self.params.get("weight"), self.params.get("bias"),
             training=self.training or not self.track_running_stats, momentum=factor,
             eps=self.eps, owner=repr(self),
         )

@@ -5,7 +5,8 @@ Every layer maps to operators of the default domain with the same arithmetic (se
 is refused with :class:`OnnxError` naming the layer and the option. The graph has one
 input ``"input"`` of shape ``(N, *input_shape)`` with a symbolic batch ``N`` and one
 output ``"output"``, and always describes evaluation mode (dropout is the identity,
-batch norm uses its running statistics) whatever mode the model is in.
+batch norm uses its running statistics, or the batch's without ``track_running_stats``)
+whatever mode the model is in. The normalisation layers are in :mod:`._norm_export`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ..layers import (
     Tanh,
 )
 from ..serialization import named_layers
+from ._norm_export import NORM_LAYERS, emit_norm
 from .deps import OnnxError, opset_range, require_onnx
 
 __all__ = ["export", "to_model_proto", "INPUT_NAME", "OUTPUT_NAME"]
@@ -163,6 +165,8 @@ def _emit(b: _Builder, layer: Layer, x: str, path: str) -> str:
         return b.node("Gemm", inputs, path, transB=1)
     if type(layer) in (BatchNorm1D, BatchNorm2D):
         return _emit_batchnorm(b, layer, x, path, prefix, desc)
+    if type(layer) in NORM_LAYERS:
+        return emit_norm(b, layer, x, path, prefix, desc)
     if type(layer) is LeakyReLU:
         return b.node("LeakyRelu", [x], path,
                       alpha=b.exact_float(desc, "negative_slope", layer.negative_slope))
@@ -186,7 +190,7 @@ def _supported_names():
     return [c.__name__ for c in (Sequential, Parallel, Residual, Graph, Conv2D, ConvTranspose2D,
                                  MaxPool2D, AvgPool2D, GlobalAvgPool2D, Linear, BatchNorm1D,
                                  BatchNorm2D, Dropout, ReLU, LeakyReLU, Sigmoid, Tanh, ELU,
-                                 Flatten, Softmax, LogSoftmax)]
+                                 Flatten, Softmax, LogSoftmax, *NORM_LAYERS)]
 
 
 def _add_chain(b, outs, path):
@@ -232,12 +236,8 @@ def _emit_conv(b, layer: Conv2D, x, path, prefix, desc):
 
 
 def _emit_batchnorm(b, layer, x, path, prefix, desc):
-    if not layer.track_running_stats:
-        raise OnnxError(
-            f"export: {desc}: track_running_stats=False normalises every batch with its own "
-            f"statistics even in eval mode; ONNX BatchNormalization (inference) needs stored "
-            f"running statistics"
-        )
+    if not layer.track_running_stats:  # batch statistics in eval mode too: decomposed
+        return emit_norm(b, layer, x, path, prefix, desc)
     n = layer.num_features
     dtype = layer.dtype
     scale = layer.params.get("weight", np.ones(n, dtype=dtype))
@@ -285,6 +285,7 @@ def to_model_proto(model: Layer, input_shape=(1, 28, 28), opset: int | None = No
                             f"{shape}: {exc}") from exc
     elem = onnx.helper.np_dtype_to_tensor_dtype(dtype)
     b = _Builder(onnx, dtype)
+    b.opset = int(opset)
     b.fresh(INPUT_NAME)
     out = _emit(b, model, INPUT_NAME, "")
     b.nodes.append(onnx.helper.make_node("Identity", [out], [OUTPUT_NAME], name="output"))

@@ -25,6 +25,16 @@ from .dense import (
     tanh_forward,
 )
 from .elu import elu_backward, elu_forward
+from .norms import (
+    group_norm_backward,
+    group_norm_forward,
+    instance_norm_backward,
+    instance_norm_forward,
+    layer_norm_backward,
+    layer_norm_forward,
+    local_response_norm_backward,
+    local_response_norm_forward,
+)
 from .pool import (
     avg_pool2d_backward,
     avg_pool2d_forward,
@@ -61,3 +71,6 @@ __all__ = [
 ]
 __all__ += ["batch_norm_forward", "batch_norm_backward", "conv_transpose2d_forward",
             "conv_transpose2d_backward", "elu_forward", "elu_backward"]
+__all__ += ["group_norm_forward", "group_norm_backward", "layer_norm_forward",
+            "layer_norm_backward", "instance_norm_forward", "instance_norm_backward",
+            "local_response_norm_forward", "local_response_norm_backward"]
