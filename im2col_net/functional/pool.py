@@ -19,9 +19,9 @@ import numpy as np
 
 from ..geometry import WindowGeometry, as_pair
 from ..lowering import offset_slices, pad
-from ._parallel import block_count, run_blocks, scratch, worker_count
+from ..runtime import block_count, run_blocks, scratch, worker_count
 
-# Target input bytes per block of images (see :mod:`._parallel`).
+# Target input bytes per block of images (see :mod:`im2col_net.runtime`).
 BLOCK_BYTES = 1 << 20
 
 __all__ = [

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..functional.conv import STRATEGIES, conv2d_backward, conv2d_forward_geom
-from ..functional.conv_fft import fft_supported
+from ..functional import conv_algorithms
+from ..functional.conv import (
+    STRATEGIES,
+    conv2d_backward,
+    conv2d_forward_geom,
+    conv2d_plan,
+    conv_problem,
+)
 from ..geometry import PADDING_MODES, WindowGeometry
 from ..lowering import check_padding_mode
 from .base import (
@@ -130,11 +136,10 @@ class Conv2D(ConvLayerBase):
         )
         kh, kw = self.geometry.kernel
         dtype = check_float_dtype(name, dtype)
-        if strategy == "fft":
-            missing = fft_supported(self.geometry, self.groups, dtype)
-            if missing:
-                raise ValueError(f"{name}: strategy 'fft' needs {missing}; use 'auto' or "
-                                 f"'im2col'")
+        missing = self._unsupported(strategy, dtype)
+        if missing:
+            raise ValueError(f"{name}: strategy {strategy!r} needs {missing}; use 'auto' or "
+                             f"'im2col'")
         rng = make_rng(rng, owner=name)
         shape = (self.out_channels, self.in_channels // self.groups, kh, kw)
         fan_in = shape[1] * kh * kw
@@ -159,6 +164,26 @@ class Conv2D(ConvLayerBase):
 
     _functional_backward = staticmethod(conv2d_backward)
 
+    def _unsupported(self, strategy, dtype):
+        """Why the named algorithm cannot run this layer (None: it can, or a mode)."""
+        if strategy not in conv_algorithms.ALGORITHMS:
+            return None
+        problem = conv_problem((1, self.in_channels, 1, 1), (self.out_channels,),
+                               self.geometry, groups=self.groups, dtype=dtype, check=False)
+        return conv_algorithms.supported(strategy, problem)
+
+    def plan(self, input_shape, mode="estimate"):
+        """The plan (algorithm and block size) a forward on ``input_shape`` runs in
+        ``mode`` (``strategy`` wins unless it is ``"auto"``); ``"estimate"`` runs no
+        convolution."""
+        self.output_shape(input_shape)           # the checks forward would make
+        shape = tuple(int(d) for d in input_shape)
+        problem = conv_problem(shape, self.params["weight"].shape, self.geometry,
+                               groups=self.groups, dtype=self.params["weight"].dtype,
+                               has_bias="bias" in self.params, padding_mode=self.padding_mode)
+        return conv2d_plan(problem, mode if self.strategy == "auto" else self.strategy,
+                           self.compute_input_grad)
+
     def output_shape(self, input_shape):
         n, _, h, w = self._checked_shape(input_shape)
         owner = repr(self)
@@ -171,6 +196,6 @@ class Conv2D(ConvLayerBase):
         y, self._cache = conv2d_forward_geom(
             x, self.params["weight"], self.params.get("bias"), self.geometry, groups=self.groups,
             padding_mode=self.padding_mode, flip_kernel=self.flip_kernel,
-            strategy=self.strategy, owner=repr(self),
+            strategy=self.strategy, owner=repr(self), input_grad=self.compute_input_grad,
         )
         return y

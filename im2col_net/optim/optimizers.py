@@ -28,7 +28,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..functional._parallel import block_count, run_blocks, scratch
+from ..runtime import block_count, run_blocks, scratch
 from ._checks import flag as _flag
 from ._checks import real_number as _number
 
