@@ -14,13 +14,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from im2col_net import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential, lowering
+from im2col_net import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential, lowering, runtime
 from im2col_net import functional as F
 from im2col_net import reference as ref
-from im2col_net.functional import _parallel
-from im2col_net.functional import conv as conv_ops
+from im2col_net.functional import conv_algorithms, planner
 from im2col_net.functional import pool as pool_ops
+from im2col_net.functional.conv_algorithms import fft as fft_algorithm
 from im2col_net.geometry import WindowGeometry
+from im2col_net.runtime import threads as _parallel
 from im2col_net.testing import arrays, assert_close, conv2d_configs, pool2d_configs
 
 F64 = np.dtype(np.float64)
@@ -31,9 +32,10 @@ def tiny_blocks(workers):
     """``workers`` threads, one image (or FFT frequency) per block (up to the block cap),
     tiny element-wise and GEMM blocks: every block path runs, many times."""
     with pytest.MonkeyPatch.context() as patch, _parallel.forced_workers(workers):
-        patch.setattr(conv_ops, "BLOCK_BYTES", 1)
-        patch.setattr(conv_ops, "FFT_BLOCK_BYTES", 1)
-        patch.setattr(conv_ops, "FFT_FREQ_BLOCK_BYTES", 1)
+        for name in conv_algorithms.DEFAULT_BLOCK_BYTES:
+            patch.setitem(conv_algorithms.DEFAULT_BLOCK_BYTES, name, 1)
+        patch.setattr(fft_algorithm, "FREQ_BLOCK_BYTES", 1)
+        planner.reset()      # no plan made with the usual block sizes
         patch.setattr(pool_ops, "BLOCK_BYTES", 1)
         patch.setattr(_parallel, "ROW_BLOCK_BYTES", 1)
         patch.setattr(_parallel, "SMALL_JOB_BYTES", 0)
@@ -41,6 +43,7 @@ def tiny_blocks(workers):
         patch.setattr(_parallel, "MIN_GEMM_SPLIT", 1)
         patch.setattr(_parallel, "MATMUL_BLOCKS", 16)
         yield
+    planner.reset()
 
 
 def conv_all(x, w, b, dy, kwargs):
@@ -250,10 +253,10 @@ def test_scratch_reuse_across_shapes_never_leaks_into_results():
 
 
 def test_scratch_hands_out_the_same_memory_per_slot_and_thread():
-    a = _parallel.scratch("test.slot", (10, 10), np.float32)
-    b = _parallel.scratch("test.slot", (5, 4), np.float32)
+    a = runtime.scratch("test.slot", (10, 10), np.float32)
+    b = runtime.scratch("test.slot", (5, 4), np.float32)
     assert np.shares_memory(a, b) and b.shape == (5, 4) and b.flags.c_contiguous
-    c = _parallel.scratch("test.slot", (5, 4), np.float64)
+    c = runtime.scratch("test.slot", (5, 4), np.float64)
     assert not np.shares_memory(a, c)
 
 
@@ -481,23 +484,19 @@ def test_fft_strategy_rejects_what_it_cannot_do(kwargs, message):
 
 @pytest.mark.parametrize("shape, kwargs, expected", [
     ((16, 32, 14, 14), dict(out=64, kernel=5, padding=2), "fft"),    # the model's conv 2
-    ((15, 32, 14, 14), dict(out=64, kernel=5, padding=2), "im2col"),  # batch too small
-    ((16, 1, 28, 28), dict(out=32, kernel=5, padding=2), "im2col"),  # too few channels
-    ((16, 32, 28, 28), dict(out=32, kernel=3, padding=1), "im2col"),  # 3x3: GEMM is cheaper
-    ((16, 32, 14, 14), dict(out=64, kernel=5, padding=2, stride=2), "im2col"),
+    ((16, 32, 14, 14), dict(out=64, kernel=5, padding=2, stride=2), "im2col"),  # no FFT
     ((16, 32, 14, 14), dict(out=64, kernel=5, padding=2, dtype=np.float16), "im2col"),
 ])
-def test_auto_picks_the_strategy_per_shape(shape, kwargs, expected):
-    from im2col_net.functional.conv import resolve_strategy
-
-    geometry = WindowGeometry.make(kwargs["kernel"], kwargs.get("stride", 1), kwargs["padding"])
+def test_auto_runs_the_estimated_plan(shape, kwargs, expected):
+    """A Conv2D left at its default ("auto", planner mode "estimate") runs what the cost
+    model picks, reports it in the cache, and the layer's plan() agrees."""
     dtype = kwargs.get("dtype", np.float32)
-    assert resolve_strategy("auto", geometry, 1, dtype, shape, kwargs["out"]) == expected
-    # A Conv2D left at its default runs what "auto" picks, and reports it in the cache.
     layer = Conv2D(shape[1], kwargs["out"], kwargs["kernel"], stride=kwargs.get("stride", 1),
                    padding=kwargs["padding"], dtype=dtype, rng=0)
     assert layer.strategy == "auto"
-    layer.forward(np.zeros(shape, dtype=dtype))
+    with planner.planning("estimate"):
+        assert layer.plan(shape).algorithm == expected
+        layer.forward(np.zeros(shape, dtype=dtype))
     assert layer._cache.strategy == expected
 
 
@@ -518,7 +517,7 @@ def test_default_model_shapes_match_torch(workers):
             ty = tf.conv2d(tx, tw, tb, padding=2)
             dy = rng.standard_normal(ty.shape).astype(np.float32)
             ty.backward(torch.from_numpy(dy))
-            for strategy in ("im2col", "fft", "auto"):
+            for strategy in ("im2col", "rows", "strided", "fft", "auto"):
                 y, cache = F.conv2d_forward(x, w, b, padding=2, strategy=strategy)
                 dx, dw, db = F.conv2d_backward(dy, cache)
                 for ours, theirs, what in ((y, ty, "y"), (dx, tx.grad, "dx"),

@@ -8,10 +8,12 @@ is needed, thread count) — and kept for the process. Modes:
     Rank the algorithms by the cost model in :mod:`.conv_algorithms` (no timing): the
     same plan for the same key on every machine, run after run.
 ``"measure"``
-    Time every applicable algorithm once on random data of the real shape (drawn from a
-    private generator, never the caller's arrays), time again the ones within twice the
-    fastest, keep the fastest minimum (like ``FFTW_MEASURE`` or
-    ``torch.backends.cudnn.benchmark``). The plan then stays fixed for the process.
+    Time the applicable algorithms (those the cost model puts within 4 times its
+    cheapest) on random data, drawn from a private generator, never the caller's
+    arrays: first on a quarter of the batch, then the two fastest (if within 1.5 times
+    of each other) on the real shape, twice, and keep the fastest minimum (like
+    ``FFTW_MEASURE`` or ``torch.backends.cudnn.benchmark``). The plan then stays fixed
+    for the process.
 an algorithm name
     That algorithm (``"im2col"``, ``"rows"``, ``"strided"``, ``"fft"``), no planning.
 
@@ -55,10 +57,12 @@ ENV_CACHE = "IM2COL_NET_PLAN_CACHE"
 FILE_FORMAT = "im2col_net.plans"
 FILE_VERSION = 1
 SOURCES = ("estimate", "measure", "fixed", "checkpoint", "file")
-# Repeats of the candidates that survive the first round (the minimum is kept), and the
+# Timings of the candidates that survive the first round (the minimum is kept), and the
 # factor over the fastest first time beyond which a candidate is dropped.
 REPEATS = 2
-SURVIVOR_FACTOR = 2.0
+SURVIVOR_FACTOR = 1.5
+# Candidates the cost model puts beyond this factor over its cheapest are not timed.
+PRUNE_FACTOR = 4.0
 # A measurement stops re-timing survivors once this many seconds went into one key.
 MAX_PLAN_SECONDS = 0.5
 MAX_EXPORTED = 256
@@ -212,17 +216,35 @@ def measure(problem: algos.Problem, input_grad: bool, runner) -> Plan:
     """Time the candidates with ``runner(problem, plan, input_grad) -> seconds`` (the
     executor's; tests inject timings) and return the fastest as a plan."""
     start = time.perf_counter()
-    plans = {name: Plan(name, algos.DEFAULT_BLOCK_BYTES[name], "measure")
+    # The cost model prunes the hopeless candidates (a wide margin: it is only a model).
+    costs = {name: algos.estimated_cost(
+                 name, problem,
+                 algos.block_count_for(name, problem, algos.DEFAULT_BLOCK_BYTES[name]),
+                 input_grad)
              for name in _candidates(problem)}
-    times = {name: runner(problem, plan, input_grad) for name, plan in plans.items()}
+    cheapest = min(costs.values())
+    plans = {name: Plan(name, algos.DEFAULT_BLOCK_BYTES[name], "measure")
+             for name in costs if costs[name] <= PRUNE_FACTOR * cheapest}
+    # First round on a quarter of the batch, after one untimed run (allocations, page
+    # faults): enough to drop the clear losers cheaply; scaled to the whole batch.
+    part = problem.with_batch(max(1, problem.n // 4))
+    scale = problem.n / part.n
+    times = {}
+    for name, plan in plans.items():
+        runner(part, plan, input_grad)
+        times[name] = scale * runner(part, plan, input_grad)
     best = min(times.values())
-    survivors = [name for name in plans if times[name] <= SURVIVOR_FACTOR * best]
-    for _ in range(REPEATS):
-        if len(survivors) < 2 or time.perf_counter() - start > MAX_PLAN_SECONDS:
-            break
+    survivors = sorted((name for name in plans if times[name] <= SURVIVOR_FACTOR * best),
+                       key=times.get)[:2]
+    if len(survivors) > 1 and time.perf_counter() - start <= MAX_PLAN_SECONDS:
         for name in survivors:
-            times[name] = min(times[name], runner(problem, plans[name], input_grad))
-    winner = min(plans, key=lambda name: times[name])
+            times[name] = runner(problem, plans[name], input_grad)
+        for _ in range(REPEATS - 1):
+            if time.perf_counter() - start > MAX_PLAN_SECONDS:
+                break
+            for name in survivors:
+                times[name] = min(times[name], runner(problem, plans[name], input_grad))
+    winner = min(survivors, key=lambda name: times[name])
     plan = plans[winner]
     plan.timings = {name: float(t) for name, t in times.items()}
     plan.seconds = time.perf_counter() - start

@@ -172,17 +172,17 @@ class Conv2D(ConvLayerBase):
                                self.geometry, groups=self.groups, dtype=dtype, check=False)
         return conv_algorithms.supported(strategy, problem)
 
-    def plan(self, input_shape, mode="estimate"):
-        """The plan (algorithm and block size) a forward on ``input_shape`` runs in
-        ``mode`` (``strategy`` wins unless it is ``"auto"``); ``"estimate"`` runs no
-        convolution."""
+    def plan(self, input_shape, mode=None):
+        """The plan (algorithm and block size) a forward on ``input_shape`` runs: in
+        ``mode`` (``"estimate"``, ``"measure"``; None: the planner's mode in effect)
+        unless ``strategy`` names an algorithm. ``"estimate"`` runs no convolution."""
         self.output_shape(input_shape)           # the checks forward would make
         shape = tuple(int(d) for d in input_shape)
         problem = conv_problem(shape, self.params["weight"].shape, self.geometry,
                                groups=self.groups, dtype=self.params["weight"].dtype,
                                has_bias="bias" in self.params, padding_mode=self.padding_mode)
-        return conv2d_plan(problem, mode if self.strategy == "auto" else self.strategy,
-                           self.compute_input_grad)
+        strategy = self.strategy if self.strategy != "auto" else (mode or "auto")
+        return conv2d_plan(problem, strategy, self.compute_input_grad)
 
     def output_shape(self, input_shape):
         n, _, h, w = self._checked_shape(input_shape)

@@ -43,10 +43,10 @@ def supported(name: str, problem: Problem) -> str | None:
 # The cost model's nominal machine: only the ratios matter (the model ranks algorithms,
 # it predicts no time), and they are round numbers, not measurements of one CPU.
 GEMM_FLOPS = 50e9          # a GEMM with large dimensions
-COPY_BYTES = 10e9          # copies that miss the cache
-CALL_SECONDS = 2e-6        # fixed cost of one GEMM or ufunc call from Python
+COPY_BYTES = 4e9           # strided window copies
+CALL_SECONDS = 1e-6        # fixed cost of one GEMM or ufunc call from Python
 FFT_FLOPS = 10e9           # transforms run far below the GEMM rate
-EDGE = 16                  # a GEMM dimension of d runs at d / (d + EDGE) of the rate
+EDGE = 6                   # a GEMM dimension of d runs at d / (d + EDGE) of the rate
 
 
 def _eff(*dims) -> float:
