@@ -49,6 +49,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..functional import planner
 from ..layers.conv import Conv2D
 from ..layers.loss import SoftmaxCrossEntropy
 from ..serialization import (
@@ -182,6 +183,7 @@ def _restore(checkpoint: Checkpoint, model, optimizer, run, shuffle_rng, batches
         load_buffers(model, buffers, where=path)
         optimizer.load_state_dict(checkpoint.optimizer_state)
         set_layer_rng_states(model, checkpoint.rng["layers"], where=path)
+        planner.install(checkpoint.plans)   # the same algorithms as before: bit-exact
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: cannot restore: {exc}") from exc
 
@@ -245,7 +247,7 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
                          f"of the run")
     session = (contextlib.nullcontext({}) if out_dir is None
                else open_run_dir(out_dir, resume=resume, overwrite=overwrite))
-    with session as paths:
+    with session as paths, planner.training_planning():   # "measure" unless chosen
         return _fit_session(
             model, train_x, train_y, test, epochs=epochs, batch_size=batch_size,
             optimizer=optimizer, schedule=schedule, seed=int(seed),
