@@ -8,12 +8,12 @@ is needed, thread count) — and kept for the process. Modes:
     Rank the algorithms by the cost model in :mod:`.conv_algorithms` (no timing): the
     same plan for the same key on every machine, run after run.
 ``"measure"``
-    Time the applicable algorithms (those the cost model puts within 4 times its
-    cheapest) on random data, drawn from a private generator, never the caller's
-    arrays: first on a quarter of the batch, then the two fastest (if within 1.5 times
-    of each other) on the real shape, twice, and keep the fastest minimum (like
-    ``FFTW_MEASURE`` or ``torch.backends.cudnn.benchmark``). The plan then stays fixed
-    for the process.
+    Time the applicable algorithms (those the cost model puts within 3 times its
+    cheapest) on random data of the real shape, drawn from a private generator, never
+    the caller's arrays: each once, then the three fastest (those within 1.5 times the
+    fastest) twice more while the key's planning time stays under 0.25 s, and keep the
+    fastest of the warm minima (like ``FFTW_MEASURE`` or
+    ``torch.backends.cudnn.benchmark``). The plan then stays fixed for the process.
 an algorithm name
     That algorithm (``"im2col"``, ``"rows"``, ``"strided"``, ``"fft"``), no planning.
 
@@ -61,10 +61,12 @@ SOURCES = ("estimate", "measure", "fixed", "checkpoint", "file")
 # factor over the fastest first time beyond which a candidate is dropped.
 REPEATS = 2
 SURVIVOR_FACTOR = 1.5
+MAX_SURVIVORS = 3
 # Candidates the cost model puts beyond this factor over its cheapest are not timed.
-PRUNE_FACTOR = 4.0
-# A measurement stops re-timing survivors once this many seconds went into one key.
-MAX_PLAN_SECONDS = 0.5
+PRUNE_FACTOR = 3.0
+# A measurement starts no new round on the whole batch once this many seconds went
+# into one key.
+MAX_PLAN_SECONDS = 0.25
 MAX_EXPORTED = 256
 
 
@@ -225,25 +227,20 @@ def measure(problem: algos.Problem, input_grad: bool, runner) -> Plan:
     cheapest = min(costs.values())
     plans = {name: Plan(name, algos.DEFAULT_BLOCK_BYTES[name], "measure")
              for name in costs if costs[name] <= PRUNE_FACTOR * cheapest}
-    # First round on a quarter of the batch, after one untimed run (allocations, page
-    # faults): enough to drop the clear losers cheaply; scaled to the whole batch.
-    part = problem.with_batch(max(1, problem.n // 4))
-    scale = problem.n / part.n
-    times = {}
-    for name, plan in plans.items():
-        runner(part, plan, input_grad)
-        times[name] = scale * runner(part, plan, input_grad)
+    # First round: each candidate once, cold (its scratch buffers are new), which is
+    # enough to drop the clear losers; a smaller batch would not do, since it would
+    # inflate the share of fixed per-call costs (the FFT's kernel spectrum).
+    times = {name: runner(problem, plan, input_grad) for name, plan in plans.items()}
     best = min(times.values())
     survivors = sorted((name for name in plans if times[name] <= SURVIVOR_FACTOR * best),
-                       key=times.get)[:2]
-    if len(survivors) > 1 and time.perf_counter() - start <= MAX_PLAN_SECONDS:
-        for name in survivors:
-            times[name] = runner(problem, plans[name], input_grad)
-        for _ in range(REPEATS - 1):
+                       key=times.get)[:MAX_SURVIVORS]
+    if len(survivors) > 1:
+        for round_ in range(REPEATS):
             if time.perf_counter() - start > MAX_PLAN_SECONDS:
                 break
             for name in survivors:
-                times[name] = min(times[name], runner(problem, plans[name], input_grad))
+                t = runner(problem, plans[name], input_grad)
+                times[name] = t if round_ == 0 else min(times[name], t)   # warm runs
     winner = min(survivors, key=lambda name: times[name])
     plan = plans[winner]
     plan.timings = {name: float(t) for name, t in times.items()}
