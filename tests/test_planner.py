@@ -256,3 +256,14 @@ def test_every_algorithm_has_a_block_budget_and_a_cost():
                                                  conv_algorithms.DEFAULT_BLOCK_BYTES[name])
         assert 1 <= blocks <= problem.n
         assert conv_algorithms.estimated_cost(name, problem, blocks) > 0
+
+
+@pytest.mark.parametrize("rows_time, expected", [(0.0200, "fft"), (0.0180, "rows")])
+def test_measure_overturns_the_cost_model_only_by_a_clear_margin(rows_time, expected):
+    """The model picks the FFT for this shape; a candidate under 10 % faster is a tie."""
+    problem = _problem()
+    assert planner.estimate(problem).algorithm == "fft"
+    runner = _fake_times({"im2col": 0.05, "rows": rows_time, "strided": 0.05, "fft": 0.0205})
+    plan = planner.measure(problem, True, runner)
+    assert plan.algorithm == expected
+    assert plan.timings["rows"] == pytest.approx(rows_time)

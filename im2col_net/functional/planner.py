@@ -11,9 +11,11 @@ is needed, thread count) — and kept for the process. Modes:
     Time the applicable algorithms (those the cost model puts within 3 times its
     cheapest) on random data of the real shape, drawn from a private generator, never
     the caller's arrays: each once, then the three fastest (those within 1.5 times the
-    fastest) twice more while the key's planning time stays under 0.25 s, and keep the
-    fastest of the warm minima (like ``FFTW_MEASURE`` or
-    ``torch.backends.cudnn.benchmark``). The plan then stays fixed for the process.
+    fastest, and the cost model's choice) twice more while the key's planning time stays
+    under 0.25 s; the fastest warm minimum wins, but replaces the cost model's choice
+    only when at least 10 % faster, so that timing noise does not overturn a near tie
+    (like ``FFTW_MEASURE`` or ``torch.backends.cudnn.benchmark``). The plan then stays
+    fixed for the process.
 an algorithm name
     That algorithm (``"im2col"``, ``"rows"``, ``"strided"``, ``"fft"``), no planning.
 
@@ -62,6 +64,9 @@ SOURCES = ("estimate", "measure", "fixed", "checkpoint", "file")
 REPEATS = 2
 SURVIVOR_FACTOR = 1.5
 MAX_SURVIVORS = 3
+# A measured candidate replaces the cost model's choice only when at least this much
+# faster (times[winner] <= MARGIN * times[model's choice]).
+MARGIN = 0.9
 # Candidates the cost model puts beyond this factor over its cheapest are not timed.
 PRUNE_FACTOR = 3.0
 # A measurement starts no new round on the whole batch once this many seconds went
@@ -225,6 +230,7 @@ def measure(problem: algos.Problem, input_grad: bool, runner) -> Plan:
                  input_grad)
              for name in _candidates(problem)}
     cheapest = min(costs.values())
+    modelled = min(costs, key=costs.get)      # what "estimate" would pick
     plans = {name: Plan(name, algos.DEFAULT_BLOCK_BYTES[name], "measure")
              for name in costs if costs[name] <= PRUNE_FACTOR * cheapest}
     # First round: each candidate once, cold (its scratch buffers are new), which is
@@ -234,6 +240,8 @@ def measure(problem: algos.Problem, input_grad: bool, runner) -> Plan:
     best = min(times.values())
     survivors = sorted((name for name in plans if times[name] <= SURVIVOR_FACTOR * best),
                        key=times.get)[:MAX_SURVIVORS]
+    if modelled not in survivors and times[modelled] <= 2 * best:
+        survivors.append(modelled)
     if len(survivors) > 1:
         for round_ in range(REPEATS):
             if time.perf_counter() - start > MAX_PLAN_SECONDS:
@@ -242,6 +250,10 @@ def measure(problem: algos.Problem, input_grad: bool, runner) -> Plan:
                 t = runner(problem, plans[name], input_grad)
                 times[name] = t if round_ == 0 else min(times[name], t)   # warm runs
     winner = min(survivors, key=lambda name: times[name])
+    # Timing noise (another process taking a core) must not overturn the cost model
+    # for a near tie: another algorithm wins only by a clear margin.
+    if modelled in survivors and times[winner] > MARGIN * times[modelled]:
+        winner = modelled
     plan = plans[winner]
     plan.timings = {name: float(t) for name, t in times.items()}
     plan.seconds = time.perf_counter() - start
