@@ -95,12 +95,16 @@ def test_measure_skips_unsupported_algorithms():
 
 
 def test_measure_on_the_real_engine_is_bounded_and_at_least_as_fast_as_what_it_timed():
-    """The convnet's two conv shapes at batch 128: planning takes well under the bound
-    and returns the candidate with the smallest measured time."""
+    """The convnet's two conv shapes at batch 128: planning stays bounded and returns
+    the candidate with the smallest measured time (or the model's, in a near tie)."""
     total = 0.0
     for problem, dx in ((_problem(128, 1, 28, 32), False), (_problem(128), True)):
         plan = planner.measure(problem, dx, conv_module._time_plan)
-        assert plan.timings[plan.algorithm] == min(plan.timings.values())
+        fastest = min(plan.timings.values())
+        modelled = planner.estimate(problem, dx).algorithm
+        assert (plan.timings[plan.algorithm] == fastest
+                or (plan.algorithm == modelled and fastest > planner.MARGIN * plan.timings[
+                    modelled]))
         total += plan.seconds
     assert total < 10.0   # ~0.5 s on a quiet 2-core machine; generous for a loaded one
 

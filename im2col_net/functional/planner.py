@@ -10,7 +10,8 @@ is needed, thread count) — and kept for the process. Modes:
 ``"measure"``
     Time the applicable algorithms (those the cost model puts within 3 times its
     cheapest) on random data of the real shape, drawn from a private generator, never
-    the caller's arrays: each once, then the three fastest (those within 1.5 times the
+    the caller's arrays: each once (in the model's order, until the key's planning time
+    passes 0.25 s), then the three fastest (those within 1.5 times the
     fastest, and the cost model's choice) twice more while the key's planning time stays
     under 0.25 s; the fastest warm minimum wins, but replaces the cost model's choice
     only when at least 10 % faster, so that timing noise does not overturn a near tie
@@ -236,7 +237,14 @@ def measure(problem: algos.Problem, input_grad: bool, runner) -> Plan:
     # First round: each candidate once, cold (its scratch buffers are new), which is
     # enough to drop the clear losers; a smaller batch would not do, since it would
     # inflate the share of fixed per-call costs (the FFT's kernel spectrum).
-    times = {name: runner(problem, plan, input_grad) for name, plan in plans.items()}
+    # In the model's order, so that a slow machine that exhausts the time budget has
+    # timed the likeliest candidates; untimed ones are not chosen.
+    times = {}
+    for name in sorted(plans, key=costs.get):
+        if times and time.perf_counter() - start > MAX_PLAN_SECONDS:
+            break
+        times[name] = runner(problem, plans[name], input_grad)
+    plans = {name: plans[name] for name in times}
     best = min(times.values())
     survivors = sorted((name for name in plans if times[name] <= SURVIVOR_FACTOR * best),
                        key=times.get)[:MAX_SURVIVORS]
