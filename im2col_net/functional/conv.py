@@ -32,12 +32,12 @@ import numpy as np
 
 from ..geometry import WindowGeometry
 from ..lowering import check_padding_mode, pad, pad_grad
-from ..runtime import chains, run_blocks, scratch, worker_count
+from ..runtime import block_bounds, chains, run_blocks, scratch, worker_count
 from . import conv_algorithms as algos
 from . import planner
 from .conv_args import check_conv_args, check_dy, native
 
-STRATEGIES = ("auto",) + planner.MODES + planner.ALGORITHM_NAMES
+STRATEGIES = planner.ALGORITHM_NAMES + ("auto",) + planner.MODES
 
 __all__ = ["STRATEGIES", "ConvCache", "conv2d_forward", "conv2d_backward", "conv2d_forward_geom",
            "conv2d_plan", "conv_problem"]
@@ -80,7 +80,7 @@ class _Blocks:
         self.n, self.count = n, count
 
     def bounds(self, block):
-        return block * self.n // self.count, (block + 1) * self.n // self.count
+        return block_bounds(block, self.n, self.count)
 
 
 def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,

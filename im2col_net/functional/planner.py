@@ -183,7 +183,7 @@ def resolve(strategy: str, owner: str = "conv2d") -> str | None:
         return None
     if strategy in ALGORITHM_NAMES:
         return strategy
-    choices = ("auto",) + MODES + ALGORITHM_NAMES
+    choices = ALGORITHM_NAMES + ("auto",) + MODES
     raise ValueError(f"{owner}: strategy must be one of {choices}, got {strategy!r}")
 
 

@@ -7,6 +7,7 @@ imports nothing else from the package.
 from .blas import blas_info, blas_thread_count, machine_identity, single_threaded_blas
 from .scratch import scratch
 from .threads import (
+    block_bounds,
     block_count,
     call,
     chains,
@@ -18,5 +19,5 @@ from .threads import (
 )
 
 __all__ = ["blas_info", "blas_thread_count", "machine_identity", "single_threaded_blas",
-           "scratch", "block_count", "call", "chains", "for_row_blocks", "forced_workers",
-           "matmul", "run_blocks", "worker_count"]
+           "scratch", "block_bounds", "block_count", "call", "chains", "for_row_blocks",
+           "forced_workers", "matmul", "run_blocks", "worker_count"]

@@ -27,7 +27,7 @@ import numpy as np
 from .blas import blas_thread_count, pin_this_thread, single_threaded_blas
 
 __all__ = ["worker_count", "forced_workers", "run_blocks", "call", "for_row_blocks", "matmul",
-           "block_count", "chains"]
+           "block_count", "block_bounds", "chains"]
 
 # Upper bound on blocks per region: keeps the Python-level loop count independent of the
 # batch size (blocks simply grow for very large batches).
@@ -94,6 +94,12 @@ def block_count(items: int, item_bytes: int, budget_bytes: int,
     return max(1, min(items, MAX_BLOCKS, count))
 
 
+def block_bounds(block: int, items: int, count: int) -> tuple[int, int]:
+    """``(start, stop)`` of block ``block`` when ``items`` are cut into ``count`` blocks
+    of near-equal size (the one place this split is computed)."""
+    return block * items // count, (block + 1) * items // count
+
+
 def chains(blocks: int, accumulator_bytes: int) -> list[range]:
     """Split ``range(blocks)`` into contiguous chains for a reduction: each chain adds its
     blocks, in order, into its own accumulator, and the accumulators are then summed in
@@ -103,7 +109,7 @@ def chains(blocks: int, accumulator_bytes: int) -> list[range]:
     count = max(1, min(blocks, MAX_CHAINS, CHAIN_BYTES // max(accumulator_bytes, 1)))
     if count > BALANCE:
         count -= count % BALANCE  # equal shares for 1, 2 or 4 threads
-    return [range(c * blocks // count, (c + 1) * blocks // count) for c in range(count)]
+    return [range(*block_bounds(c, blocks, count)) for c in range(count)]
 
 
 def _forget_threads_after_fork():
@@ -181,7 +187,7 @@ def for_row_blocks(rows: int, row_bytes: int, fn) -> None:
     count = block_count(rows, row_bytes, ROW_BLOCK_BYTES)
 
     def task(block, worker):
-        fn(block * rows // count, (block + 1) * rows // count, worker)
+        fn(*block_bounds(block, rows, count), worker)
 
     run_blocks(task, count, workers)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...runtime import block_count, call, run_blocks
+from ...runtime import block_bounds, block_count, call, run_blocks
 from .. import conv_fft
 from .problem import Problem
 
@@ -84,7 +84,7 @@ def backward_batch(prep: Prepared, xp, dy_nhwc, dxp, kept_rows, blocks, workers)
     chunks = block_count(freqs, n * (c + cout) * k.itemsize, FREQ_BLOCK_BYTES)
 
     def products(chunk, _):
-        part = slice(chunk * freqs // chunks, (chunk + 1) * freqs // chunks)
+        part = slice(*block_bounds(chunk, freqs, chunks))
         conv_fft.backward_products(x_conj, d_spectrum, k, part, g, dxp is not None)
 
     run_blocks(products, chunks, workers)
