@@ -72,15 +72,24 @@ def conv_transpose2d_geometry(kernel_size, stride=1, padding=0, dilation=1, outp
     return WindowGeometry(kernel, stride_, (ph, ph, pw, pw), dilation_), out_pad
 
 
-def conv_transpose2d_output_size(geometry: WindowGeometry, output_padding, height, width):
-    """``(Hout, Wout)`` of a transposed convolution of an ``height x width`` input."""
+def conv_transpose2d_output_size(geometry: WindowGeometry, output_padding, height, width,
+                                 *, owner=None):
+    """``(Hout, Wout)`` of a transposed convolution of an ``height x width`` input; with
+    an ``owner``, ``ValueError`` naming it when that size is not positive."""
     top, bottom, left, right = geometry.padding
-    return (
+    out_h, out_w = (
         conv_transpose_output_size(height, geometry.kernel[0], geometry.stride[0], top + bottom,
                                    geometry.dilation[0], output_padding[0]),
         conv_transpose_output_size(width, geometry.kernel[1], geometry.stride[1], left + right,
                                    geometry.dilation[1], output_padding[1]),
     )
+    if owner is not None and (out_h <= 0 or out_w <= 0):
+        raise ValueError(
+            f"{owner}: output size {out_h}x{out_w} is not positive for input {height}x{width}, "
+            f"kernel {geometry.kernel}, stride {geometry.stride}, padding {geometry.padding}, "
+            f"dilation {geometry.dilation}, output_padding {tuple(output_padding)}"
+        )
+    return out_h, out_w
 
 
 def conv_transpose2d_forward(x, weight, bias=None, *, stride=1, padding=0, output_padding=0,
@@ -109,13 +118,7 @@ def conv_transpose2d_forward_geom(x, weight, bias, geometry: WindowGeometry, out
     n, cin, h, w = x.shape
     _, coutg, kh, kw = weight.shape
     cout, cing = coutg * groups, cin // groups
-    out_h, out_w = conv_transpose2d_output_size(geometry, output_padding, h, w)
-    if out_h <= 0 or out_w <= 0:
-        raise ValueError(
-            f"{owner}: output size {out_h}x{out_w} is not positive for input {h}x{w}, kernel "
-            f"{geometry.kernel}, stride {geometry.stride}, padding {geometry.padding}, "
-            f"dilation {geometry.dilation}, output_padding {tuple(output_padding)}"
-        )
+    out_h, out_w = conv_transpose2d_output_size(geometry, output_padding, h, w, owner=owner)
     m = n * h * w
     # (Cin, Coutg, kh, kw) -> (G, Cing, kh, kw, Coutg): the column order im2col uses.
     w_gemm = np.ascontiguousarray(

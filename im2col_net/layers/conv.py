@@ -36,6 +36,18 @@ class ConvLayerBase(Layer):
 
     _functional_backward = None
 
+    @staticmethod
+    def _check_channel_args(name, in_channels, out_channels, groups):
+        """Positive channel and group counts, both channel counts divisible by groups."""
+        for arg, value in (("in_channels", in_channels), ("out_channels", out_channels),
+                           ("groups", groups)):
+            check_count(name, arg, value)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must "
+                f"both be divisible by groups ({groups})"
+            )
+
     def _checked_input(self, x):
         """``x`` as a 4-D array of the weight's dtype with ``in_channels`` channels."""
         x = check_float_input(self, x, 4, self.params["weight"].dtype)
@@ -99,14 +111,7 @@ class Conv2D(ConvLayerBase):
                  strategy="auto", init="he", rng=None, dtype=np.float32):
         super().__init__()
         name = f"Conv2D({in_channels}, {out_channels}, kernel_size={kernel_size!r})"
-        for arg, value in (("in_channels", in_channels), ("out_channels", out_channels),
-                           ("groups", groups)):
-            check_count(name, arg, value)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must "
-                f"both be divisible by groups ({groups})"
-            )
+        self._check_channel_args(name, in_channels, out_channels, groups)
         if isinstance(padding_mode, str):
             padding_mode = _MODE_ALIASES.get(padding_mode, padding_mode)
         if padding_mode not in PADDING_MODES:
