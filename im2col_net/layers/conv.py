@@ -95,9 +95,10 @@ class Conv2D(ConvLayerBase):
     ``padding``: int, pair, ``(top, bottom, left, right)``, ``"same"`` (stride 1) or
     ``"valid"``; ``padding_mode``: ``"zeros"``, ``"edge"`` (alias ``"replicate"``) or
     ``"reflect"``. ``flip_kernel=True`` makes it a true convolution (kernel rotated by
-    180 degrees). ``strategy``: ``"auto"`` (default: ``"fft"`` where that is faster,
-    else ``"im2col"``, see :func:`im2col_net.functional.conv.resolve_strategy`),
-    ``"im2col"``, ``"strided"`` or ``"fft"`` (stride 1, no dilation or groups). All give
+    180 degrees). ``strategy``: ``"auto"`` (default: whatever the planner's mode in
+    effect picks, see :mod:`im2col_net.functional.planner`; ``"measure"`` inside
+    ``fit``), ``"measure"``, ``"estimate"``, or an algorithm: ``"im2col"``, ``"rows"``
+    (no groups), ``"strided"`` or ``"fft"`` (stride 1, no dilation or groups). All give
     the same results up to rounding, and a NaN or infinity makes non-finite only the
     outputs (and gradients) whose windows contain it: a call on non-finite data runs
     im2col instead of the FFT, which would spread it over the image. ``init``:

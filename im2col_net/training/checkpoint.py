@@ -11,12 +11,16 @@ Members (all loadable with ``allow_pickle=False``):
   :class:`Progress`), ``rng`` (``{"shuffle": bit-generator state at the start of the
   epoch in progress, "layers": {layer path: state}}`` for every layer holding a
   ``numpy.random.Generator`` in ``.rng``, e.g. Dropout), ``run`` (batch size, seed,
-  training-set size and label checksum, epochs, plus free-form ``meta``).
+  training-set size and label checksum, epochs, plus free-form ``meta``), ``plans``
+  (the convolution plans the run used, :func:`im2col_net.functional.planner.export_plans`;
+  installed again on resume so that it repeats the same arithmetic; absent in older
+  checkpoints).
 
 Written with :func:`~im2col_net.serialization.atomic_savez` (temp file + fsync + rename,
 signals held during the write). Before a resume, :func:`validate_resume` checks every
 field the resume relies on (progress consistent with the data and batch size, generator
-states well-formed, arrays finite) and refuses the file naming the first bad field.
+states well-formed, arrays finite, plans well-formed) and refuses the file naming the
+first bad field.
 """
 
 from __future__ import annotations
