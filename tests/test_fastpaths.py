@@ -21,7 +21,7 @@ from im2col_net.functional import conv_algorithms, planner
 from im2col_net.functional import pool as pool_ops
 from im2col_net.functional.conv_algorithms import fft as fft_algorithm
 from im2col_net.geometry import WindowGeometry
-from im2col_net.runtime import threads as _parallel
+from im2col_net.runtime import threads as runtime_threads
 from im2col_net.testing import arrays, assert_close, conv2d_configs, pool2d_configs
 
 F64 = np.dtype(np.float64)
@@ -31,17 +31,17 @@ F64 = np.dtype(np.float64)
 def tiny_blocks(workers):
     """``workers`` threads, one image (or FFT frequency) per block (up to the block cap),
     tiny element-wise and GEMM blocks: every block path runs, many times."""
-    with pytest.MonkeyPatch.context() as patch, _parallel.forced_workers(workers):
+    with pytest.MonkeyPatch.context() as patch, runtime_threads.forced_workers(workers):
         for name in conv_algorithms.DEFAULT_BLOCK_BYTES:
             patch.setitem(conv_algorithms.DEFAULT_BLOCK_BYTES, name, 1)
         patch.setattr(fft_algorithm, "FREQ_BLOCK_BYTES", 1)
         planner.reset()      # no plan made with the usual block sizes
         patch.setattr(pool_ops, "BLOCK_BYTES", 1)
-        patch.setattr(_parallel, "ROW_BLOCK_BYTES", 1)
-        patch.setattr(_parallel, "SMALL_JOB_BYTES", 0)
-        patch.setattr(_parallel, "SMALL_GEMM", 0)
-        patch.setattr(_parallel, "MIN_GEMM_SPLIT", 1)
-        patch.setattr(_parallel, "MATMUL_BLOCKS", 16)
+        patch.setattr(runtime_threads, "ROW_BLOCK_BYTES", 1)
+        patch.setattr(runtime_threads, "SMALL_JOB_BYTES", 0)
+        patch.setattr(runtime_threads, "SMALL_GEMM", 0)
+        patch.setattr(runtime_threads, "MIN_GEMM_SPLIT", 1)
+        patch.setattr(runtime_threads, "MATMUL_BLOCKS", 16)
         yield
     planner.reset()
 
@@ -176,10 +176,10 @@ def test_split_matmul_matches_numpy(shape):
     a = rng.standard_normal((shape[0], 5))
     b = rng.standard_normal((5, shape[1]))
     with tiny_blocks(3):
-        np.testing.assert_allclose(_parallel.matmul(a, b), a @ b, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(runtime_threads.matmul(a, b), a @ b, rtol=1e-13, atol=1e-13)
         # Transposed (F-ordered) operands, as linear_backward passes them.
         at, bt = np.asfortranarray(a), np.asfortranarray(b)
-        np.testing.assert_allclose(_parallel.matmul(at, bt), a @ b, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(runtime_threads.matmul(at, bt), a @ b, rtol=1e-13, atol=1e-13)
 
 
 def test_run_blocks_reraises_and_nested_regions_run_serially():
@@ -187,11 +187,11 @@ def test_run_blocks_reraises_and_nested_regions_run_serially():
 
     def nested(block, worker):
         inner = []
-        _parallel.run_blocks(lambda b, w: inner.append(w), 4, workers=3)
+        runtime_threads.run_blocks(lambda b, w: inner.append(w), 4, workers=3)
         assert inner == [0, 0, 0, 0]  # the region is taken: serial, in this thread
         seen.append(block)
 
-    _parallel.run_blocks(nested, 5, workers=2)
+    runtime_threads.run_blocks(nested, 5, workers=2)
     assert sorted(seen) == [0, 1, 2, 3, 4]
 
     def failing(block, worker):
@@ -199,33 +199,33 @@ def test_run_blocks_reraises_and_nested_regions_run_serially():
             raise ValueError("block 3 failed")
 
     with pytest.raises(ValueError, match="block 3 failed"):
-        _parallel.run_blocks(failing, 6, workers=2)
+        runtime_threads.run_blocks(failing, 6, workers=2)
     # The region lock was released: a new region runs threaded again.
     workers_seen = set()
-    _parallel.run_blocks(lambda b, w: workers_seen.add(w), 64, workers=2)
+    runtime_threads.run_blocks(lambda b, w: workers_seen.add(w), 64, workers=2)
     assert workers_seen <= {0, 1}
 
 
 def test_block_count_is_capped_whatever_the_batch():
-    assert _parallel.block_count(10**7, 1 << 20, 1) == _parallel.MAX_BLOCKS
-    assert _parallel.block_count(3, 1, 1 << 20) == 3          # at most one per item
-    assert _parallel.block_count(100, 10, 1 << 20) == _parallel.MIN_BLOCKS
-    assert _parallel.block_count(0, 10, 10) == 0
+    assert runtime_threads.block_count(10**7, 1 << 20, 1) == runtime_threads.MAX_BLOCKS
+    assert runtime_threads.block_count(3, 1, 1 << 20) == 3          # at most one per item
+    assert runtime_threads.block_count(100, 10, 1 << 20) == runtime_threads.MIN_BLOCKS
+    assert runtime_threads.block_count(0, 10, 10) == 0
     # Multiples of BALANCE (equal shares for 1, 2 or 4 threads) when there are enough items.
     for items, item_bytes in ((200, 138_000), (200, 627_000), (1000, 5000), (50, 1 << 20)):
-        count = _parallel.block_count(items, item_bytes, 2 << 20)
-        assert count % _parallel.BALANCE == 0 or count == items
+        count = runtime_threads.block_count(items, item_bytes, 2 << 20)
+        assert count % runtime_threads.BALANCE == 0 or count == items
 
 
 @pytest.mark.parametrize("blocks, accumulator_bytes", [(1, 8), (7, 8), (64, 8), (64, 10**7),
                                                        (64, 10**9)])
 def test_chains_cover_the_blocks_in_order(blocks, accumulator_bytes):
-    parts = _parallel.chains(blocks, accumulator_bytes)
+    parts = runtime_threads.chains(blocks, accumulator_bytes)
     assert [b for part in parts for b in part] == list(range(blocks))
-    assert 1 <= len(parts) <= _parallel.MAX_CHAINS
-    assert len(parts) <= _parallel.BALANCE or len(parts) % _parallel.BALANCE == 0
+    assert 1 <= len(parts) <= runtime_threads.MAX_CHAINS
+    assert len(parts) <= runtime_threads.BALANCE or len(parts) % runtime_threads.BALANCE == 0
     if len(parts) > 1:
-        assert len(parts) * accumulator_bytes <= _parallel.CHAIN_BYTES
+        assert len(parts) * accumulator_bytes <= runtime_threads.CHAIN_BYTES
 
 
 # -- scratch buffers ------------------------------------------------------------------------
@@ -511,7 +511,7 @@ def test_default_model_shapes_match_torch(workers):
     torch = pytest.importorskip("torch")
     tf = torch.nn.functional
     rng = np.random.default_rng(8)
-    with _parallel.forced_workers(workers):
+    with runtime_threads.forced_workers(workers):
         for cin, cout, size in ((1, 32, 28), (32, 64, 14)):
             x = rng.standard_normal((6, cin, size, size)).astype(np.float32)
             w = (rng.standard_normal((cout, cin, 5, 5)) * 0.1).astype(np.float32)
@@ -532,3 +532,17 @@ def test_default_model_shapes_match_torch(workers):
                 y, F.pool_geometry(2))
             tp = tf.max_pool2d(tf.relu(torch.from_numpy(y)), 2)
             assert_close(p, tp.numpy(), what="relu+pool")
+
+
+def test_pool_threads_take_the_callers_floating_point_settings():
+    """np.errstate is per thread; a region's pool threads follow the caller's."""
+    import warnings
+
+    def task(block, worker):
+        np.sqrt(np.array([-1.0]))
+
+    with np.errstate(invalid="raise"), pytest.raises(FloatingPointError):
+        runtime.run_blocks(task, 16, workers=2)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+        warnings.simplefilter("error")
+        runtime.run_blocks(task, 16, workers=2)

@@ -220,10 +220,19 @@ def _run_threaded(task, count, workers):
     counter = iter(range(count))
     lock = threading.Lock()
     failed = []
+    # NumPy's floating-point error settings are per thread: the pool threads take the
+    # caller's, so that a caller's np.errstate covers the whole region.
+    fp_settings = np.geterr()
 
     def loop(worker):
         if worker:
             pin_this_thread()
+            with np.errstate(**fp_settings):
+                _loop(worker)
+        else:
+            _loop(worker)
+
+    def _loop(worker):
         while not failed:
             with lock:
                 block = next(counter, None)
