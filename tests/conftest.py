@@ -16,3 +16,5 @@ settings.load_profile(
 # The suite runs convolutions in the planner's deterministic mode, so runs in separate
 # processes (CLI tests) pick the same algorithms; tests/test_planner.py covers "measure".
 os.environ.setdefault("IM2COL_NET_PLAN", "estimate")
+# ... and never writes a plan cache file (the tests that do use tmp_path).
+os.environ.pop("IM2COL_NET_PLAN_CACHE", None)
