@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from im2col_net import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential, lowering, runtime
 from im2col_net import functional as F
 from im2col_net import reference as ref
+from im2col_net.functional import conv as conv_ops
 from im2col_net.functional import conv_algorithms, planner
 from im2col_net.functional import pool as pool_ops
 from im2col_net.functional.conv_algorithms import fft as fft_algorithm
@@ -502,6 +503,9 @@ def test_auto_runs_the_estimated_plan(shape, kwargs, expected):
     with planner.planning("estimate"):
         assert layer.plan(shape).algorithm == expected
         layer.forward(np.zeros(shape, dtype=dtype))
+        # The earlier API still answers, from the planner.
+        assert conv_ops.resolve_strategy("auto", layer.geometry, 1, dtype, shape,
+                                         kwargs["out"]) == expected
     assert layer._cache.strategy == expected
 
 

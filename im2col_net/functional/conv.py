@@ -40,7 +40,7 @@ from .conv_args import check_conv_args, check_dy, native
 STRATEGIES = planner.ALGORITHM_NAMES + ("auto",) + planner.MODES
 
 __all__ = ["STRATEGIES", "ConvCache", "conv2d_forward", "conv2d_backward", "conv2d_forward_geom",
-           "conv2d_plan", "conv_problem"]
+           "conv2d_plan", "conv_problem", "resolve_strategy"]
 
 
 @dataclass
@@ -136,6 +136,17 @@ def conv2d_plan(problem: algos.Problem, strategy="auto", input_grad=True) -> pla
         return planner.choose(problem, requested, input_grad, _time_plan)
     finally:
         _timing_data.clear()    # the random arrays are not needed past planning
+
+
+def resolve_strategy(strategy, geometry: WindowGeometry, groups, dtype, input_shape,
+                     out_channels, input_grad=True) -> str:
+    """The algorithm ``strategy`` runs for these shapes (``"auto"``: the planner's mode in
+    effect). Kept for callers of the earlier API; :func:`conv2d_plan` gives the plan."""
+    n, c, h, w = input_shape
+    kh, kw = geometry.kernel
+    problem = conv_problem(input_shape, (out_channels, c // groups, kh, kw), geometry,
+                           groups=groups, dtype=dtype)
+    return conv2d_plan(problem, strategy, input_grad).algorithm
 
 
 def conv2d_forward_geom(x, weight, bias, geometry: WindowGeometry, *, groups=1,
