@@ -8,8 +8,10 @@
    GFLOP/s as a fraction of the machine's float32 GEMM rate (the "roof": the best of a
    few large square matmuls timed at the start and again at the end of the same run, so
    that a core taken by another process during one of them does not halve it);
-3. both conv lowering strategies on the model's conv shapes, and the speed-up of the
-   fast path over the reference loops on a small case;
+3. each conv layer's plan (the algorithm the planner chose, in ``measure`` mode unless
+   ``IM2COL_NET_PLAN`` says otherwise, with the candidates' times), every applicable
+   algorithm on the model's conv shapes, and the speed-up of the fast path over the
+   reference loops on a small case;
 4. the identical model and step in PyTorch when it is importable (same initial weights,
    same data, same thread count), and the ratio ours / torch;
 5. the peak resident memory of a process that runs training steps (a fresh
@@ -36,10 +38,9 @@ from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
-from . import bench_torch
-from .functional import _parallel
-from .functional.conv import STRATEGIES, conv2d_backward, conv2d_forward, resolve_strategy
-from .functional.conv_fft import fft_supported
+from . import bench_torch, runtime
+from .functional import conv_algorithms, planner
+from .functional.conv import conv2d_backward, conv2d_forward, conv_problem
 from .layers import Conv2D, MaxPool2D
 from .layers.loss import SoftmaxCrossEntropy
 from .models import convnet
@@ -73,8 +74,8 @@ def run_benchmark(batch_size: int = 200, repeats: int = 7, warmup: int = 2,
         raise ValueError(f"run_benchmark: threads must be a positive int or None, got {threads!r}")
     if quick:
         repeats, warmup = min(repeats, 2), min(warmup, 1)
-    with _blas_threads(threads):
-        threads_used = _parallel.worker_count() if threads is None else threads
+    with _blas_threads(threads), planner.training_planning():
+        threads_used = runtime.worker_count() if threads is None else threads
         result = {
             "config": dict(model="convnet", dtype="float32", optimizer="adam",
                            lr=LEARNING_RATE, batch_size=batch_size, repeats=repeats,
@@ -89,6 +90,7 @@ def run_benchmark(batch_size: int = 200, repeats: int = 7, warmup: int = 2,
         result["train_step"] = measure_train_step(batch_size, repeats, warmup, threads_used,
                                                   include_torch, seed)
         result["layers"] = measure_layers(batch_size, repeats, warmup, seed)
+        result["plans"] = layer_plans(batch_size, seed)
         result["strategies"] = measure_strategies(batch_size, repeats, warmup, seed)
         result["reference"] = measure_reference_speedup(repeats, seed)
         last_roof = measure_gemm_roof(roof_size, roof_repeats)
@@ -133,7 +135,7 @@ def machine_info() -> dict:
     """CPU, versions, BLAS libraries (via threadpoolctl when installed) and env vars."""
     import scipy
 
-    blas = _parallel.blas_info()
+    blas = runtime.blas_info()
     return {
         "cpu": _cpu_model(),
         "logical_cpus": os.cpu_count(),
@@ -146,8 +148,9 @@ def machine_info() -> dict:
                                                 "threading_layer", "num_threads", "filepath")}
                  for lib in blas],
         "env": {name: os.environ.get(name) for name in ENV_VARS},
-        # Whether the first conv layer's many-small-GEMM paths are on (see design doc).
-        "small_gemm_kernel": _parallel.small_gemm_kernel(),
+        # What the plan cache file is keyed by, and the planner's mode for this run.
+        "machine_id": runtime.machine_identity()["id"],
+        "plan_mode": planner.current_mode(),
     }
 
 
@@ -306,9 +309,24 @@ def _add_roof_fractions(row: dict, roof: float) -> None:
                 row[f"roof_fraction_{part}{suffix}"] = row[f"gflops_{part}{suffix}"] / roof
 
 
+def layer_plans(batch_size, seed) -> list[dict]:
+    """Each conv layer's plan for its input shape (what the timed steps ran, from the
+    planner's per-process cache), with the candidates' times when measured."""
+    model = make_model(seed)
+    shape = (batch_size,) + INPUT_SHAPE
+    rows = []
+    for index, layer in enumerate(model.layers):
+        if isinstance(layer, Conv2D):
+            plan = layer.plan(shape)
+            rows.append({"index": index, "layer": describe(layer), "input_shape": list(shape),
+                         "compute_input_grad": layer.compute_input_grad, **plan.to_dict()})
+        shape = layer.output_shape(shape)
+    return rows
+
+
 def measure_strategies(batch_size, repeats, warmup, seed) -> list[dict]:
-    """Every applicable strategy on each conv layer's shape (forward + the backward the
-    model runs); ``auto_choice`` marks the one ``strategy="auto"`` (the default) picks."""
+    """Every applicable algorithm on each conv layer's shape (forward + the backward the
+    model runs); ``auto_choice`` marks the one the planner picks (``strategy="auto"``)."""
     model = make_model(seed)
     x, _ = make_batch(batch_size, seed)
     rows = []
@@ -316,11 +334,11 @@ def measure_strategies(batch_size, repeats, warmup, seed) -> list[dict]:
     for index, layer in enumerate(model.layers):
         if isinstance(layer, Conv2D):
             w, b = layer.params["weight"], layer.params.get("bias")
-            auto = resolve_strategy("auto", layer.geometry, layer.groups, x.dtype, x.shape,
-                                    layer.out_channels)
-            for strategy in STRATEGIES:
-                if strategy == "auto" or (strategy == "fft" and fft_supported(
-                        layer.geometry, layer.groups, x.dtype)):
+            auto = layer.plan(x.shape).algorithm
+            problem = conv_problem(x.shape, w.shape, layer.geometry, groups=layer.groups,
+                                   dtype=x.dtype, has_bias=b is not None)
+            for strategy in planner.ALGORITHM_NAMES:
+                if conv_algorithms.supported(strategy, problem):
                     continue
                 kwargs = dict(stride=tuple(layer.geometry.stride),
                               padding=tuple(layer.geometry.padding), strategy=strategy)
@@ -440,8 +458,6 @@ def format_report(result: dict) -> str:
                      f"{lib['num_threads']} threads)")
     if not mach["blas"]:
         lines.append("BLAS: unknown (install threadpoolctl to report it)")
-    lines.append("BLAS small-matrix path (unpacked small GEMMs, used by few-channel convs): "
-                 + ("yes" if mach["small_gemm_kernel"] else "no"))
     env = ", ".join(f"{k}={v}" for k, v in mach["env"].items() if v is not None)
     lines.append(f"env: {env or '(no BLAS/OpenMP variables set)'}")
     roof = result["gemm_roof"]
@@ -471,8 +487,16 @@ def format_report(result: dict) -> str:
                      f"{row['roof_fraction_backward_best']:.0%})")
             text += f" {row['strategy']}" + ("" if row["compute_input_grad"] else ", no dx")
         lines.append(text)
-    lines += ["", "strategy            layer    fwd ms    bwd ms  GFLOP/s  roof"
-              "   (* = what 'auto' picks; GFLOP/s counts direct-convolution FLOPs)"]
+    lines += ["", f"plans (mode {mach['plan_mode']})  layer  algorithm  block KiB  "
+                  "planning ms  candidates, fwd+bwd ms"]
+    for row in result["plans"]:
+        times = ", ".join(f"{name} {t * 1e3:.1f}" for name, t in
+                          sorted(row["timings"].items(), key=lambda item: item[1]))
+        lines.append(f"  {row['source']:<17} {row['index']:>5}  {row['algorithm']:<9} "
+                     f"{row['block_bytes'] / 1024:9.0f}  {row['seconds'] * 1e3:11.1f}  "
+                     f"{times or '(not timed)'}")
+    lines += ["", "algorithm           layer    fwd ms    bwd ms  GFLOP/s  roof"
+              "   (* = the plan's choice; GFLOP/s counts direct-convolution FLOPs)"]
     for row in result["strategies"]:
         mark = "*" if row["auto_choice"] else " "
         lines.append(f"  {row['strategy'] + mark:<17} {row['index']:>5} {_ms(row['forward'])} "

@@ -24,11 +24,15 @@ activation memory
 workspace
     Memory the layer's lowering holds besides its output. Conv2D: the padded
     channels-last copy of its input, ``N*Hp*Wp*Cin`` elements, kept from forward to
-    backward whatever the strategy; its column matrices are built in blocks of about
-    2 MiB per thread (``functional.conv.BLOCK_BYTES``), a fixed cost not counted here.
+    backward whatever the algorithm; its column matrices are built in blocks of about
+    2 MiB per thread (the plan's block budget), a fixed cost not counted here.
     ConvTranspose2D: its whole column matrix, ``N*H*W * kh*kw*Cout`` elements, built in
     forward and again in backward. 0 elsewhere. In training the conv rows add up, since
     every layer keeps its copy until its backward has run.
+plan
+    Conv2D: the algorithm the planner's ``estimate`` mode picks at this batch size (or
+    the one ``strategy=`` names). Only the cost model is asked, so the summary stays
+    free of convolutions and large allocations; ``im2col-net bench`` shows measured plans.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ class LayerSummary:
     activation_bytes: int
     workspace_bytes: int
     depth: int = 0                  # nesting depth, for indentation
+    plan: str = ""                  # Conv2D: the estimated algorithm ("" elsewhere)
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,7 @@ class ModelSummary:
             "dtype": self.dtype,
             "rows": [dict(name=r.name, kind=r.kind, output_shape=list(r.output_shape),
                           params=r.params, flops=r.flops, activation_bytes=r.activation_bytes,
-                          workspace_bytes=r.workspace_bytes) for r in self.rows],
+                          workspace_bytes=r.workspace_bytes, plan=r.plan) for r in self.rows],
             "totals": {
                 "params": self.total_params,
                 "param_bytes": self.param_bytes,
@@ -143,12 +148,14 @@ class ModelSummary:
         return json.dumps(self.to_dict(), indent=2)
 
     def __str__(self) -> str:
-        header = ("Layer", "Output shape", "Params", "FLOPs", "Activations", "Workspace")
+        header = ("Layer", "Output shape", "Params", "FLOPs", "Activations", "Workspace",
+                  "Plan")
         table = [header]
         for r in self.rows:
             label = "  " * r.depth + f"{r.name} {r.kind}".strip()
             table.append((label, str(r.output_shape), f"{r.params:,}", format_count(r.flops),
-                          format_bytes(r.activation_bytes), format_bytes(r.workspace_bytes)))
+                          format_bytes(r.activation_bytes), format_bytes(r.workspace_bytes),
+                          r.plan))
         widths = [max(len(row[i]) for row in table) for i in range(len(header))]
 
         def line(row):
@@ -281,7 +288,9 @@ class _Walker:
             return y
         y = self._guard(layer, path, lambda: self._leaf_shape(layer, x, path))
         flops, work = _leaf_costs(layer, x, y, self.batch, self.itemsize)
-        self._row(path, _describe(layer), y, layer.parameter_count(), flops, work, depth)
+        plan = (layer.plan(self._shape(x), "estimate").algorithm if isinstance(layer, Conv2D)
+                else "")
+        self._row(path, _describe(layer), y, layer.parameter_count(), flops, work, depth, plan)
         return y
 
     def _leaf_shape(self, layer, x, path):
@@ -303,9 +312,9 @@ class _Walker:
             raise ValueError(f"summary: layer {where} ({type(layer).__name__}) failed on the "
                              f"dry run: {exc}") from exc
 
-    def _row(self, path, kind, y, params, flops, work, depth):
+    def _row(self, path, kind, y, params, flops, work, depth, plan=""):
         self.rows.append(LayerSummary(path.rstrip("."), kind, self._shape(y), int(params),
-                                      int(flops), self._bytes(y), int(work), depth))
+                                      int(flops), self._bytes(y), int(work), depth, plan))
 
 
 def _all_layers(layer: Layer):

@@ -12,3 +12,9 @@ settings.register_profile("thorough", max_examples=1000, **_common)
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") == "true" else "dev")
 )
+
+# The suite runs convolutions in the planner's deterministic mode, so runs in separate
+# processes (CLI tests) pick the same algorithms; tests/test_planner.py covers "measure".
+os.environ.setdefault("IM2COL_NET_PLAN", "estimate")
+# ... and never writes a plan cache file (the tests that do use tmp_path).
+os.environ.pop("IM2COL_NET_PLAN_CACHE", None)

@@ -9,11 +9,11 @@ import math
 
 import pytest
 
-from im2col_net import bench
+from im2col_net import bench, runtime
 from im2col_net.cli import main
-from im2col_net.functional import _parallel
+from im2col_net.functional import planner
 
-TOP_KEYS = {"config", "machine", "gemm_roof", "train_step", "layers", "strategies",
+TOP_KEYS = {"config", "machine", "gemm_roof", "train_step", "layers", "plans", "strategies",
             "reference", "memory"}
 
 
@@ -29,7 +29,8 @@ def check_result(result, *, with_torch):
     assert set(bench.ENV_VARS) <= set(machine["env"])
     for lib in machine["blas"]:
         assert {"internal_api", "architecture", "num_threads"} <= set(lib)
-    assert machine["small_gemm_kernel"] is _parallel.small_gemm_kernel()
+    assert machine["machine_id"] == runtime.machine_identity()["id"]
+    assert machine["plan_mode"] in planner.MODES
     roof = result["gemm_roof"]
     assert positive(roof["gflops"])
     # Measured at the start and at the end; the fractions use the better of the two.
@@ -71,11 +72,20 @@ def check_result(result, *, with_torch):
     assert conv0["gflop_backward"] == pytest.approx(conv0["gflop_forward"])
     assert conv1["gflop_backward"] == pytest.approx(2 * conv1["gflop_forward"])
 
+    algorithms = ["im2col", "rows", "strided", "fft"]
     assert [(r["index"], r["strategy"]) for r in result["strategies"]] == [
-        (0, "im2col"), (0, "strided"), (0, "fft"), (3, "im2col"), (3, "strided"), (3, "fft")]
-    # Exactly one strategy per layer is the one "auto" (the default) picks.
+        (i, a) for i in (0, 3) for a in algorithms]
+    # Exactly one algorithm per layer is the one the plan (the default "auto") picks.
     for index in (0, 3):
         assert sum(r["auto_choice"] for r in result["strategies"] if r["index"] == index) == 1
+    plans = {row["index"]: row for row in result["plans"]}
+    assert set(plans) == {0, 3}
+    for conv in (conv0, conv1):
+        plan = plans[conv["index"]]
+        assert plan["algorithm"] == conv["strategy"] and plan["block_bytes"] > 0
+        if plan["source"] == "measure":      # the candidates' times are reported
+            assert plan["algorithm"] in plan["timings"]
+            assert plan["timings"][plan["algorithm"]] == min(plan["timings"].values())
     assert positive(result["reference"]["speedup"])
     json.dumps(result)  # JSON-serialisable throughout
 

@@ -269,24 +269,25 @@ def test_without_threadpoolctl_train_warns_and_threads_is_refused(monkeypatch, c
 
 
 def test_engine_never_threads_on_top_of_an_uncontrolled_blas(monkeypatch):
-    from im2col_net.functional import _parallel
+    from im2col_net import runtime
+    from im2col_net.runtime import blas
 
-    monkeypatch.setattr(_parallel, "_blas", False)  # as without threadpoolctl
+    monkeypatch.setattr(blas, "_blas", False)  # as without threadpoolctl
     threads = set()
-    with _parallel.forced_workers(2):
-        _parallel.run_blocks(lambda block, worker: threads.add(threading.get_ident()), 8)
+    with runtime.forced_workers(2):
+        runtime.run_blocks(lambda block, worker: threads.add(threading.get_ident()), 8)
     assert threads == {threading.get_ident()}
 
 
 def test_train_threads_sets_blas_and_engine_threads(tmp_path, capsys):
     pytest.importorskip("threadpoolctl")
+    from im2col_net import runtime
     from im2col_net.cli.train_cmd import _thread_limit
-    from im2col_net.functional import _parallel
 
-    if not _parallel.blas_info():
+    if not runtime.blas_info():
         pytest.skip("no BLAS library visible to threadpoolctl")
     with _thread_limit(1):
-        assert _parallel.worker_count() == 1
+        assert runtime.worker_count() == 1
     assert main(["train", "--out", str(tmp_path), *TINY, "--epochs", "1",
                  "--threads", "1"]) == 0
     assert load_checkpoint(tmp_path / "checkpoint.npz").run["meta"]["settings"]["threads"] == 1

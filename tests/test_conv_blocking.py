@@ -1,64 +1,36 @@
-"""The im2col strategy's small-channel paths: stacked GEMMs, the two-stage transposed
-im2col, and the column-matrix-free forward (im2row) and weight gradient (column planes).
+"""The row/plane algorithm (``rows``: few input channels, small GEMMs read in place) and
+the lowerings it is built on: im2row, column planes, the transposed column matrix.
 
-A block's GEMMs are issued per group of whole images (``_Plan.stack``) when one image's
-product is small (``conv.SMALL_GEMM_MNK``); the default shapes of the other tests never
-reach that with more than one group per block, so here the constant is set from the
-drawn shape to force 1-3 images per GEMM, with and without a remainder, in one block.
-Likewise the im2row forward needs output rows of ``conv.ROW_GEMM_MIN_WIDTH`` (16), more
-than the drawn shapes have, so one test lowers it.
+Each path of the algorithm is drawn explicitly: the im2row forward (vertical dilation 1,
+``kh >= 2``) or the per-image GEMMs on the transposed columns (otherwise), the
+column-plane weight gradient (vertical stride 1) or the per-image one (otherwise), in
+one block or many, on one thread or two.
 """
-
-import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
 
 from im2col_net import functional as F
-from im2col_net import lowering
+from im2col_net import lowering, runtime
 from im2col_net import reference as ref
-from im2col_net.functional import _parallel
-from im2col_net.functional import conv as conv_ops
+from im2col_net.functional import conv_algorithms, planner
 from im2col_net.geometry import WindowGeometry
 from im2col_net.testing import arrays, assert_close, conv2d_configs
 
 
-def _image_mnk(config):
-    """One image's GEMM size as :class:`conv_ops._Plan` computes it."""
-    kh, kw = config.geometry.kernel
-    ho, wo = config.output_shape[2:]
-    k = kh * kw * config.in_channels // config.groups + int(config.bias)
-    return ho * wo * k * config.out_channels // config.groups
-
-
-@pytest.mark.parametrize("workers", [1, 2])
-@given(config=conv2d_configs(max_batch=1, max_groups=1, strategies=("im2col",)),
-       images=st.integers(1, 3), data=st.data())
-def test_stacked_gemms_match_reference(workers, config, images, data):
-    # Several images per block: stacks of `images` images and, mostly, a remainder.
-    config = dataclasses.replace(config, batch=data.draw(st.sampled_from([4, 5, 7])))
-    with pytest.MonkeyPatch.context() as patch, _parallel.forced_workers(workers):
-        # One block holding the whole batch, cut into GEMMs of `images` images.
-        patch.setattr(conv_ops, "small_gemm_kernel", lambda: True)  # whatever BLAS runs
-        patch.setattr(conv_ops, "SMALL_GEMM_MNK", _image_mnk(config) * images)
-        patch.setattr(conv_ops, "BLOCK_BYTES", 1 << 40)
-        patch.setattr(_parallel, "MIN_BLOCKS", 1)
-        patch.setattr(_parallel, "BALANCE", 1)
-        _check_against_reference(config, data)
-
-
 def _check_against_reference(config, data):
-    """Draw inputs for ``config``, run forward and both backward variants with the
-    constants in effect, and compare with the reference loops (``dw``/``db`` without
-    ``dx`` must equal those with it exactly)."""
+    """Draw inputs for ``config``, run forward and both backward variants, and compare
+    with the reference loops (``dw``/``db`` without ``dx`` must equal those with it
+    exactly)."""
     x = data.draw(arrays(config.input_shape, config.dtype, noncontiguous=True))
     w = data.draw(arrays(config.weight_shape, config.dtype))
     b = data.draw(arrays((config.out_channels,), config.dtype)) if config.bias else None
     dy = data.draw(arrays(config.output_shape, config.dtype, noncontiguous=True))
     y, cache = F.conv2d_forward(x, w, b, **config.functional_kwargs())
+    assert cache.strategy == config.strategy
     dx, dw, db = F.conv2d_backward(dy, cache)
     _, dw_only, db_only = F.conv2d_backward(dy, cache, need_input_grad=False)
     assert_close(y, ref.conv2d_forward(x, w, b, **config.reference_kwargs()), what="y")
@@ -72,26 +44,31 @@ def _check_against_reference(config, data):
         np.testing.assert_array_equal(db_only, db)
 
 
-def test_first_layer_shape_uses_per_image_gemms():
-    """The default convnet's first layer (1 -> 32 channels, 5x5, 28x28) takes the paths
-    without a column matrix with the default constants (one GEMM per output row forward,
-    per kernel row and image for dW), and matches a float64 direct convolution."""
+@pytest.mark.parametrize("workers, block_bytes", [(1, None), (2, None), (2, 1)])
+@given(config=conv2d_configs(max_groups=1, max_channels=3, max_kernel=4, max_size=12,
+                             strategies=("rows",)), data=st.data())
+def test_rows_algorithm_matches_reference(workers, block_bytes, config, data):
+    """Every path of the rows algorithm, with the usual blocks and with one image per
+    block (``block_bytes=1``)."""
+    with pytest.MonkeyPatch.context() as patch, runtime.forced_workers(workers):
+        if block_bytes is not None:
+            patch.setitem(conv_algorithms.DEFAULT_BLOCK_BYTES, "rows", block_bytes)
+        _check_against_reference(config, data)
+
+
+@pytest.mark.parametrize("batch", [5, 6])
+def test_first_layer_shape_on_the_rows_algorithm(batch):
+    """The default convnet's first layer (1 -> 32 channels, 5x5, 28x28) on the rows
+    algorithm (one GEMM per output row forward, per kernel row and image for dW)
+    matches a float64 direct convolution."""
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((11, 1, 28, 28), dtype=np.float32)
+    x = rng.standard_normal((batch, 1, 28, 28), dtype=np.float32)
     w = rng.standard_normal((32, 1, 5, 5), dtype=np.float32)
     b = rng.standard_normal(32, dtype=np.float32)
-    dy = rng.standard_normal((11, 32, 28, 28), dtype=np.float32)
-    geometry = WindowGeometry.make(5, 1, 2, 1)
-    with pytest.MonkeyPatch.context() as patch:
-        # As with OpenBLAS's SkylakeX kernels (see test_small_gemm_kernel_detection).
-        patch.setattr(conv_ops, "small_gemm_kernel", lambda: True)
-        plan = conv_ops._Plan(geometry, 1, x.shape, (28, 28), 32, x.dtype, "im2col", True)
-        assert plan.transposed and plan.stack == 1
-        # Forward by im2row (K = 4 * (5 + 1) + 5), weight gradient from the column planes.
-        assert plan.row_gemm == 29 and plan.plane_wgrad
-        patch.setattr(_parallel, "MIN_BLOCKS", 2)  # blocks of 5-6 images, 1 per GEMM
-        y, cache = F.conv2d_forward(x, w, b, padding=2)
-        _, dw, db = F.conv2d_backward(dy, cache, need_input_grad=False)
+    dy = rng.standard_normal((batch, 32, 28, 28), dtype=np.float32)
+    y, cache = F.conv2d_forward(x, w, b, padding=2, strategy="rows")
+    assert cache.prepared.w_rows is not None and cache.prepared.plane_wgrad
+    _, dw, db = F.conv2d_backward(dy, cache, need_input_grad=False)
     assert y.dtype == dw.dtype == db.dtype == np.float32
     windows = sliding_window_view(np.pad(x[:, 0].astype(np.float64), ((0, 0), (2, 2), (2, 2))),
                                   (5, 5), axis=(1, 2))       # (N, 28, 28, 5, 5)
@@ -101,6 +78,15 @@ def test_first_layer_shape_uses_per_image_gemms():
     np.testing.assert_allclose(dw, dw_ref, rtol=1e-4, atol=1e-2)
     np.testing.assert_allclose(db, dy.astype(np.float64).sum(axis=(0, 2, 3)), rtol=1e-4,
                                atol=1e-2)
+
+
+def test_rows_algorithm_refuses_groups():
+    x = np.zeros((1, 4, 6, 6), np.float32)
+    w = np.zeros((4, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="conv2d: strategy 'rows' needs groups=1"):
+        F.conv2d_forward(x, w, groups=2, strategy="rows")
+    assert planner.estimate(F.conv_problem(x.shape, w.shape, WindowGeometry.make(3),
+                                           groups=2)).algorithm != "rows"
 
 
 @given(kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 2), sw=st.integers(1, 2),
@@ -128,26 +114,6 @@ def test_im2col_transposed_is_the_window_copy(kh, kw, sh, sw, dh, dw, channels, 
     else:
         got = lowering.im2col_transposed(xp, geometry, out_h, out_w)
     np.testing.assert_array_equal(got, expected)
-
-
-@pytest.mark.parametrize("workers", [1, 2])
-@given(config=conv2d_configs(max_groups=1, max_channels=2, max_kernel=4, max_size=12,
-                             strategies=("im2col",)), data=st.data())
-def test_row_and_plane_paths_match_reference(workers, config, data):
-    """With ROW_GEMM_MIN_WIDTH at 1 and no bound on the extra ones rows, the drawn shapes
-    take the im2row forward and the column-plane weight gradient wherever their other
-    conditions hold (vertical dilation 1 for the first, vertical stride 1 for the
-    second, few channels for both)."""
-    geometry = config.geometry
-    out_h, out_w = config.output_shape[2:]
-    with pytest.MonkeyPatch.context() as patch, _parallel.forced_workers(workers):
-        patch.setattr(conv_ops, "small_gemm_kernel", lambda: True)  # whatever BLAS runs
-        patch.setattr(conv_ops, "ROW_GEMM_MIN_WIDTH", 1)
-        patch.setattr(conv_ops, "ROW_GEMM_MAX_EXTRA", 100.0)
-        plan = conv_ops._Plan(geometry, 1, config.input_shape, (out_h, out_w),
-                              config.out_channels, config.dtype, "im2col", config.bias)
-        assume(plan.row_gemm or plan.plane_wgrad)
-        _check_against_reference(config, data)
 
 
 @given(kh=st.integers(2, 4), kw=st.integers(1, 4), sh=st.integers(1, 2), sw=st.integers(1, 2),
@@ -215,53 +181,3 @@ def test_row_lowering_rejects_geometries_it_cannot_lay_out():
         lowering.column_planes(xp, strided, 3, 5)
 
 
-@pytest.mark.parametrize("infos, env, expected", [
-    ([{"internal_api": "openblas", "architecture": "SkylakeX"}] * 2, None, True),
-    ([{"internal_api": "openblas", "architecture": "SapphireRapids"}], "Haswell", True),
-    ([{"internal_api": "openblas", "architecture": "Haswell"}], None, False),
-    ([{"internal_api": "openblas", "architecture": "SkylakeX"},
-      {"internal_api": "mkl", "architecture": "SkylakeX"}], None, False),
-    # NumPy's own OpenBLAS decides; another library's BLAS (torch's MKL) does not count.
-    ([{"internal_api": "mkl", "architecture": "SkylakeX", "filepath": "/x/torch/lib/mkl.so"},
-      {"internal_api": "openblas", "architecture": "SkylakeX",
-       "filepath": "/x/numpy.libs/libscipy_openblas64_.so"}], None, True),
-    ([{"internal_api": "openblas", "architecture": "SkylakeX", "filepath": "/x/scipy.libs/o.so"},
-      {"internal_api": "openblas", "architecture": "Haswell",
-       "filepath": "/x/numpy.libs/libscipy_openblas64_.so"}], None, False),
-    ([], None, True),               # no threadpoolctl: trust OpenBLAS's own choice ...
-    ([], "Haswell", False),         # ... unless the environment forces another kernel
-    ([], "skylakex", True),
-])
-def test_small_gemm_kernel_detection(infos, env, expected):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_parallel, "_small_gemm", None)
-        patch.setattr(_parallel, "blas_info", lambda: infos)
-        if env is None:
-            patch.delenv("OPENBLAS_CORETYPE", raising=False)
-        else:
-            patch.setenv("OPENBLAS_CORETYPE", env)
-        assert _parallel.small_gemm_kernel() is expected
-
-
-@pytest.mark.parametrize("workers", [1, 2])
-def test_first_layer_without_a_small_gemm_kernel(workers):
-    """Under a BLAS kernel that packs every GEMM (e.g. OPENBLAS_CORETYPE=Haswell) the
-    first layer takes one GEMM per block, and still matches the reference."""
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((6, 1, 28, 28), dtype=np.float32)
-    w = rng.standard_normal((32, 1, 5, 5), dtype=np.float32)
-    b = rng.standard_normal(32, dtype=np.float32)
-    dy = rng.standard_normal((6, 32, 28, 28), dtype=np.float32)
-    with pytest.MonkeyPatch.context() as patch, _parallel.forced_workers(workers):
-        patch.setattr(conv_ops, "small_gemm_kernel", lambda: False)
-        plan = conv_ops._Plan(WindowGeometry.make(5, 1, 2, 1), 1, x.shape, (28, 28), 32,
-                              x.dtype, "im2col", True)
-        assert plan.transposed and not plan.row_gemm and not plan.plane_wgrad
-        assert plan.stack is None
-        y, cache = F.conv2d_forward(x, w, b, padding=2)
-        dx, dw, db = F.conv2d_backward(dy, cache)
-    assert_close(y, ref.conv2d_forward(x, w, b, padding=2), what="y")
-    dx_ref, dw_ref, db_ref = ref.conv2d_backward(x, w, dy, bias=True, padding=2)
-    assert_close(dx, dx_ref, what="dx")
-    assert_close(dw, dw_ref, what="dw")
-    assert_close(db, db_ref, what="db")

@@ -131,7 +131,7 @@ CASES = [
      lambda: F.conv2d_forward(zeros(1, 1, 4, 4), zeros(1, 1, 2, 2), padding_mode="wrap"),
      ValueError, ["conv2d", "'zeros', 'edge', 'reflect'", "'wrap'"]),
     ("conv-strategy", lambda: Conv2D(3, 4, 3, strategy="winograd"), ValueError,
-     ["Conv2D(3, 4", "'im2col', 'strided'", "'winograd'"]),
+     ["Conv2D(3, 4", "'im2col', 'rows', 'strided'", "'winograd'"]),
     ("conv-init", lambda: Conv2D(3, 4, 3, init="zeros"), ValueError,
      ["Conv2D(3, 4", "'he' or 'xavier'", "'zeros'"]),
     ("conv-int-dtype", lambda: Conv2D(3, 4, 3, dtype=np.int32), ValueError,

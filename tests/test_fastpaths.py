@@ -14,13 +14,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from im2col_net import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential, lowering
+from im2col_net import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential, lowering, runtime
 from im2col_net import functional as F
 from im2col_net import reference as ref
-from im2col_net.functional import _parallel
 from im2col_net.functional import conv as conv_ops
+from im2col_net.functional import conv_algorithms, planner
 from im2col_net.functional import pool as pool_ops
+from im2col_net.functional.conv_algorithms import fft as fft_algorithm
 from im2col_net.geometry import WindowGeometry
+from im2col_net.runtime import threads as runtime_threads
 from im2col_net.testing import arrays, assert_close, conv2d_configs, pool2d_configs
 
 F64 = np.dtype(np.float64)
@@ -30,17 +32,19 @@ F64 = np.dtype(np.float64)
 def tiny_blocks(workers):
     """``workers`` threads, one image (or FFT frequency) per block (up to the block cap),
     tiny element-wise and GEMM blocks: every block path runs, many times."""
-    with pytest.MonkeyPatch.context() as patch, _parallel.forced_workers(workers):
-        patch.setattr(conv_ops, "BLOCK_BYTES", 1)
-        patch.setattr(conv_ops, "FFT_BLOCK_BYTES", 1)
-        patch.setattr(conv_ops, "FFT_FREQ_BLOCK_BYTES", 1)
+    with pytest.MonkeyPatch.context() as patch, runtime_threads.forced_workers(workers):
+        for name in conv_algorithms.DEFAULT_BLOCK_BYTES:
+            patch.setitem(conv_algorithms.DEFAULT_BLOCK_BYTES, name, 1)
+        patch.setattr(fft_algorithm, "FREQ_BLOCK_BYTES", 1)
+        planner.reset()      # no plan made with the usual block sizes
         patch.setattr(pool_ops, "BLOCK_BYTES", 1)
-        patch.setattr(_parallel, "ROW_BLOCK_BYTES", 1)
-        patch.setattr(_parallel, "SMALL_JOB_BYTES", 0)
-        patch.setattr(_parallel, "SMALL_GEMM", 0)
-        patch.setattr(_parallel, "MIN_GEMM_SPLIT", 1)
-        patch.setattr(_parallel, "MATMUL_BLOCKS", 16)
+        patch.setattr(runtime_threads, "ROW_BLOCK_BYTES", 1)
+        patch.setattr(runtime_threads, "SMALL_JOB_BYTES", 0)
+        patch.setattr(runtime_threads, "SMALL_GEMM", 0)
+        patch.setattr(runtime_threads, "MIN_GEMM_SPLIT", 1)
+        patch.setattr(runtime_threads, "MATMUL_BLOCKS", 16)
         yield
+    planner.reset()
 
 
 def conv_all(x, w, b, dy, kwargs):
@@ -173,10 +177,10 @@ def test_split_matmul_matches_numpy(shape):
     a = rng.standard_normal((shape[0], 5))
     b = rng.standard_normal((5, shape[1]))
     with tiny_blocks(3):
-        np.testing.assert_allclose(_parallel.matmul(a, b), a @ b, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(runtime_threads.matmul(a, b), a @ b, rtol=1e-13, atol=1e-13)
         # Transposed (F-ordered) operands, as linear_backward passes them.
         at, bt = np.asfortranarray(a), np.asfortranarray(b)
-        np.testing.assert_allclose(_parallel.matmul(at, bt), a @ b, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(runtime_threads.matmul(at, bt), a @ b, rtol=1e-13, atol=1e-13)
 
 
 def test_run_blocks_reraises_and_nested_regions_run_serially():
@@ -184,11 +188,11 @@ def test_run_blocks_reraises_and_nested_regions_run_serially():
 
     def nested(block, worker):
         inner = []
-        _parallel.run_blocks(lambda b, w: inner.append(w), 4, workers=3)
+        runtime_threads.run_blocks(lambda b, w: inner.append(w), 4, workers=3)
         assert inner == [0, 0, 0, 0]  # the region is taken: serial, in this thread
         seen.append(block)
 
-    _parallel.run_blocks(nested, 5, workers=2)
+    runtime_threads.run_blocks(nested, 5, workers=2)
     assert sorted(seen) == [0, 1, 2, 3, 4]
 
     def failing(block, worker):
@@ -196,33 +200,33 @@ def test_run_blocks_reraises_and_nested_regions_run_serially():
             raise ValueError("block 3 failed")
 
     with pytest.raises(ValueError, match="block 3 failed"):
-        _parallel.run_blocks(failing, 6, workers=2)
+        runtime_threads.run_blocks(failing, 6, workers=2)
     # The region lock was released: a new region runs threaded again.
     workers_seen = set()
-    _parallel.run_blocks(lambda b, w: workers_seen.add(w), 64, workers=2)
+    runtime_threads.run_blocks(lambda b, w: workers_seen.add(w), 64, workers=2)
     assert workers_seen <= {0, 1}
 
 
 def test_block_count_is_capped_whatever_the_batch():
-    assert _parallel.block_count(10**7, 1 << 20, 1) == _parallel.MAX_BLOCKS
-    assert _parallel.block_count(3, 1, 1 << 20) == 3          # at most one per item
-    assert _parallel.block_count(100, 10, 1 << 20) == _parallel.MIN_BLOCKS
-    assert _parallel.block_count(0, 10, 10) == 0
+    assert runtime_threads.block_count(10**7, 1 << 20, 1) == runtime_threads.MAX_BLOCKS
+    assert runtime_threads.block_count(3, 1, 1 << 20) == 3          # at most one per item
+    assert runtime_threads.block_count(100, 10, 1 << 20) == runtime_threads.MIN_BLOCKS
+    assert runtime_threads.block_count(0, 10, 10) == 0
     # Multiples of BALANCE (equal shares for 1, 2 or 4 threads) when there are enough items.
     for items, item_bytes in ((200, 138_000), (200, 627_000), (1000, 5000), (50, 1 << 20)):
-        count = _parallel.block_count(items, item_bytes, 2 << 20)
-        assert count % _parallel.BALANCE == 0 or count == items
+        count = runtime_threads.block_count(items, item_bytes, 2 << 20)
+        assert count % runtime_threads.BALANCE == 0 or count == items
 
 
 @pytest.mark.parametrize("blocks, accumulator_bytes", [(1, 8), (7, 8), (64, 8), (64, 10**7),
                                                        (64, 10**9)])
 def test_chains_cover_the_blocks_in_order(blocks, accumulator_bytes):
-    parts = _parallel.chains(blocks, accumulator_bytes)
+    parts = runtime_threads.chains(blocks, accumulator_bytes)
     assert [b for part in parts for b in part] == list(range(blocks))
-    assert 1 <= len(parts) <= _parallel.MAX_CHAINS
-    assert len(parts) <= _parallel.BALANCE or len(parts) % _parallel.BALANCE == 0
+    assert 1 <= len(parts) <= runtime_threads.MAX_CHAINS
+    assert len(parts) <= runtime_threads.BALANCE or len(parts) % runtime_threads.BALANCE == 0
     if len(parts) > 1:
-        assert len(parts) * accumulator_bytes <= _parallel.CHAIN_BYTES
+        assert len(parts) * accumulator_bytes <= runtime_threads.CHAIN_BYTES
 
 
 # -- scratch buffers ------------------------------------------------------------------------
@@ -250,10 +254,10 @@ def test_scratch_reuse_across_shapes_never_leaks_into_results():
 
 
 def test_scratch_hands_out_the_same_memory_per_slot_and_thread():
-    a = _parallel.scratch("test.slot", (10, 10), np.float32)
-    b = _parallel.scratch("test.slot", (5, 4), np.float32)
+    a = runtime.scratch("test.slot", (10, 10), np.float32)
+    b = runtime.scratch("test.slot", (5, 4), np.float32)
     assert np.shares_memory(a, b) and b.shape == (5, 4) and b.flags.c_contiguous
-    c = _parallel.scratch("test.slot", (5, 4), np.float64)
+    c = runtime.scratch("test.slot", (5, 4), np.float64)
     assert not np.shares_memory(a, c)
 
 
@@ -399,17 +403,22 @@ def test_fused_pair_reports_errors_like_the_layers():
 
 
 # -- first layer without input gradient -----------------------------------------------------------
-def test_first_layer_without_input_gradient_keeps_all_parameter_gradients():
+@pytest.mark.parametrize("algorithm", ["im2col", "rows", "strided", "fft"])
+def test_first_layer_without_input_gradient_keeps_all_parameter_gradients(algorithm):
+    """Under one plan, skipping dx changes no other gradient, bit for bit (the planner
+    may pick another algorithm for a layer without dx: the plan key includes it)."""
     rng = np.random.default_rng(7)
     x = rng.standard_normal((3, 2, 6, 6))
     dy = rng.standard_normal((3, 3))
     full = small_net(seed=1)
     skip = small_net(seed=1)
     skip.layers[0].compute_input_grad = False
-    full.forward(x)
-    skip.forward(x)
-    assert full.backward(dy).shape == x.shape
-    assert skip.backward(dy) is None
+    with planner.planning(algorithm):
+        full.forward(x)
+        skip.forward(x)
+        assert skip.layers[0]._cache.strategy == full.layers[0]._cache.strategy
+        assert full.backward(dy).shape == x.shape
+        assert skip.backward(dy) is None
     for name, grad in full.grads.items():
         np.testing.assert_array_equal(skip.grads[name], grad, err_msg=name)
 
@@ -481,23 +490,22 @@ def test_fft_strategy_rejects_what_it_cannot_do(kwargs, message):
 
 @pytest.mark.parametrize("shape, kwargs, expected", [
     ((16, 32, 14, 14), dict(out=64, kernel=5, padding=2), "fft"),    # the model's conv 2
-    ((15, 32, 14, 14), dict(out=64, kernel=5, padding=2), "im2col"),  # batch too small
-    ((16, 1, 28, 28), dict(out=32, kernel=5, padding=2), "im2col"),  # too few channels
-    ((16, 32, 28, 28), dict(out=32, kernel=3, padding=1), "im2col"),  # 3x3: GEMM is cheaper
-    ((16, 32, 14, 14), dict(out=64, kernel=5, padding=2, stride=2), "im2col"),
+    ((16, 32, 14, 14), dict(out=64, kernel=5, padding=2, stride=2), "im2col"),  # no FFT
     ((16, 32, 14, 14), dict(out=64, kernel=5, padding=2, dtype=np.float16), "im2col"),
 ])
-def test_auto_picks_the_strategy_per_shape(shape, kwargs, expected):
-    from im2col_net.functional.conv import resolve_strategy
-
-    geometry = WindowGeometry.make(kwargs["kernel"], kwargs.get("stride", 1), kwargs["padding"])
+def test_auto_runs_the_estimated_plan(shape, kwargs, expected):
+    """A Conv2D left at its default ("auto", planner mode "estimate") runs what the cost
+    model picks, reports it in the cache, and the layer's plan() agrees."""
     dtype = kwargs.get("dtype", np.float32)
-    assert resolve_strategy("auto", geometry, 1, dtype, shape, kwargs["out"]) == expected
-    # A Conv2D left at its default runs what "auto" picks, and reports it in the cache.
     layer = Conv2D(shape[1], kwargs["out"], kwargs["kernel"], stride=kwargs.get("stride", 1),
                    padding=kwargs["padding"], dtype=dtype, rng=0)
     assert layer.strategy == "auto"
-    layer.forward(np.zeros(shape, dtype=dtype))
+    with planner.planning("estimate"):
+        assert layer.plan(shape).algorithm == expected
+        layer.forward(np.zeros(shape, dtype=dtype))
+        # The earlier API still answers, from the planner.
+        assert conv_ops.resolve_strategy("auto", layer.geometry, 1, dtype, shape,
+                                         kwargs["out"]) == expected
     assert layer._cache.strategy == expected
 
 
@@ -507,7 +515,7 @@ def test_default_model_shapes_match_torch(workers):
     torch = pytest.importorskip("torch")
     tf = torch.nn.functional
     rng = np.random.default_rng(8)
-    with _parallel.forced_workers(workers):
+    with runtime_threads.forced_workers(workers):
         for cin, cout, size in ((1, 32, 28), (32, 64, 14)):
             x = rng.standard_normal((6, cin, size, size)).astype(np.float32)
             w = (rng.standard_normal((cout, cin, 5, 5)) * 0.1).astype(np.float32)
@@ -518,7 +526,7 @@ def test_default_model_shapes_match_torch(workers):
             ty = tf.conv2d(tx, tw, tb, padding=2)
             dy = rng.standard_normal(ty.shape).astype(np.float32)
             ty.backward(torch.from_numpy(dy))
-            for strategy in ("im2col", "fft", "auto"):
+            for strategy in ("im2col", "rows", "strided", "fft", "auto"):
                 y, cache = F.conv2d_forward(x, w, b, padding=2, strategy=strategy)
                 dx, dw, db = F.conv2d_backward(dy, cache)
                 for ours, theirs, what in ((y, ty, "y"), (dx, tx.grad, "dx"),
@@ -528,3 +536,17 @@ def test_default_model_shapes_match_torch(workers):
                 y, F.pool_geometry(2))
             tp = tf.max_pool2d(tf.relu(torch.from_numpy(y)), 2)
             assert_close(p, tp.numpy(), what="relu+pool")
+
+
+def test_pool_threads_take_the_callers_floating_point_settings():
+    """np.errstate is per thread; a region's pool threads follow the caller's."""
+    import warnings
+
+    def task(block, worker):
+        np.sqrt(np.array([-1.0]))
+
+    with np.errstate(invalid="raise"), pytest.raises(FloatingPointError):
+        runtime.run_blocks(task, 16, workers=2)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+        warnings.simplefilter("error")
+        runtime.run_blocks(task, 16, workers=2)

@@ -9,8 +9,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from im2col_net import Linear, Sequential, SoftmaxCrossEntropy
-from im2col_net.functional import _parallel
+from im2col_net import Linear, Sequential, SoftmaxCrossEntropy, runtime
 from im2col_net.optim import (
     OPTIMIZERS,
     SGD,
@@ -362,7 +361,7 @@ def test_chunked_threaded_updates_equal_whole_parameter_updates(name, kwargs):
     results = []
     for chunk_bytes, workers in ((1 << 30, 1), (1024, 1), (1024, 2)):
         params = {k: v.copy(order="K") for k, v in base.items()}
-        with pytest.MonkeyPatch.context() as patch, _parallel.forced_workers(workers):
+        with pytest.MonkeyPatch.context() as patch, runtime.forced_workers(workers):
             patch.setattr(optimizers, "CHUNK_BYTES", chunk_bytes)
             opt = make_optimizer(name, params, **kwargs)
             chunks = {k: len(v) for k, v in opt._chunks.items()}

@@ -172,3 +172,22 @@ def test_cli_summary_user_errors(argv, capsys):
         main(argv)
     assert info.value.code == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_summary_shows_each_conv_plan_without_running_it(monkeypatch):
+    """The Plan column is the planner's estimate at the summary's batch size (the
+    model's conv 2 takes the FFT by the cost model), computed without any convolution."""
+    from im2col_net import summary as summary_module
+    from im2col_net.functional import conv as conv_module
+    from im2col_net.functional import planner
+    from im2col_net.models import convnet
+
+    def no_timing(*args):
+        raise AssertionError("summary must not time convolutions")
+    monkeypatch.setattr(conv_module, "_time_plan", no_timing)
+    with planner.planning("measure"):      # even in measure mode: summary only estimates
+        summary = summary_module.summarize(convnet(rng=0), (1, 28, 28), batch_size=256)
+    plans = [r.plan for r in summary.rows if r.kind.startswith("Conv2D")]
+    assert len(plans) == 2 and all(plans) and plans[1] == "fft"
+    assert all(r.plan == "" for r in summary.rows if not r.kind.startswith("Conv2D"))
+    assert "Plan" in str(summary) and summary.to_dict()["rows"][0]["plan"] == plans[0]

@@ -4,7 +4,7 @@
 from .basic import *  # noqa: F401,F403
 from .basic import __all__ as _basic_all
 from .batchnorm import batch_norm, batch_norm_backward, batch_norm_forward
-from .conv import STRATEGIES, conv2d_backward, conv2d_forward, conv2d_forward_geom
+from .conv import STRATEGIES, conv2d_backward, conv2d_forward, conv2d_forward_geom, conv_problem
 from .conv_transpose import conv_transpose2d_backward, conv_transpose2d_forward
 from .elu import elu_backward, elu_forward
 from .pool import (
@@ -22,6 +22,7 @@ __all__ = list(_basic_all) + [
     "conv2d_forward",
     "conv2d_backward",
     "conv2d_forward_geom",
+    "conv_problem",
     "max_pool2d_forward",
     "max_pool2d_backward",
     "avg_pool2d_forward",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._parallel import for_row_blocks, matmul
+from ..runtime import for_row_blocks, matmul
 
 __all__ = [
     "linear_forward",

@@ -1,4 +1,5 @@
-"""Convolution through the FFT (the ``"fft"`` strategy of :mod:`.conv`).
+"""Convolution through the FFT: the transforms behind the ``fft`` algorithm
+(:mod:`.conv_algorithms.fft`).
 
 For stride 1, no dilation and no groups, the ``(Hp, Wp)`` FFT of the padded input
 ``xp`` turns the convolution into one small complex matrix product per frequency:

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..geometry import WindowGeometry, as_pair, conv_transpose_output_size
 from ..lowering import col2im, im2col, pad
+from .conv_args import check_conv_args, check_dy, native
 
 __all__ = [
     "ConvTransposeCache",
@@ -71,15 +72,24 @@ def conv_transpose2d_geometry(kernel_size, stride=1, padding=0, dilation=1, outp
     return WindowGeometry(kernel, stride_, (ph, ph, pw, pw), dilation_), out_pad
 
 
-def conv_transpose2d_output_size(geometry: WindowGeometry, output_padding, height, width):
-    """``(Hout, Wout)`` of a transposed convolution of an ``height x width`` input."""
+def conv_transpose2d_output_size(geometry: WindowGeometry, output_padding, height, width,
+                                 *, owner=None):
+    """``(Hout, Wout)`` of a transposed convolution of an ``height x width`` input; with
+    an ``owner``, ``ValueError`` naming it when that size is not positive."""
     top, bottom, left, right = geometry.padding
-    return (
+    out_h, out_w = (
         conv_transpose_output_size(height, geometry.kernel[0], geometry.stride[0], top + bottom,
                                    geometry.dilation[0], output_padding[0]),
         conv_transpose_output_size(width, geometry.kernel[1], geometry.stride[1], left + right,
                                    geometry.dilation[1], output_padding[1]),
     )
+    if owner is not None and (out_h <= 0 or out_w <= 0):
+        raise ValueError(
+            f"{owner}: output size {out_h}x{out_w} is not positive for input {height}x{width}, "
+            f"kernel {geometry.kernel}, stride {geometry.stride}, padding {geometry.padding}, "
+            f"dilation {geometry.dilation}, output_padding {tuple(output_padding)}"
+        )
+    return out_h, out_w
 
 
 def conv_transpose2d_forward(x, weight, bias=None, *, stride=1, padding=0, output_padding=0,
@@ -100,53 +110,15 @@ def conv_transpose2d_forward(x, weight, bias=None, *, stride=1, padding=0, outpu
     return conv_transpose2d_forward_geom(x, weight, bias, geometry, out_pad, groups=groups)
 
 
-def _check_args(x, weight, bias, groups, owner):
-    if x.ndim != 4:
-        raise ValueError(f"{owner}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
-    if x.dtype.kind != "f":
-        raise ValueError(f"{owner}: expected a floating-point input, got dtype {x.dtype}")
-    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
-        raise ValueError(f"{owner}: groups must be a positive int, got {groups!r}")
-    cin = weight.shape[0]
-    if cin % groups:
-        raise ValueError(f"{owner}: in_channels={cin} is not divisible by groups={groups}")
-    if x.shape[1] != cin:
-        raise ValueError(
-            f"{owner}: expected input with {cin} channels (weight {weight.shape}), "
-            f"got input shape {x.shape}"
-        )
-    if weight.dtype != x.dtype:
-        raise ValueError(
-            f"{owner}: weight dtype {weight.dtype} does not match input dtype {x.dtype}"
-        )
-    cout = weight.shape[1] * groups
-    if bias is not None and (bias.shape != (cout,) or bias.dtype != x.dtype):
-        raise ValueError(
-            f"{owner}: expected bias of shape ({cout},) and dtype {x.dtype}, "
-            f"got shape {bias.shape} dtype {bias.dtype}"
-        )
-
-
 def conv_transpose2d_forward_geom(x, weight, bias, geometry: WindowGeometry, output_padding,
                                   *, groups=1, owner="conv_transpose2d"):
     """:func:`conv_transpose2d_forward` with a prepared geometry (used by layers)."""
-    # Native byte order, same dtype: a big-endian float32 array computes as float32.
-    x, weight = (a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
-                 for a in (np.asarray(x), np.asarray(weight)))
-    bias = None if bias is None else np.asarray(bias)
-    if bias is not None and not bias.dtype.isnative:
-        bias = bias.astype(bias.dtype.newbyteorder("="))
-    _check_args(x, weight, bias, groups, owner)
+    x, weight, bias = native(x), native(weight), native(bias)
+    check_conv_args(x, weight, bias, groups, owner, transposed=True)
     n, cin, h, w = x.shape
     _, coutg, kh, kw = weight.shape
     cout, cing = coutg * groups, cin // groups
-    out_h, out_w = conv_transpose2d_output_size(geometry, output_padding, h, w)
-    if out_h <= 0 or out_w <= 0:
-        raise ValueError(
-            f"{owner}: output size {out_h}x{out_w} is not positive for input {h}x{w}, kernel "
-            f"{geometry.kernel}, stride {geometry.stride}, padding {geometry.padding}, "
-            f"dilation {geometry.dilation}, output_padding {tuple(output_padding)}"
-        )
+    out_h, out_w = conv_transpose2d_output_size(geometry, output_padding, h, w, owner=owner)
     m = n * h * w
     # (Cin, Coutg, kh, kw) -> (G, Cing, kh, kw, Coutg): the column order im2col uses.
     w_gemm = np.ascontiguousarray(
@@ -183,16 +155,8 @@ def conv_transpose2d_backward(dy, cache: ConvTransposeCache, *, need_input_grad:
     coutg = k // (kh * kw)
     cout = coutg * groups
     dtype = cache.w_gemm.dtype
-    dy = np.asarray(dy)
-    if dy.shape != (n, cout, out_h, out_w):
-        raise ValueError(
-            f"conv_transpose2d backward: expected dy of shape {(n, cout, out_h, out_w)}, "
-            f"got {dy.shape}"
-        )
-    if dy.dtype.kind != "f":  # a complex dy would lose its imaginary part in the cast
-        raise ValueError(f"conv_transpose2d backward: expected a real floating-point dy, got "
-                         f"dtype {dy.dtype}")
-    dy_nhwc = np.asarray(dy, dtype=dtype).transpose(0, 2, 3, 1)
+    dy = check_dy(dy, (n, cout, out_h, out_w), dtype, "conv_transpose2d")
+    dy_nhwc = dy.transpose(0, 2, 3, 1)
     db = dy_nhwc.sum(axis=(0, 1, 2)) if cache.has_bias else None
     # The padded border of the forward output was cut off, so its gradient is zero.
     dcols = im2col(pad(dy_nhwc, geometry.padding), geometry, h, w, groups)  # (G, M, K)

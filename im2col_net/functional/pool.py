@@ -19,9 +19,9 @@ import numpy as np
 
 from ..geometry import WindowGeometry, as_pair
 from ..lowering import offset_slices, pad
-from ._parallel import block_count, run_blocks, scratch, worker_count
+from ..runtime import block_bounds, block_count, run_blocks, scratch, worker_count
 
-# Target input bytes per block of images (see :mod:`._parallel`).
+# Target input bytes per block of images (see :mod:`im2col_net.runtime`).
 BLOCK_BYTES = 1 << 20
 
 __all__ = [
@@ -93,7 +93,7 @@ def _blocks(n, image_bytes):
     """Image ranges for a pooling call, about :data:`BLOCK_BYTES` of input each."""
     workers = worker_count()
     count = block_count(n, image_bytes, BLOCK_BYTES)
-    return count, workers, (lambda b: (b * n // count, (b + 1) * n // count))
+    return count, workers, (lambda b: block_bounds(b, n, count))
 
 
 def _scatter_block(parts, geometry: WindowGeometry, dx_b, out_h, out_w):

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..functional.conv import STRATEGIES, conv2d_backward, conv2d_forward_geom
-from ..functional.conv_fft import fft_supported
+from ..functional import conv_algorithms
+from ..functional.conv import (
+    STRATEGIES,
+    conv2d_backward,
+    conv2d_forward_geom,
+    conv2d_plan,
+    conv_problem,
+)
 from ..geometry import PADDING_MODES, WindowGeometry
 from ..lowering import check_padding_mode
 from .base import (
@@ -29,6 +35,18 @@ class ConvLayerBase(Layer):
     """
 
     _functional_backward = None
+
+    @staticmethod
+    def _check_channel_args(name, in_channels, out_channels, groups):
+        """Positive channel and group counts, both channel counts divisible by groups."""
+        for arg, value in (("in_channels", in_channels), ("out_channels", out_channels),
+                           ("groups", groups)):
+            check_count(name, arg, value)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must "
+                f"both be divisible by groups ({groups})"
+            )
 
     def _checked_input(self, x):
         """``x`` as a 4-D array of the weight's dtype with ``in_channels`` channels."""
@@ -77,9 +95,10 @@ class Conv2D(ConvLayerBase):
     ``padding``: int, pair, ``(top, bottom, left, right)``, ``"same"`` (stride 1) or
     ``"valid"``; ``padding_mode``: ``"zeros"``, ``"edge"`` (alias ``"replicate"``) or
     ``"reflect"``. ``flip_kernel=True`` makes it a true convolution (kernel rotated by
-    180 degrees). ``strategy``: ``"auto"`` (default: ``"fft"`` where that is faster,
-    else ``"im2col"``, see :func:`im2col_net.functional.conv.resolve_strategy`),
-    ``"im2col"``, ``"strided"`` or ``"fft"`` (stride 1, no dilation or groups). All give
+    180 degrees). ``strategy``: ``"auto"`` (default: whatever the planner's mode in
+    effect picks, see :mod:`im2col_net.functional.planner`; ``"measure"`` inside
+    ``fit``), ``"measure"``, ``"estimate"``, or an algorithm: ``"im2col"``, ``"rows"``
+    (no groups), ``"strided"`` or ``"fft"`` (stride 1, no dilation or groups). All give
     the same results up to rounding, and a NaN or infinity makes non-finite only the
     outputs (and gradients) whose windows contain it: a call on non-finite data runs
     im2col instead of the FFT, which would spread it over the image. ``init``:
@@ -93,14 +112,7 @@ class Conv2D(ConvLayerBase):
                  strategy="auto", init="he", rng=None, dtype=np.float32):
         super().__init__()
         name = f"Conv2D({in_channels}, {out_channels}, kernel_size={kernel_size!r})"
-        for arg, value in (("in_channels", in_channels), ("out_channels", out_channels),
-                           ("groups", groups)):
-            check_count(name, arg, value)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must "
-                f"both be divisible by groups ({groups})"
-            )
+        self._check_channel_args(name, in_channels, out_channels, groups)
         if isinstance(padding_mode, str):
             padding_mode = _MODE_ALIASES.get(padding_mode, padding_mode)
         if padding_mode not in PADDING_MODES:
@@ -130,11 +142,10 @@ class Conv2D(ConvLayerBase):
         )
         kh, kw = self.geometry.kernel
         dtype = check_float_dtype(name, dtype)
-        if strategy == "fft":
-            missing = fft_supported(self.geometry, self.groups, dtype)
-            if missing:
-                raise ValueError(f"{name}: strategy 'fft' needs {missing}; use 'auto' or "
-                                 f"'im2col'")
+        missing = self._unsupported(strategy, dtype)
+        if missing:
+            raise ValueError(f"{name}: strategy {strategy!r} needs {missing}; use 'auto' or "
+                             f"'im2col'")
         rng = make_rng(rng, owner=name)
         shape = (self.out_channels, self.in_channels // self.groups, kh, kw)
         fan_in = shape[1] * kh * kw
@@ -159,6 +170,26 @@ class Conv2D(ConvLayerBase):
 
     _functional_backward = staticmethod(conv2d_backward)
 
+    def _unsupported(self, strategy, dtype):
+        """Why the named algorithm cannot run this layer (None: it can, or a mode)."""
+        if strategy not in conv_algorithms.ALGORITHMS:
+            return None
+        problem = conv_problem((1, self.in_channels, 1, 1), (self.out_channels,),
+                               self.geometry, groups=self.groups, dtype=dtype, check=False)
+        return conv_algorithms.supported(strategy, problem)
+
+    def plan(self, input_shape, mode=None):
+        """The plan (algorithm and block size) a forward on ``input_shape`` runs: in
+        ``mode`` (``"estimate"``, ``"measure"``; None: the planner's mode in effect)
+        unless ``strategy`` names an algorithm. ``"estimate"`` runs no convolution."""
+        self.output_shape(input_shape)           # the checks forward would make
+        shape = tuple(int(d) for d in input_shape)
+        problem = conv_problem(shape, self.params["weight"].shape, self.geometry,
+                               groups=self.groups, dtype=self.params["weight"].dtype,
+                               has_bias="bias" in self.params, padding_mode=self.padding_mode)
+        strategy = self.strategy if self.strategy != "auto" else (mode or "auto")
+        return conv2d_plan(problem, strategy, self.compute_input_grad)
+
     def output_shape(self, input_shape):
         n, _, h, w = self._checked_shape(input_shape)
         owner = repr(self)
@@ -171,6 +202,6 @@ class Conv2D(ConvLayerBase):
         y, self._cache = conv2d_forward_geom(
             x, self.params["weight"], self.params.get("bias"), self.geometry, groups=self.groups,
             padding_mode=self.padding_mode, flip_kernel=self.flip_kernel,
-            strategy=self.strategy, owner=repr(self),
+            strategy=self.strategy, owner=repr(self), input_grad=self.compute_input_grad,
         )
         return y

@@ -10,7 +10,7 @@ from ..functional.conv_transpose import (
     conv_transpose2d_geometry,
     conv_transpose2d_output_size,
 )
-from .base import check_count, check_float_dtype, make_rng, uniform_init
+from .base import check_float_dtype, make_rng, uniform_init
 from .conv import ConvLayerBase
 
 
@@ -31,14 +31,7 @@ class ConvTranspose2D(ConvLayerBase):
                  rng=None, dtype=np.float32):
         super().__init__()
         name = f"ConvTranspose2D({in_channels}, {out_channels}, kernel_size={kernel_size!r})"
-        for arg, value in (("in_channels", in_channels), ("out_channels", out_channels),
-                           ("groups", groups)):
-            check_count(name, arg, value)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must "
-                f"both be divisible by groups ({groups})"
-            )
+        self._check_channel_args(name, in_channels, out_channels, groups)
         if padding_mode != "zeros":
             raise ValueError(f"{name}: only padding_mode='zeros' is supported, got "
                              f"{padding_mode!r}")
@@ -82,14 +75,8 @@ class ConvTranspose2D(ConvLayerBase):
 
     def output_shape(self, input_shape):
         n, _, h, w = self._checked_shape(input_shape)
-        out_h, out_w = self.output_size(h, w)
-        if out_h <= 0 or out_w <= 0:
-            g = self.geometry
-            raise ValueError(
-                f"{self!r}: output size {out_h}x{out_w} is not positive for input {h}x{w}, "
-                f"kernel {g.kernel}, stride {g.stride}, padding {g.padding}, dilation "
-                f"{g.dilation}, output_padding {tuple(self.output_padding)}"
-            )
+        out_h, out_w = conv_transpose2d_output_size(self.geometry, self.output_padding, h, w,
+                                                    owner=repr(self))
         return (n, self.out_channels, out_h, out_w)
 
     def forward(self, x):

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..functional._parallel import block_count, run_blocks, scratch
+from ..runtime import block_bounds, block_count, run_blocks, scratch
 from ._checks import flag as _flag
 from ._checks import real_number as _number
 
@@ -221,7 +221,7 @@ class Optimizer:
                 a.flags.c_contiguous for a in [param, *buffers]):
             return [None]
         count = block_count(size, param.itemsize, CHUNK_BYTES, minimum=1)
-        return [(i * size // count, (i + 1) * size // count) for i in range(count)]
+        return [block_bounds(i, size, count) for i in range(count)]
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: dict) -> None:
         raise NotImplementedError

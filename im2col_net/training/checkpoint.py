@@ -11,12 +11,16 @@ Members (all loadable with ``allow_pickle=False``):
   :class:`Progress`), ``rng`` (``{"shuffle": bit-generator state at the start of the
   epoch in progress, "layers": {layer path: state}}`` for every layer holding a
   ``numpy.random.Generator`` in ``.rng``, e.g. Dropout), ``run`` (batch size, seed,
-  training-set size and label checksum, epochs, plus free-form ``meta``).
+  training-set size and label checksum, epochs, plus free-form ``meta``), ``plans``
+  (the convolution plans the run used, :func:`im2col_net.functional.planner.export_plans`;
+  installed again on resume so that it repeats the same arithmetic; absent in older
+  checkpoints).
 
 Written with :func:`~im2col_net.serialization.atomic_savez` (temp file + fsync + rename,
 signals held during the write). Before a resume, :func:`validate_resume` checks every
 field the resume relies on (progress consistent with the data and batch size, generator
-states well-formed, arrays finite) and refuses the file naming the first bad field.
+states well-formed, arrays finite, plans well-formed) and refuses the file naming the
+first bad field.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..functional import planner
 from ..serialization import (
     ModelFileError,
     atomic_savez,
@@ -93,6 +98,7 @@ class Checkpoint:
     progress: Progress
     rng: dict
     run: dict = field(default_factory=dict)
+    plans: list = field(default_factory=list)   # the convolution plans the run used
 
 
 # -- RNG states as JSON ------------------------------------------------------------------
@@ -159,6 +165,7 @@ def save_checkpoint(path, model, optimizer, *, schedule=None, progress: Progress
         "progress": asdict(progress),
         "rng": {"shuffle": shuffle_state, "layers": layer_rng_states(model)},
         "run": run or {},
+        "plans": planner.export_plans(),   # reused on resume, so it stays bit-exact
     }
     arrays["__checkpoint__"] = json_scalar(meta)
     atomic_savez(path, arrays)
@@ -187,6 +194,8 @@ def load_checkpoint(path) -> Checkpoint:
             raise TypeError("bad 'optimizer' entry")
         if not isinstance(meta.get("run") or {}, dict):
             raise TypeError("bad 'run' entry")
+        if not isinstance(meta.get("plans") or [], list):
+            raise TypeError("bad 'plans' entry")
     except (KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{path}: malformed checkpoint description: {exc}") from exc
     for key, value in arrays.items():
@@ -203,6 +212,7 @@ def load_checkpoint(path) -> Checkpoint:
         progress=progress,
         rng=rng,
         run=meta.get("run") or {},
+        plans=meta.get("plans") or [],   # older checkpoints have none: plan anew
     )
 
 
@@ -288,9 +298,14 @@ def validate_resume(checkpoint: Checkpoint, *, model, shuffle_rng, epochs, batch
                     batch_size, n_train):
     """Check every part of ``checkpoint`` that resuming relies on, before anything is
     loaded: progress consistent with the data and batch size, well-formed generator
-    states for the shuffle and for each of ``model``'s random layers, finite arrays.
+    states for the shuffle and for each of ``model``'s random layers, finite arrays,
+    well-formed convolution plans.
     Raises :class:`CheckpointError` naming the file and the field."""
     path = checkpoint.path
+    try:
+        planner.validate_entries(checkpoint.plans)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: plans: {exc}") from None
     _check_progress(checkpoint.progress, path, epochs=epochs,
                     batches_per_epoch=batches_per_epoch, batch_size=batch_size,
                     n_train=n_train)

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..distributed.local import LocalCommunicator
+from ..functional import planner
 from ..layers.conv import Conv2D
 from ..layers.loss import SoftmaxCrossEntropy
 from ..serialization import (
@@ -201,6 +202,7 @@ def _restore(checkpoint: Checkpoint, model, optimizer, run, shuffle_rng, batches
         load_buffers(model, buffers, where=path)
         optimizer.load_state_dict(checkpoint.optimizer_state)
         set_layer_rng_states(model, checkpoint.rng["layers"], where=path)
+        planner.install(checkpoint.plans)   # the same algorithms as before: bit-exact
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: cannot restore: {exc}") from exc
 
@@ -316,7 +318,7 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
         session = open_run_dir(out_dir, resume=resume, overwrite=overwrite)
     else:  # the other ranks only read the checkpoint on resume
         session = contextlib.nullcontext(run_paths(out_dir))
-    with session as paths:
+    with session as paths, planner.training_planning():   # "measure" unless chosen
         return _fit_session(
             model, train_x, train_y, test, epochs=epochs, batch_size=batch_size,
             optimizer=optimizer, schedule=schedule, seed=int(seed),

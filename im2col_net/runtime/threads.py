@@ -1,4 +1,4 @@
-"""Internal: run independent blocks of an operation on a few threads, and reusable scratch.
+"""Run independent blocks of an operation on a few threads.
 
 NumPy releases the GIL inside ufunc loops, copies and BLAS calls, so threads that each
 work on their own slice of the batch run truly in parallel. While such a region runs,
@@ -12,9 +12,8 @@ every region runs serially in the calling thread and BLAS keeps its own threads 
 under :func:`forced_workers` or an explicit ``workers``): the engine's threads never run
 on top of a multi-threaded BLAS.
 
-:func:`scratch` hands out per-thread work buffers that live across calls, so the
-column matrices of successive steps reuse the same (already faulted-in) memory. A
-scratch buffer must never escape the function that asked for it.
+Every count here (blocks, chains) depends on the sizes only, never on the thread
+count, so the order of every floating-point sum is fixed by the shapes.
 """
 
 from __future__ import annotations
@@ -27,8 +26,10 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from .blas import blas_controllable, blas_thread_count, pin_this_thread, single_threaded_blas
+
 __all__ = ["worker_count", "forced_workers", "run_blocks", "call", "for_row_blocks", "matmul",
-           "scratch", "block_count", "chains", "blas_info", "small_gemm_kernel"]
+           "block_count", "block_bounds", "chains"]
 
 # Upper bound on blocks per region: keeps the Python-level loop count independent of the
 # batch size (blocks simply grow for very large batches).
@@ -54,61 +55,7 @@ SMALL_JOB_BYTES = 1 << 18
 _region_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
-_blas = None          # threadpoolctl selection of the BLAS libraries, or False
-_local = threading.local()
 _forced: int | None = None  # set by forced_workers()
-
-
-def _blas_libraries():
-    """threadpoolctl controllers of the loaded BLAS libraries (False when unavailable)."""
-    global _blas
-    if _blas is None:
-        try:
-            import threadpoolctl
-
-            selection = threadpoolctl.ThreadpoolController().select(user_api="blas")
-            _blas = selection if selection.lib_controllers else False
-        except Exception:  # noqa: BLE001 - an optional dependency failing in any way
-            _blas = False
-    return _blas
-
-
-def blas_info() -> list[dict]:
-    """threadpoolctl's description of the BLAS libraries (empty without threadpoolctl)."""
-    libs = _blas_libraries()
-    return list(libs.info()) if libs else []
-
-
-# OpenBLAS kernels with a "small matrix" SGEMM path (no packing: fast for many small
-# products); the others pack every operand of every call.
-SMALL_GEMM_KERNELS = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
-_small_gemm: bool | None = None
-
-
-def small_gemm_kernel() -> bool:
-    """Whether BLAS multiplies small matrices without packing them (OpenBLAS's SkylakeX
-    family of kernels), which the convolution's many-small-GEMM paths depend on.
-
-    Read from threadpoolctl once per process (the kernel is fixed at load time, e.g. by
-    ``OPENBLAS_CORETYPE``), for the BLAS that NumPy itself loaded (the one ``np.matmul``
-    calls; other libraries, say PyTorch's MKL, do not count); when none is recognisably
-    NumPy's, every BLAS library must qualify. Without threadpoolctl: False if
-    ``OPENBLAS_CORETYPE`` names another kernel, else True (OpenBLAS then picks the best
-    kernel for the CPU).
-    """
-    global _small_gemm
-    if _small_gemm is None:
-        info = blas_info()
-        if info:
-            numpy_own = [lib for lib in info
-                         if "numpy" in os.path.normcase(str(lib.get("filepath", "")))]
-            _small_gemm = all(lib.get("internal_api") == "openblas"
-                              and str(lib.get("architecture", "")).lower()
-                              in SMALL_GEMM_KERNELS for lib in numpy_own or info)
-        else:
-            forced = os.environ.get("OPENBLAS_CORETYPE")
-            _small_gemm = forced is None or forced.lower() in SMALL_GEMM_KERNELS
-    return _small_gemm
 
 
 @contextmanager
@@ -127,11 +74,7 @@ def worker_count() -> int:
     """Threads a parallel region may use: the smallest BLAS thread count, at least 1."""
     if _forced is not None:
         return max(1, _forced)
-    libs = _blas_libraries()
-    if not libs:
-        return 1
-    counts = [lib.get_num_threads() or 1 for lib in libs.lib_controllers]
-    return max(1, min(counts))
+    return blas_thread_count()
 
 
 def block_count(items: int, item_bytes: int, budget_bytes: int,
@@ -153,6 +96,12 @@ def block_count(items: int, item_bytes: int, budget_bytes: int,
     return max(1, min(items, MAX_BLOCKS, count))
 
 
+def block_bounds(block: int, items: int, count: int) -> tuple[int, int]:
+    """``(start, stop)`` of block ``block`` when ``items`` are cut into ``count`` blocks
+    of near-equal size (the one place this split is computed)."""
+    return block * items // count, (block + 1) * items // count
+
+
 def chains(blocks: int, accumulator_bytes: int) -> list[range]:
     """Split ``range(blocks)`` into contiguous chains for a reduction: each chain adds its
     blocks, in order, into its own accumulator, and the accumulators are then summed in
@@ -162,7 +111,7 @@ def chains(blocks: int, accumulator_bytes: int) -> list[range]:
     count = max(1, min(blocks, MAX_CHAINS, CHAIN_BYTES // max(accumulator_bytes, 1)))
     if count > BALANCE:
         count -= count % BALANCE  # equal shares for 1, 2 or 4 threads
-    return [range(c * blocks // count, (c + 1) * blocks // count) for c in range(count)]
+    return [range(*block_bounds(c, blocks, count)) for c in range(count)]
 
 
 def _forget_threads_after_fork():
@@ -201,7 +150,7 @@ def run_blocks(task, count: int, workers: int | None = None) -> None:
     available = worker_count() if workers is None else workers
     if count <= 0:
         return
-    if available > 1 and not _blas_libraries():
+    if available > 1 and not blas_controllable():
         # BLAS cannot be held at one thread (no threadpoolctl): threads of our own would
         # run on top of BLAS's and oversubscribe the cores, so a forced count is ignored.
         available = 1
@@ -210,28 +159,10 @@ def run_blocks(task, count: int, workers: int | None = None) -> None:
             task(block, 0)
         return
     try:
-        with _single_threaded_blas():
+        with single_threaded_blas():
             _run(task, count, min(available, count))
     finally:
         _region_lock.release()
-
-
-@contextmanager
-def _single_threaded_blas():
-    """BLAS held at one thread inside the block, then restored. Talks to threadpoolctl's
-    per-library controllers directly: ``ThreadpoolController.limit`` first reads every
-    library's full description: measured side by side, 19 against 11 us per region."""
-    libs = _blas_libraries()
-    controllers = libs.lib_controllers if libs else []
-    previous = [lib.get_num_threads() for lib in controllers]
-    for lib in controllers:
-        lib.set_num_threads(1)
-    try:
-        yield
-    finally:
-        for lib, count in zip(controllers, previous, strict=True):
-            if count is not None:
-                lib.set_num_threads(count)
 
 
 def call(fn, *args):
@@ -262,7 +193,7 @@ def for_row_blocks(rows: int, row_bytes: int, fn) -> None:
     count = block_count(rows, row_bytes, ROW_BLOCK_BYTES)
 
     def task(block, worker):
-        fn(block * rows // count, (block + 1) * rows // count, worker)
+        fn(*block_bounds(block, rows, count), worker)
 
     run_blocks(task, count, workers)
 
@@ -295,10 +226,19 @@ def _run_threaded(task, count, workers):
     counter = iter(range(count))
     lock = threading.Lock()
     failed = []
+    # NumPy's floating-point error settings are per thread: the pool threads take the
+    # caller's, so that a caller's np.errstate covers the whole region.
+    fp_settings = np.geterr()
 
     def loop(worker):
         if worker:
-            _single_threaded_blas_here()
+            pin_this_thread()
+            with np.errstate(**fp_settings):
+                _loop(worker)
+        else:
+            _loop(worker)
+
+    def _loop(worker):
         while not failed:
             with lock:
                 block = next(counter, None)
@@ -318,30 +258,3 @@ def _run_threaded(task, count, workers):
         raise failed[0]
 
 
-def _single_threaded_blas_here():
-    """Pool threads: an OpenMP-layer BLAS keeps one limit per thread, so set it here
-    once (a pthreads-layer BLAS shares the limit set by the calling thread)."""
-    if getattr(_local, "pinned", False):
-        return
-    _local.pinned = True
-    libs = _blas_libraries()
-    for lib in libs.lib_controllers if libs else ():
-        if getattr(lib, "threading_layer", None) == "openmp":
-            lib.set_num_threads(1)
-
-
-def scratch(slot: str, shape, dtype) -> np.ndarray:
-    """A C-contiguous work array of ``shape`` and ``dtype`` private to the calling thread.
-
-    Reused (contents undefined) by the next request for the same ``slot`` and dtype in
-    this thread, so the caller must be done with it before asking again.
-    """
-    store = _local.__dict__.setdefault("buffers", {})
-    dtype = np.dtype(dtype)
-    size = math.prod(shape)
-    key = (slot, dtype.str)
-    buffer = store.get(key)
-    if buffer is None or buffer.size < size:
-        buffer = np.empty(max(size, 1), dtype=dtype)
-        store[key] = buffer
-    return buffer[:size].reshape(shape)

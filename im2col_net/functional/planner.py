@@ -1,0 +1,426 @@
+"""The planner: which convolution algorithm (and block size) runs a given problem.
+
+A plan is chosen once per key — (operation, input shape with the batch rounded up to a
+power of two, weight shape, geometry, groups, dtype, padding mode, bias, whether ``dx``
+is needed, thread count) — and kept for the process. Modes:
+
+``"estimate"``
+    Rank the algorithms by the cost model in :mod:`.conv_algorithms` (no timing): the
+    same plan for the same key on every machine, run after run.
+``"measure"``
+    Time the applicable algorithms (those the cost model puts within 3 times its
+    cheapest) on random data of the real shape, drawn from a private generator, never
+    the caller's arrays: each once (in the model's order, until the key's planning time
+    passes 0.25 s), then the three fastest (those within 1.5 times the
+    fastest, and the cost model's choice) twice more while the key's planning time stays
+    under 0.25 s; the fastest warm minimum wins, but replaces the cost model's choice
+    only when at least 10 % faster, so that timing noise does not overturn a near tie
+    (like ``FFTW_MEASURE`` or ``torch.backends.cudnn.benchmark``). The plan then stays
+    fixed for the process.
+an algorithm name
+    That algorithm (``"im2col"``, ``"rows"``, ``"strided"``, ``"fft"``), no planning.
+
+The mode for ``strategy="auto"`` comes from :func:`planning` / :func:`set_mode`, else
+the ``IM2COL_NET_PLAN`` environment variable, else ``"estimate"``; training runs use
+``"measure"`` unless one of those says otherwise (:func:`training_planning`). Plans
+installed from a checkpoint (:func:`install`) win over every mode, so a resumed run
+repeats the original run's arithmetic.
+
+Measured plans can also be kept in a JSON file (opt-in: ``IM2COL_NET_PLAN_CACHE`` set to
+a file, a directory, or ``1`` for ``$XDG_CACHE_HOME/im2col_net/plans.json``; or
+:func:`use_plan_cache`). The file records the CPU, the BLAS and the format version; a
+file that is damaged or from another machine is ignored with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..runtime import machine_identity, worker_count
+from . import conv_algorithms as algos
+
+__all__ = ["MODES", "ALGORITHM_NAMES", "ALIASES", "Plan", "PlanCacheWarning", "planning",
+           "set_mode", "current_mode", "training_planning", "resolve", "choose", "measure",
+           "estimate", "plan_key", "export_plans", "install", "validate_entries", "reset",
+           "use_plan_cache", "plan_cache_path"]
+
+MODES = ("measure", "estimate")
+ALGORITHM_NAMES = tuple(algos.ALGORITHMS)
+# Earlier spellings of strategy=: "auto" means "whatever the planner's mode picks".
+ALIASES = {"auto": None}
+ENV_MODE = "IM2COL_NET_PLAN"
+ENV_CACHE = "IM2COL_NET_PLAN_CACHE"
+FILE_FORMAT = "im2col_net.plans"
+FILE_VERSION = 1
+SOURCES = ("estimate", "measure", "fixed", "checkpoint", "file")
+# Timings of the candidates that survive the first round (the minimum is kept), and the
+# factor over the fastest first time beyond which a candidate is dropped.
+REPEATS = 2
+SURVIVOR_FACTOR = 1.5
+MAX_SURVIVORS = 3
+# A measured candidate replaces the cost model's choice only when at least this much
+# faster (times[winner] <= MARGIN * times[model's choice]).
+MARGIN = 0.9
+# Candidates the cost model puts beyond this factor over its cheapest are not timed.
+PRUNE_FACTOR = 3.0
+# A measurement starts no new round on the whole batch once this many seconds went
+# into one key.
+MAX_PLAN_SECONDS = 0.25
+MAX_EXPORTED = 256
+
+
+class PlanCacheWarning(UserWarning):
+    """A plan cache file was ignored (damaged, foreign, or of another version)."""
+
+
+@dataclass
+class Plan:
+    """``algorithm`` with a ``block_bytes`` budget; ``source`` says how it was chosen,
+    ``timings`` (measure) the candidates' best seconds for one forward + backward."""
+
+    algorithm: str
+    block_bytes: int
+    source: str = "estimate"
+    timings: dict = field(default_factory=dict)
+    seconds: float = 0.0          # time spent choosing it
+
+    def to_dict(self) -> dict:
+        return {"algorithm": self.algorithm, "block_bytes": int(self.block_bytes),
+                "source": self.source, "timings": dict(self.timings),
+                "seconds": float(self.seconds)}
+
+    @classmethod
+    def from_dict(cls, d) -> Plan:
+        if not isinstance(d, dict):
+            raise ValueError(f"a plan must be an object, got {type(d).__name__}")
+        algorithm, block = d.get("algorithm"), d.get("block_bytes")
+        if algorithm not in ALGORITHM_NAMES:
+            raise ValueError(f"plan algorithm must be one of {ALGORITHM_NAMES}, "
+                             f"got {algorithm!r}")
+        if not isinstance(block, int) or isinstance(block, bool) or not 1 <= block <= 1 << 40:
+            raise ValueError(f"plan block_bytes must be a positive int, got {block!r}")
+        source = d.get("source", "checkpoint")
+        if source not in SOURCES:
+            raise ValueError(f"plan source must be one of {SOURCES}, got {source!r}")
+        timings = d.get("timings", {})
+        if not isinstance(timings, dict) or not all(
+                k in ALGORITHM_NAMES and isinstance(v, (int, float)) and not isinstance(v, bool)
+                for k, v in timings.items()):
+            raise ValueError(f"plan timings must map algorithm names to seconds, got "
+                             f"{timings!r}")
+        seconds = d.get("seconds", 0.0)
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+            raise ValueError(f"plan seconds must be a number, got {seconds!r}")
+        return cls(algorithm, block, source, {k: float(v) for k, v in timings.items()},
+                   float(seconds))
+
+
+_lock = threading.RLock()
+_mode: str | None = None          # set by planning() / set_mode()
+_plans: dict[str, Plan] = {}      # measured, installed and file plans
+_estimates: dict[str, Plan] = {}
+_used: dict[str, Plan] = {}       # what this process ran, for checkpoints
+_cache_path: Path | None | bool = False   # False: not looked up yet
+_file_loaded = False
+
+
+def _check_mode(mode, owner="planner"):
+    if mode not in MODES and mode not in ALGORITHM_NAMES:
+        raise ValueError(f"{owner}: plan mode must be one of {MODES + ALGORITHM_NAMES}, "
+                         f"got {mode!r}")
+    return mode
+
+
+def set_mode(mode: str | None) -> None:
+    """Set the mode ``strategy="auto"`` plans in (None: back to the environment/default)."""
+    global _mode
+    _mode = None if mode is None else _check_mode(mode)
+
+
+def current_mode() -> str:
+    if _mode is not None:
+        return _mode
+    env = os.environ.get(ENV_MODE)
+    if env:
+        return _check_mode(env, f"environment variable {ENV_MODE}")
+    return "estimate"
+
+
+@contextmanager
+def planning(mode: str):
+    """Within the block, ``strategy="auto"`` plans in ``mode``."""
+    global _mode
+    previous, _mode = _mode, _check_mode(mode)
+    try:
+        yield
+    finally:
+        _mode = previous
+
+
+@contextmanager
+def training_planning():
+    """``"measure"`` within the block unless :func:`planning`, :func:`set_mode` or
+    ``IM2COL_NET_PLAN`` already chose a mode (training's default)."""
+    if _mode is not None or os.environ.get(ENV_MODE):
+        yield
+        return
+    with planning("measure"):
+        yield
+
+
+def resolve(strategy: str, owner: str = "conv2d") -> str | None:
+    """A ``strategy=`` value as an algorithm name, or None for "ask the planner"."""
+    if strategy in ALIASES:
+        return ALIASES[strategy]
+    if strategy in MODES:
+        return None
+    if strategy in ALGORITHM_NAMES:
+        return strategy
+    choices = ALGORITHM_NAMES + ("auto",) + MODES
+    raise ValueError(f"{owner}: strategy must be one of {choices}, got {strategy!r}")
+
+
+def _batch_bucket(n: int) -> int:
+    """The batch rounded up to a power of two: nearby batch sizes share a plan."""
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def plan_key(problem: algos.Problem, input_grad: bool = True, threads: int | None = None,
+             op: str = "conv2d") -> str:
+    """The text key of a plan (JSON-friendly; see the module docstring)."""
+    p = problem
+    g = p.geometry
+    threads = worker_count() if threads is None else threads
+    return (f"{op}|x=n{_batch_bucket(p.n)}x{p.c}x{p.h}x{p.w}|w={p.cout}x{p.cg}x"
+            f"{g.kernel[0]}x{g.kernel[1]}|s={g.stride[0]},{g.stride[1]}|p="
+            f"{','.join(map(str, g.padding))}|d={g.dilation[0]},{g.dilation[1]}|g={p.groups}"
+            f"|{p.dtype.name}|{p.padding_mode}|bias={int(p.has_bias)}|dx={int(input_grad)}"
+            f"|t={threads}")
+
+
+def _candidates(problem):
+    return [name for name in ALGORITHM_NAMES if algos.supported(name, problem) is None]
+
+
+def estimate(problem: algos.Problem, input_grad: bool = True) -> Plan:
+    """The cost model's plan (deterministic)."""
+    def cost(name):
+        block = algos.DEFAULT_BLOCK_BYTES[name]
+        return algos.estimated_cost(name, problem, algos.block_count_for(name, problem, block),
+                                    input_grad)
+
+    best = min(_candidates(problem), key=cost)   # ties: the first in ALGORITHM_NAMES
+    return Plan(best, algos.DEFAULT_BLOCK_BYTES[best], "estimate")
+
+
+def measure(problem: algos.Problem, input_grad: bool, runner) -> Plan:
+    """Time the candidates with ``runner(problem, plan, input_grad) -> seconds`` (the
+    executor's; tests inject timings) and return the fastest as a plan."""
+    start = time.perf_counter()
+    # The cost model prunes the hopeless candidates (a wide margin: it is only a model).
+    costs = {name: algos.estimated_cost(
+                 name, problem,
+                 algos.block_count_for(name, problem, algos.DEFAULT_BLOCK_BYTES[name]),
+                 input_grad)
+             for name in _candidates(problem)}
+    cheapest = min(costs.values())
+    modelled = min(costs, key=costs.get)      # what "estimate" would pick
+    plans = {name: Plan(name, algos.DEFAULT_BLOCK_BYTES[name], "measure")
+             for name in costs if costs[name] <= PRUNE_FACTOR * cheapest}
+    # First round: each candidate once, cold (its scratch buffers are new), which is
+    # enough to drop the clear losers; a smaller batch would not do, since it would
+    # inflate the share of fixed per-call costs (the FFT's kernel spectrum).
+    # In the model's order, so that a slow machine that exhausts the time budget has
+    # timed the likeliest candidates; untimed ones are not chosen.
+    times = {}
+    for name in sorted(plans, key=costs.get):
+        if times and time.perf_counter() - start > MAX_PLAN_SECONDS:
+            break
+        times[name] = runner(problem, plans[name], input_grad)
+    plans = {name: plans[name] for name in times}
+    best = min(times.values())
+    survivors = sorted((name for name in plans if times[name] <= SURVIVOR_FACTOR * best),
+                       key=times.get)[:MAX_SURVIVORS]
+    if modelled not in survivors and times[modelled] <= 2 * best:
+        survivors.append(modelled)
+    if len(survivors) > 1:
+        for round_ in range(REPEATS):
+            if time.perf_counter() - start > MAX_PLAN_SECONDS:
+                break
+            for name in survivors:
+                t = runner(problem, plans[name], input_grad)
+                times[name] = t if round_ == 0 else min(times[name], t)   # warm runs
+    winner = min(survivors, key=lambda name: times[name])
+    # Timing noise (another process taking a core) must not overturn the cost model
+    # for a near tie: another algorithm wins only by a clear margin.
+    if modelled in survivors and times[winner] > MARGIN * times[modelled]:
+        winner = modelled
+    plan = plans[winner]
+    plan.timings = {name: float(t) for name, t in times.items()}
+    plan.seconds = time.perf_counter() - start
+    return plan
+
+
+def choose(problem: algos.Problem, requested: str | None, input_grad: bool, runner) -> Plan:
+    """The plan for one call: ``requested`` names an algorithm, or None for the mode in
+    effect. Installed (checkpoint) plans win; measured plans are kept per key."""
+    if requested is not None:
+        return Plan(requested, algos.DEFAULT_BLOCK_BYTES[requested], "fixed")
+    mode = current_mode()
+    if mode in ALGORITHM_NAMES:
+        if algos.supported(mode, problem) is None:
+            return Plan(mode, algos.DEFAULT_BLOCK_BYTES[mode], "fixed")
+        mode = "estimate"
+    key = plan_key(problem, input_grad)
+    with _lock:
+        plan = _plans.get(key)
+        if plan is not None and (plan.source == "checkpoint" or mode == "measure"):
+            return _record(key, plan)
+        if mode == "estimate":
+            plan = _estimates.get(key)
+            if plan is None:
+                plan = _estimates[key] = estimate(problem, input_grad)
+            return _record(key, plan)
+        _load_file()
+        plan = _plans.get(key)
+        if plan is None:
+            plan = _plans[key] = measure(problem, input_grad, runner)
+            _save_file()
+        return _record(key, plan)
+
+
+def _record(key, plan):
+    _used.pop(key, None)
+    _used[key] = plan
+    while len(_used) > MAX_EXPORTED:
+        _used.pop(next(iter(_used)))
+    return plan
+
+
+def export_plans() -> list[dict]:
+    """The plans this process ran (most recent last), as JSON-ready entries."""
+    with _lock:
+        return [{"key": key, "plan": plan.to_dict()} for key, plan in _used.items()]
+
+
+def validate_entries(entries) -> list[tuple[str, Plan]]:
+    """Parse exported entries; ``ValueError`` naming the first bad one."""
+    if not isinstance(entries, list):
+        raise ValueError(f"plans must be a list, got {type(entries).__name__}")
+    parsed = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+            raise ValueError(f"plan entry {i} must be an object with a text 'key'")
+        if not entry["key"].startswith("conv2d|"):
+            raise ValueError(f"plan entry {i} has an unknown key {entry['key'][:60]!r}")
+        try:
+            parsed.append((entry["key"], Plan.from_dict(entry.get("plan"))))
+        except ValueError as exc:
+            raise ValueError(f"plan entry {i}: {exc}") from None
+    return parsed
+
+
+def install(entries, source: str = "checkpoint") -> int:
+    """Install exported plans (a checkpoint's): they win over every mode. Returns the
+    count; ``ValueError`` for a malformed list (nothing is installed then)."""
+    parsed = validate_entries(entries)
+    with _lock:
+        for key, plan in parsed:
+            plan.source = source
+            _plans[key] = plan
+    return len(parsed)
+
+
+def reset() -> None:
+    """Forget every plan and the cache-file setting (tests)."""
+    global _cache_path, _file_loaded
+    with _lock:
+        _plans.clear()
+        _estimates.clear()
+        _used.clear()
+        _cache_path, _file_loaded = False, False
+
+
+def use_plan_cache(path) -> None:
+    """Keep measured plans in the JSON file ``path`` (None: no file)."""
+    global _cache_path, _file_loaded
+    with _lock:
+        _cache_path = None if path is None else Path(path)
+        _file_loaded = False
+
+
+def plan_cache_path() -> Path | None:
+    """The plan cache file in effect (None: off, the default)."""
+    global _cache_path
+    if _cache_path is False:
+        value = os.environ.get(ENV_CACHE, "").strip()
+        if not value or value == "0":
+            _cache_path = None
+        else:
+            if value == "1":
+                base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+                    os.path.expanduser("~"), ".cache")
+                path = Path(base) / "im2col_net"
+            else:
+                path = Path(value)
+            _cache_path = path / "plans.json" if path.is_dir() or value == "1" else path
+    return _cache_path
+
+
+def _machine():
+    ident = machine_identity()
+    return {"id": ident["id"], "cpu": ident["cpu"]}
+
+
+def _load_file():
+    global _file_loaded
+    path = plan_cache_path()
+    if _file_loaded or path is None:
+        return
+    _file_loaded = True
+    if not path.exists():
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or data.get("format") != FILE_FORMAT:
+            raise ValueError("not a plan cache file")
+        if data.get("version") != FILE_VERSION:
+            raise ValueError(f"format version {data.get('version')!r}, expected {FILE_VERSION}")
+        machine = data.get("machine")
+        if not isinstance(machine, dict) or machine.get("id") != _machine()["id"]:
+            raise ValueError("written on another machine or BLAS "
+                             f"({machine.get('cpu') if isinstance(machine, dict) else machine!r})")
+        parsed = validate_entries(data.get("plans"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        warnings.warn(f"im2col_net: ignoring the plan cache {path}: {exc}", PlanCacheWarning,
+                      stacklevel=4)
+        return
+    for key, plan in parsed:
+        if key not in _plans:
+            plan.source = "file"
+            _plans[key] = plan
+
+
+def _save_file():
+    path = plan_cache_path()
+    if path is None:
+        return
+    entries = [{"key": k, "plan": p.to_dict()} for k, p in _plans.items()
+               if p.source in ("measure", "file")]
+    data = {"format": FILE_FORMAT, "version": FILE_VERSION, "machine": _machine(),
+            "plans": entries}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        warnings.warn(f"im2col_net: could not write the plan cache {path}: {exc}",
+                      PlanCacheWarning, stacklevel=4)

@@ -1,0 +1,273 @@
+"""The convolution planner: estimate is deterministic, measure picks the fastest timed
+candidate, plans round-trip through checkpoints (a resumed run is bit-exact), and the
+opt-in plan cache file is validated, never trusted blindly."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from im2col_net import Conv2D
+from im2col_net.functional import conv as conv_module
+from im2col_net.functional import conv_algorithms, planner
+from im2col_net.geometry import WindowGeometry
+from im2col_net.layers import Dropout, Flatten, Linear, MaxPool2D, ReLU, Sequential
+from im2col_net.optim import make_optimizer
+from im2col_net.training import CheckpointError, TrainingInterrupted, fit, load_checkpoint
+from im2col_net.training.checkpoint import validate_resume
+
+
+@pytest.fixture(autouse=True)
+def fresh_planner(monkeypatch):
+    monkeypatch.delenv(planner.ENV_MODE, raising=False)
+    monkeypatch.delenv(planner.ENV_CACHE, raising=False)
+    planner.reset()
+    yield
+    planner.reset()
+
+
+def _problem(n=16, c=32, size=14, cout=64, kernel=5, padding=2, stride=1, dtype=np.float32):
+    geometry = WindowGeometry.make(kernel, stride, padding)
+    return conv_module.conv_problem((n, c, size, size), (cout, c, kernel, kernel), geometry,
+                                    dtype=dtype)
+
+
+def _no_timing(*args):
+    raise AssertionError("estimate must not time anything")
+
+
+def _fake_times(times):
+    """A runner that reports ``times[algorithm]`` and counts its calls."""
+    calls = []
+
+    def runner(problem, plan, input_grad):
+        calls.append(plan.algorithm)
+        return times[plan.algorithm]
+    runner.calls = calls
+    return runner
+
+
+def test_estimate_is_deterministic_and_times_nothing():
+    problems = [_problem(), _problem(200, 1, 28, 32), _problem(8, 3, 9, 5, 3, 1, 2),
+                _problem(dtype=np.float16)]
+    first = [planner.estimate(p).to_dict() for p in problems]
+    planner.reset()
+    with planner.planning("estimate"):
+        again = [planner.choose(p, None, True, _no_timing).to_dict() for p in problems]
+    assert first == again
+    assert first[0]["algorithm"] == "fft"          # the model's conv 2: fewest operations
+    assert first[3]["algorithm"] != "fft"          # no float16 FFT
+    assert all(p["source"] == "estimate" for p in first)
+
+
+def test_layer_plan_in_estimate_mode_runs_no_convolution(monkeypatch):
+    monkeypatch.setattr(conv_module, "_time_plan", _no_timing)
+    layer = Conv2D(32, 64, 5, padding=2)
+    assert layer.plan((10_000, 32, 14, 14), "estimate").algorithm == "fft"
+    assert Conv2D(32, 64, 5, padding=2, strategy="strided").plan((2, 32, 14, 14)).algorithm \
+        == "strided"
+
+
+def test_measure_picks_the_fastest_candidate_and_keeps_it():
+    problem = _problem()
+    times = {"im2col": 0.030, "rows": 0.020, "strided": 0.025, "fft": 0.050}
+    runner = _fake_times(times)
+    with planner.planning("measure"):
+        plan = planner.choose(problem, None, True, runner)
+        assert plan.algorithm == "rows" and plan.source == "measure"
+        assert set(plan.timings) == set(times)
+        assert plan.timings["rows"] == pytest.approx(0.020)
+        calls = len(runner.calls)
+        assert planner.choose(problem, None, True, runner) is plan   # cached per key
+        assert len(runner.calls) == calls
+        # Another thread count or batch bucket is another key.
+        assert planner.plan_key(problem, True, 1) != planner.plan_key(problem, True, 2)
+        assert planner.plan_key(problem) != planner.plan_key(problem.with_batch(200))
+    # The clear loser is timed once, the candidates within 1.5x of the fastest again.
+    assert runner.calls.count("fft") == 1 and runner.calls.count("rows") == 3
+
+
+def test_measure_skips_unsupported_algorithms():
+    runner = _fake_times({"im2col": 0.02, "rows": 0.01, "strided": 0.03, "fft": 0.0})
+    plan = planner.measure(_problem(stride=2), True, runner)   # no FFT at stride 2
+    assert "fft" not in runner.calls and plan.algorithm == "rows"
+
+
+def test_measure_on_the_real_engine_is_bounded_and_at_least_as_fast_as_what_it_timed():
+    """The convnet's two conv shapes at batch 128: planning stays bounded and returns
+    the candidate with the smallest measured time (or the model's, in a near tie)."""
+    total = 0.0
+    for problem, dx in ((_problem(128, 1, 28, 32), False), (_problem(128), True)):
+        plan = planner.measure(problem, dx, conv_module._time_plan)
+        fastest = min(plan.timings.values())
+        modelled = planner.estimate(problem, dx).algorithm
+        assert (plan.timings[plan.algorithm] == fastest
+                or (plan.algorithm == modelled and fastest > planner.MARGIN * plan.timings[
+                    modelled]))
+        total += plan.seconds
+    assert total < 10.0   # ~0.5 s on a quiet 2-core machine; generous for a loaded one
+
+
+def test_named_mode_and_strategy_aliases():
+    assert planner.resolve("auto") is None and planner.resolve("measure") is None
+    assert planner.resolve("im2col") == "im2col"
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        planner.resolve("winograd")
+    with planner.planning("strided"):
+        assert planner.choose(_problem(), None, True, _no_timing).algorithm == "strided"
+    with planner.planning("fft"):   # not applicable at stride 2: the estimate instead
+        assert planner.choose(_problem(stride=2), None, True, _no_timing).algorithm != "fft"
+    with pytest.raises(ValueError, match="plan mode"):
+        planner.set_mode("fastest")
+
+
+def test_training_defaults_to_measure_unless_told(monkeypatch):
+    with planner.training_planning():
+        assert planner.current_mode() == "measure"
+    monkeypatch.setenv(planner.ENV_MODE, "estimate")
+    with planner.training_planning():
+        assert planner.current_mode() == "estimate"
+
+
+# -- the plan cache file -------------------------------------------------------------------
+def _measure_once(runner):
+    with planner.planning("measure"):
+        return planner.choose(_problem(), None, True, runner)
+
+
+def test_plan_cache_file_makes_the_second_run_start_planned(tmp_path):
+    path = tmp_path / "plans.json"
+    planner.use_plan_cache(path)
+    first = _measure_once(_fake_times({"im2col": 3.0, "rows": 2.0, "strided": 1.0, "fft": 4.0}))
+    data = json.loads(path.read_text())
+    assert data["format"] == planner.FILE_FORMAT and data["version"] == planner.FILE_VERSION
+    assert data["machine"]["id"]
+    planner.reset()                       # a new process
+    planner.use_plan_cache(path)
+    runner = _fake_times({"im2col": 1.0, "rows": 1.0, "strided": 1.0, "fft": 1.0})
+    again = _measure_once(runner)
+    assert runner.calls == [] and again.algorithm == first.algorithm == "strided"
+    assert again.source == "file"
+
+
+def test_plan_cache_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(planner.ENV_CACHE, str(tmp_path))      # a directory
+    planner.reset()
+    assert planner.plan_cache_path() == tmp_path / "plans.json"
+    monkeypatch.setenv(planner.ENV_CACHE, "")
+    planner.reset()
+    assert planner.plan_cache_path() is None                 # off by default
+
+
+@pytest.mark.parametrize("damage", ["garbage", "format", "version", "machine", "entry"])
+def test_a_corrupt_or_foreign_plan_cache_is_ignored_with_a_warning(tmp_path, damage):
+    path = tmp_path / "plans.json"
+    planner.use_plan_cache(path)
+    _measure_once(_fake_times({"im2col": 3.0, "rows": 2.0, "strided": 1.0, "fft": 4.0}))
+    data = json.loads(path.read_text())
+    if damage == "garbage":
+        path.write_text("{not json")
+    else:
+        if damage == "format":
+            data["format"] = "something else"
+        elif damage == "version":
+            data["version"] = 99
+        elif damage == "machine":
+            data["machine"]["id"] = "another-cpu"
+        else:
+            data["plans"][0]["plan"]["algorithm"] = "winograd"
+        path.write_text(json.dumps(data))
+    planner.reset()
+    planner.use_plan_cache(path)
+    runner = _fake_times({"im2col": 1.0, "rows": 0.5, "strided": 2.0, "fft": 3.0})
+    with pytest.warns(planner.PlanCacheWarning, match="ignoring the plan cache"):
+        plan = _measure_once(runner)
+    assert runner.calls and plan.algorithm == "rows"     # measured anew, file not trusted
+
+
+# -- checkpoints ---------------------------------------------------------------------------
+def _data(n, seed):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, 1, 12, 12)).astype(np.float32),
+            rng.integers(0, 10, n).astype(np.int64))
+
+
+TRAIN, TEST = _data(96, 0), _data(20, 1)
+
+
+def _run(out_dir, *, resume=False, callback=None):
+    rng = np.random.default_rng(0)
+    model = Sequential(Conv2D(1, 4, 3, padding=1, rng=rng), ReLU(), MaxPool2D(2),
+                       Conv2D(4, 6, 3, padding=1, rng=rng), ReLU(), Flatten(),
+                       Dropout(0.2, rng=rng.spawn(1)[0]), Linear(6 * 6 * 6, 10, rng=rng))
+    optimizer = make_optimizer("adam", model.params, lr=3e-3)
+    fit(model, TRAIN, TEST, epochs=2, batch_size=32, optimizer=optimizer, seed=3,
+        out_dir=out_dir, resume=resume, progress=False, callback=callback)
+    return model.state_dict()
+
+
+def _favouring(box):
+    def runner(problem, plan, input_grad):
+        return 0.001 if plan.algorithm == box["algorithm"] else 0.01
+    return runner
+
+
+def test_resume_reuses_the_checkpointed_plans_and_is_bit_exact(tmp_path, monkeypatch):
+    box = {"algorithm": "strided"}
+    monkeypatch.setattr(conv_module, "_time_plan", _favouring(box))
+    reference = _run(tmp_path / "whole")          # training plans in "measure" by default
+    planner.reset()
+
+    def stop(info):
+        if info["step"] == 4:
+            raise KeyboardInterrupt
+    with pytest.raises(TrainingInterrupted):
+        _run(tmp_path / "split", callback=stop)
+    saved = load_checkpoint(tmp_path / "split" / "checkpoint.npz")
+    assert saved.plans and {e["plan"]["algorithm"] for e in saved.plans} == {"strided"}
+    planner.reset()                               # a new process, where another algorithm
+    box["algorithm"] = "im2col"                   # would now measure fastest
+    resumed = _run(tmp_path / "split", resume=True)
+    for name in reference:
+        assert np.array_equal(resumed[name], reference[name]), name
+    planner.reset()                               # control: planned afresh, it differs
+    fresh = _run(tmp_path / "fresh")
+    assert any(not np.array_equal(fresh[k], reference[k]) for k in reference)
+
+
+def test_malformed_checkpoint_plans_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv(planner.ENV_MODE, "estimate")
+    _run(tmp_path)
+    saved = load_checkpoint(tmp_path / "checkpoint.npz")
+    assert all(e["plan"]["source"] == "estimate" for e in saved.plans)
+    saved.plans = [{"key": saved.plans[0]["key"], "plan": {"algorithm": "winograd",
+                                                           "block_bytes": 1}}]
+    with pytest.raises(CheckpointError, match="plans: plan entry 0: plan algorithm"):
+        validate_resume(saved, model=Sequential(), shuffle_rng=np.random.default_rng(),
+                        epochs=2, batches_per_epoch=3, batch_size=32, n_train=96)
+    with pytest.raises(ValueError, match="plans must be a list"):
+        planner.install({"not": "a list"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert planner.install([]) == 0
+
+
+def test_every_algorithm_has_a_block_budget_and_a_cost():
+    problem = _problem(4, 3, 9, 5, 3, 1)
+    for name in conv_algorithms.ALGORITHMS:
+        blocks = conv_algorithms.block_count_for(name, problem,
+                                                 conv_algorithms.DEFAULT_BLOCK_BYTES[name])
+        assert 1 <= blocks <= problem.n
+        assert conv_algorithms.estimated_cost(name, problem, blocks) > 0
+
+
+@pytest.mark.parametrize("rows_time, expected", [(0.0200, "fft"), (0.0180, "rows")])
+def test_measure_overturns_the_cost_model_only_by_a_clear_margin(rows_time, expected):
+    """The model picks the FFT for this shape; a candidate under 10 % faster is a tie."""
+    problem = _problem()
+    assert planner.estimate(problem).algorithm == "fft"
+    runner = _fake_times({"im2col": 0.05, "rows": rows_time, "strided": 0.05, "fft": 0.0205})
+    plan = planner.measure(problem, True, runner)
+    assert plan.algorithm == expected
+    assert plan.timings["rows"] == pytest.approx(rows_time)
