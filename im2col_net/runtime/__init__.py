@@ -24,6 +24,6 @@ from .threads import (
     worker_count,
 )
 
-__all__ = ["blas_controllable", "blas_info", "blas_thread_count", "machine_identity", "single_threaded_blas",
-           "scratch", "block_bounds", "block_count", "call", "chains", "for_row_blocks",
+__all__ = ["blas_controllable", "blas_info", "blas_thread_count", "machine_identity",
+           "single_threaded_blas", "scratch", "block_bounds", "block_count", "call", "chains", "for_row_blocks",
            "forced_workers", "matmul", "run_blocks", "worker_count"]
