@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..functional.conv import STRATEGIES
-from ..geometry import PADDING_MODES
-from ..gradcheck import (
+from ...functional.conv import STRATEGIES
+from ...geometry import PADDING_MODES
+from ...gradcheck import (
     DEFAULT_ATOL,
     DEFAULT_DIRECTIONS,
     DEFAULT_EPS,
@@ -37,7 +37,7 @@ from ..gradcheck import (
     GradcheckWarning,
     gradcheck,
 )
-from ..layers import (
+from ...layers import (
     AvgPool2D,
     Conv2D,
     Dropout,
@@ -50,7 +50,7 @@ from ..layers import (
     Sigmoid,
     Tanh,
 )
-from ..layers.base import deferred_init
+from ...layers.base import deferred_init
 from . import CliError
 
 NAME = "gradcheck"
