@@ -4,6 +4,8 @@ oracle declares it, and the trainer and gradient checker work through the layer 
 instead of knowing layer classes or replacing methods."""
 
 import ast
+import importlib
+import re
 import warnings
 from pathlib import Path
 
@@ -307,8 +309,7 @@ def test_observe_inputs_sees_every_child_and_changes_no_result():
 def test_gradcheck_hints_leave_the_layers_untouched_and_see_fused_layers():
     """The kink hints watch each layer's input without replacing its forward, and also
     name a ReLU that runs fused with the max-pool after it."""
-    relu, pool = L.ReLU(), L.MaxPool2D(2)
-    model = L.Sequential(relu, pool)
+    model = L.Sequential(L.ReLU(), L.MaxPool2D(2))
     x = np.random.default_rng(3).permutation(np.arange(32.0) - 10.5).reshape(1, 2, 4, 4) / 8
     # One window's largest input sits exactly at the ReLU's kink.
     x[0, 0, :2, :2] = [[-0.5, -0.25], [-0.125, 0.0]]
@@ -318,10 +319,36 @@ def test_gradcheck_hints_leave_the_layers_untouched_and_see_fused_layers():
     assert report.ok, str(report)
     messages = " ".join(str(w.message) for w in caught if w.category is GradcheckWarning)
     assert "ReLU at '0'" in messages
-    assert "forward" not in vars(relu) and "forward" not in vars(pool)
+
+    class SealedReLU(L.ReLU):
+        """A ReLU whose forward cannot be replaced (gradcheck works on a copy of it)."""
+
+        def __setattr__(self, name, value):
+            if name == "forward":
+                raise AssertionError("gradcheck replaced a layer's forward")
+            super().__setattr__(name, value)
+
+    sealed = L.Sequential(L.Linear(2, 2, rng=0, dtype=np.float64), SealedReLU())
+    x = np.array([[0.5, -1.0]])
+    sealed[0].params["bias"][0] = -(x @ sealed[0].params["weight"].T)[0, 0]  # a kink at 0
+    with pytest.warns(GradcheckWarning, match="SealedReLU at '1'"):
+        assert gradcheck(sealed, x).ok
 
 
 def test_layer_summary_works_without_layers_importing_summary():
     assert "im2col_net.summary" not in {t for _, t in _imports_of("im2col_net.layers")}
     rows = L.Sequential(L.Conv2D(1, 4, 3, rng=0), L.ReLU()).summary((1, 8, 8)).rows
     assert [r.output_shape for r in rows] == [(1, 4, 6, 6), (1, 4, 6, 6)]
+
+
+def test_the_command_entry_points_lead_to_the_app():
+    pyproject = (PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8")
+    target = re.search(r'^im2col-net\s*=\s*"([\w.]+):(\w+)"', pyproject, re.M)
+    assert target, "pyproject.toml declares no im2col-net script"
+    module, function = target.groups()
+    assert _inside(module, "im2col_net.app")
+    main = getattr(importlib.import_module(module), function)
+    assert GRAPH["im2col_net.__main__"] == {module}
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
