@@ -352,3 +352,24 @@ def test_the_command_entry_points_lead_to_the_app():
     with pytest.raises(SystemExit) as info:
         main(["--version"])
     assert info.value.code == 0
+
+
+def test_fit_runs_the_first_conv_without_its_input_gradient():
+    from im2col_net.optim import make_optimizer
+    from im2col_net.training import fit
+
+    class RecordingConv(L.Conv2D):
+        def backward(self, dy):
+            dx = super().backward(dy)
+            self.skipped.append(dx is None)
+            return dx
+
+    conv = RecordingConv(1, 2, 3, rng=0)
+    conv.skipped = []
+    model = L.Sequential(L.Sequential(conv, L.ReLU()), L.Flatten(), L.Linear(72, 10, rng=1))
+    rng = np.random.default_rng(0)
+    data = (rng.random((20, 1, 8, 8), dtype=np.float32), rng.integers(0, 10, 20))
+    fit(model, data, None, epochs=1, batch_size=10, seed=0, progress=False,
+        optimizer=make_optimizer("sgd", model.params, lr=0.01))
+    assert conv.skipped == [True, True]
+    assert conv.compute_input_grad is True      # put back after training

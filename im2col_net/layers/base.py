@@ -300,9 +300,10 @@ class Layer:
         previous setting, to pass back later. ``None`` changes nothing.
 
         A layer with a ``compute_input_grad`` switch (the convolutions) obeys it and then
-        returns None from ``backward``; a container passes it to the layer that sees its
-        input (``Sequential``: the first); any other layer keeps computing ``dx`` and
-        reports None. The trainer uses this for the first layer, whose ``dx`` nobody reads.
+        returns None from ``backward``; ``Sequential`` passes it to its first layer; any
+        other layer keeps computing ``dx`` and reports None (so do the other containers,
+        whose input feeds several paths). ``fit`` calls ``model.set_input_grad(False)``,
+        since nobody reads the gradient of the images, and puts the setting back after.
         """
         if needed is None or not hasattr(self, "compute_input_grad"):
             return None
