@@ -1,6 +1,8 @@
 """im2col_net: a NumPy convolutional-network engine built on im2col and BLAS GEMM."""
 
-from . import gradcheck  # noqa: F401  (the module: im2col_net.gradcheck.gradcheck)
+# summary registers the summarizer behind Layer.summary; gradcheck is the module
+# (im2col_net.gradcheck.gradcheck is the function).
+from . import gradcheck, summary  # noqa: F401
 from .gradcheck import GradcheckError
 from .layers import (
     ELU,

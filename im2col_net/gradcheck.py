@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .layers import LeakyReLU, MaxPool2D, ReLU
+from .layers.base import observe_inputs
 from .lowering import pad, window_view
 
 __all__ = [
@@ -689,19 +690,17 @@ def _builtin_kink_hints(problem: _LayerTarget, eps) -> list[str]:
     watched = [(path, layer) for path, layer in _walk_layers(problem.layer)
                if isinstance(layer, (ReLU, LeakyReLU, MaxPool2D))]
 
-    def recorder(path, layer, forward):
-        def record(x):
-            seen[path] = (layer, np.array(x, dtype=np.float64))
-            return forward(x)
-        return record
+    path_of = {id(layer): path for path, layer in watched}
 
-    for path, layer in watched:
-        layer.forward = recorder(path, layer, layer.forward)
-    try:
+    def record(layer, x):
+        path = path_of.get(id(layer))
+        if path is not None:
+            seen[path] = (layer, np.array(x, dtype=np.float64))
+
+    if path_of.get(id(problem.layer)) == "":      # the target itself is a kinked layer
+        record(problem.layer, problem.x)
+    with observe_inputs(record):
         problem.forward()
-    finally:
-        for _, layer in watched:
-            del layer.forward
     hints = []
     for path, (layer, x) in seen.items():
         where = f"{type(layer).__name__} at {path!r}" if path else type(layer).__name__

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .layers.activations import ELU
-from .layers.base import Layer
+from .layers.base import Layer, register_summarizer
 from .layers.batchnorm import _BatchNorm
 from .layers.blocks import Parallel, Residual
 from .layers.containers import Sequential
@@ -359,3 +359,6 @@ def summarize(model: Layer, input_shape, batch_size: int = 1) -> ModelSummary:
             layer.training = training
             layer._cache = cache
     return ModelSummary((int(batch_size),) + sample_shape, dtype.name, tuple(walker.rows))
+
+
+register_summarizer(summarize)

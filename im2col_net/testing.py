@@ -34,8 +34,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "`pip install im2col_net[testing]`"
     ) from exc
 
-from . import reference as ref
-from .geometry import PADDING_MODES, WindowGeometry
+from .geometry import PADDING_MODES, WindowGeometry, as_pair
+from .gradcheck import gradcheck
+from .layers import AvgPool2D, Conv2D, MaxPool2D
 
 __all__ = [
     "Conv2DConfig",
@@ -220,8 +221,6 @@ class Conv2DConfig:
     def make_layer(self, seed=0):
         """A :class:`~im2col_net.Conv2D` seeded with ``seed``; the bias (zero after
         construction) is filled with U(-1, 1) so that tests exercise it."""
-        from .layers import Conv2D
-
         layer = Conv2D(**self.layer_kwargs(), rng=seed)
         if self.bias:
             rng = np.random.default_rng(seed + 1)
@@ -328,8 +327,6 @@ class Pool2DConfig:
     def tiled(self) -> bool:
         """True when windows tile the input (kernel == stride, no padding): the reshape
         path of the fast implementation."""
-        from .geometry import as_pair
-
         kernel = as_pair(self.kernel_size, "kernel_size")
         stride = kernel if self.stride is None else as_pair(self.stride, "stride")
         return kernel == stride and as_pair(self.padding, "padding", minimum=0) == (0, 0)
@@ -343,8 +340,6 @@ class Pool2DConfig:
 
     def make_layer(self):
         """The matching :class:`~im2col_net.MaxPool2D` or :class:`~im2col_net.AvgPool2D`."""
-        from .layers import AvgPool2D, MaxPool2D
-
         return (MaxPool2D if self.kind == "max" else AvgPool2D)(**self.kwargs())
 
 
@@ -484,88 +479,21 @@ def assert_layer_matches_reference(layer, reference_forward, reference_backward,
 
 
 def reference_pair(layer):
-    """``(reference_forward, reference_backward)`` for a built-in layer, reading the
-    layer's current parameters and configuration at call time.
+    """``(reference_forward, reference_backward)`` for ``layer``, reading its current
+    parameters and configuration at call time: what the layer's own
+    :meth:`~im2col_net.layers.base.Layer.reference_pair` declares.
 
-    Supports Conv2D, ConvTranspose2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, Linear,
-    ReLU, LeakyReLU, ELU, Sigmoid, Tanh and Flatten. (BatchNorm's reference,
-    :func:`im2col_net.reference.batch_norm_forward`, also returns running statistics, so
-    it is called directly.)
+    The built-in Conv2D, ConvTranspose2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, Linear,
+    ReLU, LeakyReLU, ELU, Sigmoid, Tanh and Flatten declare one, and so can a user's own
+    layer. (BatchNorm's reference, :func:`im2col_net.reference.batch_norm_forward`, also
+    returns running statistics, so it is called directly.) ``ValueError`` for a layer
+    that declares none.
     """
-    if hasattr(type(layer), "reference_pair"):
-        return layer.reference_pair()
-    from . import layers as L
-
-    kind = type(layer)
-    if isinstance(layer, L.Conv2D):
-        g = layer.geometry
-        opts = dict(stride=g.stride, padding=g.padding, dilation=g.dilation,
-                    groups=layer.groups, padding_mode=layer.padding_mode,
-                    flip_kernel=layer.flip_kernel)
-
-        def conv_fwd(x):
-            return ref.conv2d_forward(x, layer.params["weight"], layer.params.get("bias"),
-                                      **opts)
-
-        def conv_bwd(x, dy):
-            has_bias = "bias" in layer.params
-            dx, dw, db = ref.conv2d_backward(x, layer.params["weight"], dy, bias=has_bias,
-                                             **opts)
-            return dx, {"weight": dw, "bias": db}
-
-        return conv_fwd, conv_bwd
-    if isinstance(layer, L.ConvTranspose2D):
-        g = layer.geometry
-        opts = dict(stride=g.stride, padding=(g.padding[0], g.padding[2]),
-                    output_padding=layer.output_padding, groups=layer.groups,
-                    dilation=g.dilation)
-
-        def tconv_fwd(x):
-            return ref.conv_transpose2d_forward(x, layer.params["weight"],
-                                                layer.params.get("bias"), **opts)
-
-        def tconv_bwd(x, dy):
-            dx, dw, db = ref.conv_transpose2d_backward(
-                x, layer.params["weight"], dy, bias="bias" in layer.params, **opts)
-            return dx, {"weight": dw, "bias": db}
-
-        return tconv_fwd, tconv_bwd
-    if isinstance(layer, L.ELU):
-        return (lambda x: ref.elu_forward(x, layer.alpha),
-                lambda x, dy: ref.elu_backward(x, dy, layer.alpha))
-    if isinstance(layer, (L.MaxPool2D, L.AvgPool2D)):
-        g = layer.geometry
-        opts = dict(kernel_size=g.kernel, stride=g.stride, padding=(g.padding[0], g.padding[2]))
-        if isinstance(layer, L.AvgPool2D):
-            opts["count_include_pad"] = layer.count_include_pad
-            return (lambda x: ref.avg_pool2d_forward(x, **opts),
-                    lambda x, dy: ref.avg_pool2d_backward(x, dy, **opts))
-        return (lambda x: ref.max_pool2d_forward(x, **opts),
-                lambda x, dy: ref.max_pool2d_backward(x, dy, **opts))
-    if isinstance(layer, L.GlobalAvgPool2D):
-        return ref.global_avg_pool2d_forward, ref.global_avg_pool2d_backward
-    if isinstance(layer, L.Linear):
-        def linear_bwd(x, dy):
-            dx, dw, db = ref.linear_backward(x, layer.params["weight"], dy,
-                                             bias="bias" in layer.params)
-            return dx, {"weight": dw, "bias": db}
-
-        return (lambda x: ref.linear_forward(x, layer.params["weight"], layer.params.get("bias")),
-                linear_bwd)
-    if isinstance(layer, L.LeakyReLU):
-        slope = layer.negative_slope
-        return (lambda x: ref.leaky_relu_forward(x, slope),
-                lambda x, dy: ref.leaky_relu_backward(x, dy, slope))
-    simple = {L.ReLU: (ref.relu_forward, ref.relu_backward),
-              L.Sigmoid: (ref.sigmoid_forward, ref.sigmoid_backward),
-              L.Tanh: (ref.tanh_forward, ref.tanh_backward)}
-    if kind in simple:
-        return simple[kind]
-    if isinstance(layer, L.Flatten):
-        # Flattening is a C-order reshape by definition; its gradient reshapes back.
-        return (lambda x: np.asarray(x).reshape(len(x), -1).copy(),
-                lambda x, dy: np.asarray(dy).reshape(np.shape(x)).copy())
-    raise ValueError(f"reference_pair: no reference for {type(layer).__name__}")
+    declared = getattr(layer, "reference_pair", None)
+    if not callable(declared):
+        raise ValueError(f"reference_pair: no reference for {type(layer).__name__} (it has "
+                         f"no reference_pair() method)")
+    return declared()
 
 
 def assert_passes_gradcheck(target, *inputs, allow_kinks=False, **kwargs):
@@ -578,8 +506,6 @@ def assert_passes_gradcheck(target, *inputs, allow_kinks=False, **kwargs):
     kinks and part of the gradient went unchecked. On failure the message is the
     gradcheck report table. Returns the report.
     """
-    from .gradcheck import gradcheck
-
     kwargs["raise_on_failure"] = False
     report = gradcheck(target, *inputs, **kwargs)
     if not report.ok:

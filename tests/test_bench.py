@@ -9,8 +9,9 @@ import math
 
 import pytest
 
-from im2col_net import bench, runtime
-from im2col_net.cli import main
+from im2col_net import runtime
+from im2col_net.app import bench
+from im2col_net.app.cli import main
 from im2col_net.functional import planner
 
 TOP_KEYS = {"config", "machine", "gemm_roof", "train_step", "layers", "plans", "strategies",

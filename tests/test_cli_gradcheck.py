@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from im2col_net.cli import main
-from im2col_net.cli.gradcheck_cmd import LAYERS
+from im2col_net.app.cli import main
+from im2col_net.app.cli.gradcheck_cmd import LAYERS
 
 ROOT = Path(__file__).resolve().parents[1]
 

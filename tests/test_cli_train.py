@@ -9,7 +9,7 @@ import pytest
 from test_imageio import write_png
 
 import im2col_net
-from im2col_net.cli import main
+from im2col_net.app.cli import main
 from im2col_net.datasets import load_dataset
 from im2col_net.training import evaluate, load_checkpoint, predict_proba, read_metrics
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 import im2col_net
-from im2col_net.cli import build_parser, main
+from im2col_net.app.cli import build_parser, main
+from im2col_net.app.imageio import load_images, resize_images, write_png_gray
 from im2col_net.datasets import load_dataset
-from im2col_net.imageio import load_images, resize_images, write_png_gray
 from im2col_net.models import build_model
 from im2col_net.training import (
     TrainingInterrupted,
@@ -282,7 +282,7 @@ def test_engine_never_threads_on_top_of_an_uncontrolled_blas(monkeypatch):
 def test_train_threads_sets_blas_and_engine_threads(tmp_path, capsys):
     pytest.importorskip("threadpoolctl")
     from im2col_net import runtime
-    from im2col_net.cli.train_cmd import _thread_limit
+    from im2col_net.app.cli.train_cmd import _thread_limit
 
     if not runtime.blas_info():
         pytest.skip("no BLAS library visible to threadpoolctl")
@@ -329,7 +329,7 @@ def test_evaluate_a_run_directory_and_explain_an_unfinished_run(run_dir, tmp_pat
 
 
 def test_shipped_samples_are_the_named_test_digits(run_dir, capsys):
-    from im2col_net.cli.predict_cmd import sample_files
+    from im2col_net.app.cli.predict_cmd import sample_files
 
     images, labels = load_dataset("mnist", "test")
     for digit, path in enumerate(sample_files()):
@@ -389,7 +389,7 @@ def test_fashion_mnist_message_speaks_to_a_pip_user(monkeypatch, tmp_path):
 
 
 def test_bench_json_respects_the_umask(tmp_path):
-    from im2col_net.cli.bench_cmd import write_json
+    from im2col_net.app.cli.bench_cmd import write_json
 
     old = os.umask(0o027)
     try:

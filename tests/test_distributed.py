@@ -64,8 +64,8 @@ def test_gradient_buckets_pack_scale_and_unpack():
 def test_non_distributed_paths_import_no_mpi(tmp_path):
     code = (
         "import sys, numpy as np\n"
-        "from im2col_net.cli import build_parser\n"
-        "import im2col_net.cli.train_cmd, im2col_net.distributed\n"
+        "from im2col_net.app.cli import build_parser\n"
+        "import im2col_net.app.cli.train_cmd, im2col_net.distributed\n"
         f"sys.argv = ['x', '{json.dumps({'out': str(tmp_path / 'r'), 'epochs': 1})}']\n"
         f"exec(open({str(SCRIPT)!r}).read().replace('__main__', '__never__'))\n"
         "main()\n"

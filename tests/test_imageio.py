@@ -6,7 +6,7 @@ import zlib
 import numpy as np
 import pytest
 
-from im2col_net.imageio import ImageFileError, load_images, read_png_gray
+from im2col_net.app.imageio import ImageFileError, load_images, read_png_gray
 
 
 def _paeth(a, b, c):

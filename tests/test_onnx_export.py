@@ -249,8 +249,8 @@ def _env():
 def test_onnx_is_not_imported_with_the_package_and_missing_onnx_is_explained(tmp_path):
     code = (
         "import sys\n"
-        "import im2col_net, im2col_net.cli, im2col_net.onnx\n"
-        "from im2col_net.cli import build_parser\n"
+        "import im2col_net, im2col_net.app.cli, im2col_net.onnx\n"
+        "from im2col_net.app.cli import build_parser\n"
         "build_parser()\n"
         "assert 'onnx' not in sys.modules and 'onnxruntime' not in sys.modules\n"
         "sys.modules['onnx'] = None\n"
@@ -266,7 +266,7 @@ def test_onnx_is_not_imported_with_the_package_and_missing_onnx_is_explained(tmp
     assert "pip install im2col_net[onnx]" in result.stdout
     save_model(build_model("lenet5", rng=0), tmp_path / "m.npz")
     code = ("import sys; sys.modules['onnx'] = None\n"
-            "from im2col_net.cli import main\n"
+            "from im2col_net.app.cli import main\n"
             "sys.exit(main(['export', 'm.npz', 'm.onnx']))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=_env(), cwd=tmp_path, timeout=120)
@@ -276,7 +276,7 @@ def test_onnx_is_not_imported_with_the_package_and_missing_onnx_is_explained(tmp
 
 
 def run_main(capsys, *argv):
-    from im2col_net.cli import main
+    from im2col_net.app.cli import main
 
     try:
         code = main(list(argv))

@@ -463,7 +463,7 @@ def test_hostile_files_are_refused_before_allocating(tmp_path):
 
 
 def test_cli_import(tmp_path, capsys):
-    from im2col_net.cli import main
+    from im2col_net.app.cli import main
 
     model = randomize(build_model("inception-mini", rng=0))
     ox.export(model, tmp_path / "m.onnx")
@@ -483,7 +483,7 @@ def test_cli_import(tmp_path, capsys):
 
 
 def test_non_finite_weights_are_refused_unless_allowed(tmp_path, capsys):
-    from im2col_net.cli import main
+    from im2col_net.app.cli import main
 
     model = build_model("lenet5", rng=0)
     first = next(p for _, p in model.named_parameters())

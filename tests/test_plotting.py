@@ -12,8 +12,8 @@ import pytest
 pytest.importorskip("matplotlib")
 
 import im2col_net  # noqa: E402
-from im2col_net import plotting  # noqa: E402
-from im2col_net.cli import main  # noqa: E402
+from im2col_net.app import plotting  # noqa: E402
+from im2col_net.app.cli import main  # noqa: E402
 from im2col_net.datasets import CLASS_NAMES, load_dataset  # noqa: E402
 from im2col_net.training import evaluate  # noqa: E402
 
@@ -297,5 +297,5 @@ def test_train_with_plot_needs_matplotlib_before_training(tmp_path, no_matplotli
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--limit", "64", "--epochs", "1", "--out", str(out), "--plot"])
     assert exit_info.value.code == 2
-    assert "--plot: im2col_net.plotting needs matplotlib" in capsys.readouterr().err
+    assert "--plot: im2col_net.app.plotting needs matplotlib" in capsys.readouterr().err
     assert not out.exists()  # refused before any training

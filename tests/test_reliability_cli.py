@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from im2col_net.cli import bench_cmd, describe_error, main
+from im2col_net.app.cli import bench_cmd, describe_error, main
 from im2col_net.datasets import sources
 from im2col_net.models import build_model
 from im2col_net.serialization import save_model
@@ -231,7 +231,7 @@ def test_keyboard_interrupt_still_exits_130(monkeypatch, capsys):
 
 def test_json_path_is_checked_before_measuring(monkeypatch, tmp_path):
     measured = []
-    monkeypatch.setattr("im2col_net.bench.run_benchmark",
+    monkeypatch.setattr("im2col_net.app.bench.run_benchmark",
                         lambda **kwargs: measured.append(kwargs) or {})
     with pytest.raises(SystemExit):
         main(["bench", "--json", str(tmp_path / "no" / "b.json")])

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from im2col_net import imageio
 from im2col_net import serialization as S
-from im2col_net.cli import main
+from im2col_net.app import imageio
+from im2col_net.app.cli import main
+from im2col_net.app.imageio import ImageFileError, load_images, read_png_gray
 from im2col_net.datasets import idx
-from im2col_net.imageio import ImageFileError, load_images, read_png_gray
 from im2col_net.layers import (
     AvgPool2D,
     BatchNorm1D,

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 import im2col_net
-from im2col_net.cli import main
+from im2col_net.app.cli import main
 from im2col_net.layers import Conv2D, Dropout, Flatten, Linear, MaxPool2D, ReLU, Sequential
 from im2col_net.layers.loss import SoftmaxCrossEntropy
 from im2col_net.optim import make_optimizer
@@ -70,7 +70,7 @@ def slow_step(self, grads):
     time.sleep(step_delay)
 
 np.savez, Adam.step = slow_savez, slow_step
-from im2col_net.cli import main
+from im2col_net.app.cli import main
 sys.exit(main(sys.argv[3:]))
 """
 

@@ -19,7 +19,7 @@ from im2col_net import (
     Residual,
     Sequential,
 )
-from im2col_net.cli import main
+from im2col_net.app.cli import main
 from im2col_net.models import MODEL_BUILDERS, build_model
 from im2col_net.summary import ModelSummary, format_bytes, format_count
 

@@ -1,5 +1,6 @@
 """Layers: thin stateful wrappers over the functional core. They know nothing of training."""
 
+from . import _references  # noqa: F401  (gives the conv and pool layers reference_pair)
 from .activations import ELU
 from .base import Layer
 from .batchnorm import BatchNorm1D, BatchNorm2D

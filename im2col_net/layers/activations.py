@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import reference as ref
 from ..functional.elu import elu_backward, elu_forward
 from .dense import _Elementwise
 
@@ -28,3 +29,7 @@ class ELU(_Elementwise):
         return elu_forward(x, self.alpha)
 
     _backward = staticmethod(elu_backward)
+
+    def reference_pair(self):
+        return (lambda x: ref.elu_forward(x, self.alpha),
+                lambda x, dy: ref.elu_backward(x, dy, self.alpha))

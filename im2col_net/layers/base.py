@@ -18,6 +18,7 @@ __all__ = ["Layer", "make_rng", "he_normal", "xavier_uniform", "check_float_inpu
            "check_float_dtype", "check_count"]
 __all__ += ["deferred_init", "init_deferred", "placeholder", "is_placeholder", "init_zeros",
             "init_ones", "uniform_init", "check_input_shape"]
+__all__ += ["observe_inputs", "observing_inputs", "forward_child", "register_summarizer"]
 
 # No layer dimension comes near this; larger values are typos and would otherwise fail
 # inside NumPy with a message naming no layer.
@@ -172,6 +173,48 @@ def check_float_input(layer, x, ndim=None, dtype=None) -> np.ndarray:
     return _check_float_array(repr(layer), x, "input", ndim, dtype)
 
 
+# -- watching what each layer is given (the gradient checker's hints) --------------------
+_INPUT_OBSERVER = contextvars.ContextVar("im2col_net_input_observer", default=None)
+
+
+@contextlib.contextmanager
+def observe_inputs(callback):
+    """Inside this block every container calls ``callback(child, x)`` just before it runs
+    ``child.forward(x)``, and runs each child on its own (no fused pairs: the results
+    are the same, and every child is seen). The layers themselves are left untouched."""
+    token = _INPUT_OBSERVER.set(callback)
+    try:
+        yield
+    finally:
+        _INPUT_OBSERVER.reset(token)
+
+
+def observing_inputs() -> bool:
+    """True inside :func:`observe_inputs`."""
+    return _INPUT_OBSERVER.get() is not None
+
+
+def forward_child(child, x):
+    """``child.forward(x)``, reported to :func:`observe_inputs` first; containers run
+    their children through this."""
+    observer = _INPUT_OBSERVER.get()
+    if observer is not None:
+        observer(child, x)
+    return child.forward(x)
+
+
+# The model summary describes layers by their classes, so it imports them and they cannot
+# import it: im2col_net.summary registers its summarize() here for Layer.summary.
+_SUMMARIZER = None
+
+
+def register_summarizer(function) -> None:
+    """Make ``function(model, input_shape, batch_size)`` what :meth:`Layer.summary` calls
+    (done by :mod:`im2col_net.summary` when it is imported)."""
+    global _SUMMARIZER
+    _SUMMARIZER = function
+
+
 class Layer:
     """Base class: parameters, gradients, train/eval mode, call-order checks.
 
@@ -252,6 +295,22 @@ class Layer:
         """Direct sub-layers (none for a plain layer)."""
         return []
 
+    def set_input_grad(self, needed):
+        """Say whether anyone needs ``d(loss)/d(input)`` from :meth:`backward`; returns the
+        previous setting, to pass back later. ``None`` changes nothing.
+
+        A layer with a ``compute_input_grad`` switch (the convolutions) obeys it and then
+        returns None from ``backward``; ``Sequential`` passes it to its first layer; any
+        other layer keeps computing ``dx`` and reports None (so do the other containers,
+        whose input feeds several paths). ``fit`` calls ``model.set_input_grad(False)``,
+        since nobody reads the gradient of the images, and puts the setting back after.
+        """
+        if needed is None or not hasattr(self, "compute_input_grad"):
+            return None
+        previous = self.compute_input_grad
+        self.compute_input_grad = bool(needed)
+        return previous
+
     def named_parameters(self):
         """``(name, array)`` pairs, dotted for containers."""
         return list(self.params.items())
@@ -328,14 +387,25 @@ class Layer:
         would; None when the layer cannot tell (the summary then runs it)."""
         return None
 
+    # -- the oracle -----------------------------------------------------------------
+    def reference_pair(self):
+        """``(reference_forward, reference_backward)``: this layer's independent oracle from
+        :mod:`im2col_net.reference`, reading the layer's parameters and settings at call
+        time. ``reference_forward(x) -> y``; ``reference_backward(x, dy) -> dx`` or
+        ``(dx, {param name: gradient})``. A layer with a reference overrides this (see
+        :func:`im2col_net.testing.reference_pair`); the default has none."""
+        raise ValueError(f"reference_pair: no reference for {type(self).__name__} (a layer "
+                         f"declares one by defining reference_pair())")
+
     # -- description --------------------------------------------------------------
     def summary(self, input_shape, batch_size: int = 1):
         """Per-layer output shapes, parameters, FLOPs and memory for per-sample
         ``input_shape`` (e.g. ``(1, 28, 28)``) at ``batch_size``; see
         :func:`im2col_net.summary.summarize`. ``print()`` the result for a table."""
-        from ..summary import summarize  # the summary module imports the layer classes
-
-        return summarize(self, input_shape, batch_size)
+        if _SUMMARIZER is None:
+            raise RuntimeError("Layer.summary: no summarizer registered; import "
+                               "im2col_net.summary (importing im2col_net does)")
+        return _SUMMARIZER(self, input_shape, batch_size)
 
     def get_config(self) -> dict:
         """JSON-serialisable constructor arguments (used to save architectures).

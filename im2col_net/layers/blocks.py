@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer, as_native, make_rng
+from .base import Layer, as_native, forward_child, make_rng
 from .batchnorm import BatchNorm2D
 from .containers import Container, Sequential
 from .conv import Conv2D
@@ -160,7 +160,7 @@ class Parallel(_Branching):
         return _sum_arrays(outputs)
 
     def forward(self, x):
-        outputs = [np.asarray(branch.forward(x)) for branch in self._children]
+        outputs = [np.asarray(forward_child(branch, x)) for branch in self._children]
         y = self.combine_outputs(outputs)
         widths = [out.shape[1] for out in outputs] if self.combine == "concat" else None
         self._cache = (y.shape, widths, y.dtype)
@@ -241,8 +241,8 @@ class Residual(_Branching):
 
     def forward(self, x):
         x = as_native(np.asarray(x))  # the identity shortcut must match the body's dtype
-        body_out = self.body.forward(x)
-        short_out = x if self.shortcut is None else self.shortcut.forward(x)
+        body_out = forward_child(self.body, x)
+        short_out = x if self.shortcut is None else forward_child(self.shortcut, x)
         y = self.combine_outputs(body_out, short_out)
         self._cache = (y.shape, y.dtype)
         return y

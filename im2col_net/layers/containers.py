@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _fusion
-from .base import Layer
+from .base import Layer, forward_child, observing_inputs
 
 
 class Container(Layer):
@@ -81,6 +81,10 @@ class Sequential(Container):
     def children(self):
         return list(self.layers)
 
+    def set_input_grad(self, needed):
+        # Only the first layer sees the model's input; the others' dx feed their neighbours.
+        return self.layers[0].set_input_grad(needed) if self.layers else None
+
     @classmethod
     def from_config(cls, config, children=()):
         return cls(list(children))
@@ -109,11 +113,12 @@ class Sequential(Container):
         self._fused = {}  # index of the ReLU -> record of the fused pair
         i = 0
         while i < len(layers):
-            if i + 1 < len(layers) and _fusion.fusable(layers[i], layers[i + 1], x):
+            if (i + 1 < len(layers) and _fusion.fusable(layers[i], layers[i + 1], x)
+                    and not observing_inputs()):
                 x, self._fused[i] = _fusion.forward_pair(layers[i], layers[i + 1], x)
                 i += 2
             else:
-                x = layers[i].forward(x)
+                x = forward_child(layers[i], x)
                 i += 1
         x = np.asarray(x)
         self._cache = (x.shape, x.dtype)

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from .. import reference as ref
 from ..functional import basic as F
 from .base import (
     Layer,
@@ -92,6 +93,15 @@ class Linear(Layer):
             self.grads["bias"] = db
         return dx
 
+    def reference_pair(self):
+        def backward(x, dy):
+            dx, dw, db = ref.linear_backward(x, self.params["weight"], dy,
+                                             bias="bias" in self.params)
+            return dx, {"weight": dw, "bias": db}
+
+        return (lambda x: ref.linear_forward(x, self.params["weight"], self.params.get("bias")),
+                backward)
+
 
 class _Elementwise(Layer):
     """An activation whose backward is ``dy`` times something cached in forward."""
@@ -120,6 +130,9 @@ class ReLU(_Elementwise):
     _forward = staticmethod(F.relu_forward)
     _backward = staticmethod(F.relu_backward)
 
+    def reference_pair(self):
+        return ref.relu_forward, ref.relu_backward
+
 
 class Sigmoid(_Elementwise):
     """Logistic sigmoid ``1 / (1 + exp(-x))``, any shape -> same shape and dtype
@@ -128,12 +141,18 @@ class Sigmoid(_Elementwise):
     _forward = staticmethod(F.sigmoid_forward)
     _backward = staticmethod(F.sigmoid_backward)
 
+    def reference_pair(self):
+        return ref.sigmoid_forward, ref.sigmoid_backward
+
 
 class Tanh(_Elementwise):
     """Hyperbolic tangent, any shape -> same shape and dtype (torch.nn.Tanh)."""
 
     _forward = staticmethod(F.tanh_forward)
     _backward = staticmethod(F.tanh_backward)
+
+    def reference_pair(self):
+        return ref.tanh_forward, ref.tanh_backward
 
 
 class LeakyReLU(_Elementwise):
@@ -151,6 +170,10 @@ class LeakyReLU(_Elementwise):
         return F.leaky_relu_forward(x, self.negative_slope)
 
     _backward = staticmethod(F.leaky_relu_backward)
+
+    def reference_pair(self):
+        return (lambda x: ref.leaky_relu_forward(x, self.negative_slope),
+                lambda x, dy: ref.leaky_relu_backward(x, dy, self.negative_slope))
 
 
 class Flatten(Layer):
@@ -175,6 +198,11 @@ class Flatten(Layer):
         shape, dtype = self._require_cache()
         dy = self._check_dy(dy, (shape[0], int(np.prod(shape[1:]))), dtype)
         return dy.reshape(shape)
+
+    def reference_pair(self):
+        # Flattening is a C-order reshape by definition; its gradient reshapes back.
+        return (lambda x: np.asarray(x).reshape(len(x), -1).copy(),
+                lambda x, dy: np.asarray(dy).reshape(np.shape(x)).copy())
 
 
 class Dropout(Layer):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer
+from .base import Layer, forward_child
 from .blocks import _sum_arrays
 from .containers import Container
 
@@ -130,7 +130,7 @@ class Graph(Container):
         for k, node in enumerate(self.nodes):
             inputs = [values[r] for r in node["inputs"]]
             if node["op"] == "layer":
-                values[k] = np.asarray(layer_of[k].forward(inputs[0]))
+                values[k] = np.asarray(forward_child(layer_of[k], inputs[0]))
             else:
                 values[k] = self._combine(k, node["op"], inputs)
                 if node["op"] == "concat":

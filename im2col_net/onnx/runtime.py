@@ -34,7 +34,7 @@ def make_onnxruntime_predict(model, x, threads=None):
     """``(run, status)`` where ``run()`` is one onnxruntime forward pass over the batch
     ``x (N, C, H, W)`` returning the outputs, and ``status`` is ``"ok (...)"``; or
     ``(None, reason)`` when onnx/onnxruntime are missing or the model cannot be
-    exported (the same contract as :func:`im2col_net.bench_torch.make_torch_step`)."""
+    exported (the same contract as :func:`im2col_net.app.bench_torch.make_torch_step`)."""
     try:
         import onnxruntime
     except Exception as exc:  # noqa: BLE001 - any import failure means "not available"

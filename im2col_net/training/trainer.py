@@ -51,7 +51,6 @@ import numpy as np
 
 from ..distributed.local import LocalCommunicator
 from ..functional import planner
-from ..layers.conv import Conv2D
 from ..layers.loss import SoftmaxCrossEntropy
 from ..serialization import (
     architecture_to_json,
@@ -205,16 +204,6 @@ def _restore(checkpoint: Checkpoint, model, optimizer, run, shuffle_rng, batches
         planner.install(checkpoint.plans)   # the same algorithms as before: bit-exact
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: cannot restore: {exc}") from exc
-
-
-def _first_conv(model):
-    """The model's first layer if it is a Conv2D applied directly to the input."""
-    if isinstance(model, Conv2D):
-        return model
-    layers = getattr(model, "layers", None)
-    if type(model).__name__ == "Sequential" and layers and isinstance(layers[0], Conv2D):
-        return layers[0]
-    return None
 
 
 def split_validation(data, *, fraction=None, size=None, seed=0):
@@ -389,8 +378,7 @@ def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer
     comm.start(model, optimizer, run, train_x)
     shuffle_start = generator_state(shuffle_rng)
     loss_fn = SoftmaxCrossEntropy()
-    first_conv = _first_conv(model)
-    saved_input_grad = first_conv.compute_input_grad if first_conv is not None else None
+    saved_input_grad = None  # the model's own input-gradient setting, put back at the end
     session_start = time.perf_counter()
     elapsed_before = state.elapsed
     lr = float(optimizer.lr)
@@ -437,8 +425,7 @@ def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer
     quiet = np.errstate(over="ignore", invalid="ignore", divide="ignore")
     with stop_on_signals(handle_sigint) as stop, quiet:
         try:
-            if first_conv is not None:
-                first_conv.compute_input_grad = False  # nobody needs d(loss)/d(images)
+            saved_input_grad = model.set_input_grad(False)  # nobody needs d(loss)/d(images)
             while state.epoch < epochs and not stopped_early:
                 epoch_started = time.perf_counter()
                 skip = state.batch_in_epoch
@@ -578,8 +565,7 @@ def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer
                 None if isinstance(exc, _Stop) else exc)
         finally:
             show.close()
-            if first_conv is not None:
-                first_conv.compute_input_grad = saved_input_grad
+            model.set_input_grad(saved_input_grad)
 
         history = (read_metrics(log.path, kind="epoch") if log.path is not None
                    else session_history)

@@ -55,7 +55,7 @@ def _matplotlib():
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise ImportError(
-            "im2col_net.plotting needs matplotlib; install it with "
+            "im2col_net.app.plotting needs matplotlib; install it with "
             "`pip install \"im2col_net[plot]\"` (or `pip install matplotlib`)"
         ) from exc
     return Figure, FigureCanvasAgg
@@ -207,8 +207,8 @@ def _positive(ax) -> bool:
 def first_conv_weight(model) -> np.ndarray | None:
     """The ``weight (Cout, Cin, kh, kw)`` of the first Conv2D met walking ``model``
     depth first (its own layers in order), or None when it has none."""
-    from .layers.conv import Conv2D
-    from .serialization import named_layers
+    from ..layers.conv import Conv2D
+    from ..serialization import named_layers
 
     for _, layer in named_layers(model):
         if isinstance(layer, Conv2D):
@@ -428,10 +428,10 @@ def plot_run(run_dir, *, out_dir=None, dataset=None, data_dir=None, limit=None,
     ``run_dir`` holds neither a metrics log nor a model, ValueError (or the dataset
     loader's DataError) for data that does not fit the model.
     """
-    from .datasets import CLASS_NAMES, load_dataset
-    from .serialization import load_model
-    from .training import CHECKPOINT_NAME, METRICS_NAME, MODEL_NAME, read_metrics
-    from .training.evaluation import confusion_matrix, predict_proba
+    from ..datasets import CLASS_NAMES, load_dataset
+    from ..serialization import load_model
+    from ..training import CHECKPOINT_NAME, METRICS_NAME, MODEL_NAME, read_metrics
+    from ..training.evaluation import confusion_matrix, predict_proba
 
     check_available()  # fail early, before any slow work, when matplotlib is missing
     run_dir = os.fspath(run_dir)

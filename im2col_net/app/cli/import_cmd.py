@@ -21,7 +21,7 @@ def parse_shape(text):
 
 def onnx_module_or_fail():
     """:mod:`im2col_net.onnx` once the onnx package is known to be importable."""
-    from .. import onnx as onnx_api
+    from ... import onnx as onnx_api
     from . import CliError
 
     try:
@@ -55,7 +55,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from ..serialization import save_model
+    from ...serialization import save_model
     from . import CliError
 
     shape = None if args.input_shape is None else parse_shape(args.input_shape)

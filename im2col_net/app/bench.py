@@ -38,13 +38,14 @@ from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
-from . import bench_torch, runtime
-from .functional import conv_algorithms, planner
-from .functional.conv import conv2d_backward, conv2d_forward, conv_problem
-from .layers import Conv2D, MaxPool2D
-from .layers.loss import SoftmaxCrossEntropy
-from .models import convnet
-from .optim import make_optimizer
+from .. import runtime
+from ..functional import conv_algorithms, planner
+from ..functional.conv import conv2d_backward, conv2d_forward, conv_problem
+from ..layers import Conv2D, MaxPool2D
+from ..layers.loss import SoftmaxCrossEntropy
+from ..models import convnet
+from ..optim import make_optimizer
+from . import bench_torch
 
 __all__ = ["run_benchmark", "format_report", "ENV_VARS"]
 
@@ -361,7 +362,7 @@ def measure_strategies(batch_size, repeats, warmup, seed) -> list[dict]:
 
 def measure_reference_speedup(repeats, seed) -> dict:
     """Forward + backward of a small conv: reference loops vs. the fast path."""
-    from . import reference
+    from .. import reference
 
     rng = np.random.default_rng(seed + 3)
     x = rng.standard_normal((2, 3, 8, 8), dtype=np.float32)
@@ -414,7 +415,7 @@ def _memory_probe(batch_size: int, threads, seed: int, steps: int = 3) -> dict:
 
 def measure_step_memory(batch_size, threads, seed) -> dict:
     """Peak RSS of training steps, measured in a fresh Python process."""
-    code = ("import json, sys; from im2col_net.bench import _memory_probe; "
+    code = ("import json, sys; from im2col_net.app.bench import _memory_probe; "
             "print(json.dumps(_memory_probe(*json.loads(sys.argv[1]))))")
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)

@@ -38,9 +38,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..functional.conv import STRATEGIES
-from ..geometry import PADDING_MODES
-from ..gradcheck import (
+from ...functional.conv import STRATEGIES
+from ...geometry import PADDING_MODES
+from ...gradcheck import (
     DEFAULT_ATOL,
     DEFAULT_DIRECTIONS,
     DEFAULT_EPS,
@@ -49,7 +49,7 @@ from ..gradcheck import (
     GradcheckWarning,
     gradcheck,
 )
-from ..layers import (
+from ...layers import (
     AvgPool2D,
     Conv2D,
     Dropout,
@@ -66,7 +66,7 @@ from ..layers import (
     Sigmoid,
     Tanh,
 )
-from ..layers.base import Layer, deferred_init, init_deferred
+from ...layers.base import Layer, deferred_init, init_deferred
 from . import CliError, one_line
 
 NAME = "gradcheck"

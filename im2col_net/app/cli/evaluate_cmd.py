@@ -14,7 +14,7 @@ HELP = "evaluate a saved model on a test set (accuracy per class, confusion matr
 
 
 def add_arguments(parser):
-    from ..datasets import DATASET_NAMES
+    from ...datasets import DATASET_NAMES
     from .train_cmd import _positive_int
 
     parser.add_argument("model", metavar="MODEL.npz",
@@ -40,7 +40,7 @@ def add_allow_nonfinite(parser):
 
 def _unfinished_run(run_dir, checkpoint_path) -> str:
     """What the checkpoint of a run without a model says, and how to go on from it."""
-    from ..training import CheckpointError, load_checkpoint
+    from ...training import CheckpointError, load_checkpoint
 
     try:
         checkpoint = load_checkpoint(checkpoint_path)
@@ -64,7 +64,7 @@ def _unfinished_run(run_dir, checkpoint_path) -> str:
 def resolve_model_path(path) -> str:
     """The model file ``path`` names: itself, or ``model.npz`` inside a run directory.
     CliError saying what a run directory holds when it has no model (yet)."""
-    from ..training import CHECKPOINT_NAME, MODEL_NAME
+    from ...training import CHECKPOINT_NAME, MODEL_NAME
     from . import CliError
 
     path = os.fspath(path)
@@ -85,7 +85,7 @@ def resolve_model_path(path) -> str:
 def load_model_or_fail(path, *, allow_nonfinite=False):
     """``load_model`` with user-facing errors (missing, not a regular file, not a model,
     too large, damaged, non-finite weights) turned into CliError."""
-    from ..serialization import ModelFileError, load_model
+    from ...serialization import ModelFileError, load_model
     from . import CliError
 
     if os.fspath(path).lower().endswith(".onnx"):  # ONNX files load through im2col_net.onnx
@@ -147,8 +147,8 @@ def check_output_size(model, images, num_classes, model_path, dataset) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from ..datasets import CLASS_NAMES, DataError, load_dataset
-    from ..training import confusion_matrix, evaluate, per_class_accuracy
+    from ...datasets import CLASS_NAMES, DataError, load_dataset
+    from ...training import confusion_matrix, evaluate, per_class_accuracy
     from . import CliError
 
     args.model = resolve_model_path(args.model)

@@ -10,8 +10,8 @@ workspace, with totals.
 
 from __future__ import annotations
 
-from ..layers.base import deferred_init
-from ..models import MODEL_BUILDERS, build_model
+from ...layers.base import deferred_init
+from ...models import MODEL_BUILDERS, build_model
 from . import CliError
 
 NAME = "summary"

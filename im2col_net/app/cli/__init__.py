@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="a NumPy CNN engine: train, evaluate, predict, plot, gradient-check, "
                     "summarise and benchmark",
     )
-    from .. import __version__
+    from ... import __version__
 
     parser.add_argument("--version", action="version", version=f"im2col-net {__version__}",
                         help="show the version and exit")

@@ -2,7 +2,7 @@
 
 Writes into RUN_DIR (or ``--out``) the learning curves from ``metrics.jsonl``, the first
 convolution's filters, the test-set confusion matrix and the misclassified test images
-of ``model.npz`` (see :func:`im2col_net.plotting.plot_run`). Needs matplotlib (the
+of ``model.npz`` (see :func:`im2col_net.app.plotting.plot_run`). Needs matplotlib (the
 ``plot`` extra).
 """
 
@@ -18,7 +18,7 @@ HELP = "draw a run's learning curves, filters, confusion matrix and mistakes as 
 
 
 def add_arguments(parser):
-    from ..datasets import DATASET_NAMES
+    from ...datasets import DATASET_NAMES
     from .argtypes import positive_int as _positive_int
 
     parser.add_argument("run_dir", metavar="RUN_DIR",
@@ -38,14 +38,14 @@ def add_arguments(parser):
 
 def make_plots(run_dir, *, dataset=None, data_dir=None, limit=None, out_dir=None,
                max_images=32, dpi=100) -> dict:
-    """:func:`~im2col_net.plotting.plot_run` with its errors turned into CliError and
+    """:func:`~im2col_net.app.plotting.plot_run` with its errors turned into CliError and
     skipped pictures reported on stderr; also used by ``im2col-net train --plot``."""
     try:
         from ..plotting import plot_run
     except ImportError as exc:  # pragma: no cover - plotting itself imports lazily
         raise CliError(str(exc)) from exc
-    from ..datasets import DataError
-    from ..serialization import ModelFileError
+    from ...datasets import DataError
+    from ...serialization import ModelFileError
 
     if not os.path.isdir(run_dir):
         raise CliError(f"{run_dir}: no such run directory")

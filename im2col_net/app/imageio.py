@@ -36,7 +36,7 @@ import zlib
 
 import numpy as np
 
-from .safeio import MiB, describe_bytes, open_regular, read_npy
+from ..safeio import MiB, describe_bytes, open_regular, read_npy
 
 __all__ = ["ImageFileError", "read_png_gray", "write_png_gray", "load_images",
            "resize_images", "DEFAULT_MAX_IMAGE_BYTES", "DEFAULT_MAX_PIXELS"]

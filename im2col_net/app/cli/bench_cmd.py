@@ -1,6 +1,6 @@
 """``im2col-net bench``: training speed of the default model, side by side with PyTorch.
 
-A thin shell over :func:`im2col_net.bench.run_benchmark`: prints the tables and, with
+A thin shell over :func:`im2col_net.app.bench.run_benchmark`: prints the tables and, with
 ``--json FILE``, writes the full result (written to a temporary file, then renamed).
 """
 

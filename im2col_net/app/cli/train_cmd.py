@@ -88,14 +88,14 @@ _fraction = fraction
 
 
 def schedule_names():
-    from ..optim import SCHEDULES
+    from ...optim import SCHEDULES
 
     return [name for name in SCHEDULES if not name.endswith("table")]
 
 
 def build_schedule(name, lr, epochs):
     """The schedule ``name`` with this command's extra arguments (SCHEDULE_OPTIONS)."""
-    from ..optim import make_schedule
+    from ...optim import make_schedule
 
     base = name[len("warmup-"):] if name.startswith("warmup-") else name
     extra = SCHEDULE_OPTIONS.get(base, lambda epochs: {})(epochs)
@@ -105,9 +105,9 @@ def build_schedule(name, lr, epochs):
 def add_arguments(parser):
     import argparse
 
-    from ..datasets import DATASET_NAMES
-    from ..models import MODEL_BUILDERS
-    from ..optim import OPTIMIZERS
+    from ...datasets import DATASET_NAMES
+    from ...models import MODEL_BUILDERS
+    from ...optim import OPTIMIZERS
 
     d = DEFAULTS
     parser.add_argument("--dataset", choices=list(DATASET_NAMES),
@@ -174,7 +174,7 @@ def add_arguments(parser):
     group.add_argument("--distributed", action="store_true",
                        help="train data-parallel over the ranks of 'mpiexec -n K'; "
                             "--batch-size is the global batch (needs --out)")
-    from ..distributed import DEFAULT_TIMEOUT  # MPI-free; mpi4py loads only when used
+    from ...distributed import DEFAULT_TIMEOUT  # MPI-free; mpi4py loads only when used
 
     group.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT,
                        metavar="SECONDS",
@@ -219,9 +219,9 @@ def _resolve_settings(args, saved, notes=None):
 
 def _check_saved_settings(saved, path):
     """The saved settings must be ones the command line could have given."""
-    from ..datasets import DATASET_NAMES
-    from ..models import MODEL_BUILDERS
-    from ..optim import OPTIMIZERS
+    from ...datasets import DATASET_NAMES
+    from ...models import MODEL_BUILDERS
+    from ...optim import OPTIMIZERS
 
     if not isinstance(saved, dict):
         raise CliError(f"{path}: the saved settings are not an object; the checkpoint is "
@@ -264,7 +264,7 @@ def _check_saved_settings(saved, path):
 
 
 def _saved_settings(out_dir):
-    from ..training import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+    from ...training import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 
     path = os.path.join(out_dir, CHECKPOINT_NAME)
     if not os.path.exists(path):
@@ -282,7 +282,7 @@ def _saved_settings(out_dir):
 
 def _prepare_out_dir(out_dir):
     """Create the run directory (a clear error if it is a file or cannot be made)."""
-    from ..training.rundir import make_run_dir
+    from ...training.rundir import make_run_dir
 
     try:
         make_run_dir(out_dir, owner="--out")
@@ -293,7 +293,7 @@ def _prepare_out_dir(out_dir):
 @contextlib.contextmanager
 def _locked(out_dir):
     """Hold the run directory's lock, taken before any data is loaded."""
-    from ..training import RunDirLocked, lock_run_dir
+    from ...training import RunDirLocked, lock_run_dir
 
     with contextlib.ExitStack() as stack:
         try:
@@ -313,7 +313,7 @@ def run(args) -> int:
         return _run(args, None, started)
     if not args.out:
         raise CliError("--distributed needs --out DIR (one run directory for every rank)")
-    from ..distributed import DistributedError, mpi_communicator
+    from ...distributed import DistributedError, mpi_communicator
 
     try:
         communicator = mpi_communicator(timeout=args.timeout, sync_batchnorm=args.sync_bn)
@@ -409,11 +409,11 @@ def _time_summary(wall, result) -> str:
 
 def _train(args, out_dir, started, communicator=None) -> int:
     """The command with ``out_dir`` created and locked (by the writing rank)."""
-    from ..datasets import DataError, load_dataset
-    from ..models import build_model
-    from ..optim import make_optimizer
-    from ..training import RunDirLocked, TrainingInterrupted, fit, split_validation
-    from ..training.rundir import run_files_in
+    from ...datasets import DataError, load_dataset
+    from ...models import build_model
+    from ...optim import make_optimizer
+    from ...training import RunDirLocked, TrainingInterrupted, fit, split_validation
+    from ...training.rundir import run_files_in
 
     started_clock = time.time()
     saved = _saved_settings(out_dir) if args.resume else None

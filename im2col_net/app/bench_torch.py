@@ -1,4 +1,4 @@
-"""The PyTorch side of :mod:`im2col_net.bench`: the same model, weights, data and step.
+"""The PyTorch side of :mod:`im2col_net.app.bench`: the same model, weights, data and step.
 
 PyTorch is optional; :func:`make_torch_step` reports why it is unavailable instead of
 failing.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layers import Conv2D, Flatten, Linear, MaxPool2D, ReLU
+from ..layers import Conv2D, Flatten, Linear, MaxPool2D, ReLU
 
 __all__ = ["make_torch_step", "torch_model_from"]
 

@@ -4,7 +4,7 @@ Images come from FILEs, from the test set (``--test-index I ...``, printed with 
 true class) or from the sample digits shipped with the package (``--samples``: one PNG
 per digit 0-9, taken from the MNIST test set). MODEL.npz may be a run directory.
 
-Inputs follow :mod:`im2col_net.imageio`: ``.npy`` arrays of shape (H, W), (N, H, W) or
+Inputs follow :mod:`im2col_net.app.imageio`: ``.npy`` arrays of shape (H, W), (N, H, W) or
 (N, 1, H, W), uint8 0-255 or float in [0, 1]; 8-bit grayscale non-interlaced PNGs. They
 must be 28x28 unless ``--resize`` is given, which scales each axis to 28 pixels (area
 mean when shrinking, bilinear when enlarging; the aspect ratio is not kept). Everything
@@ -28,7 +28,7 @@ def sample_files() -> list[str]:
 
 
 def add_arguments(parser):
-    from ..datasets import DATASET_NAMES
+    from ...datasets import DATASET_NAMES
     from .evaluate_cmd import add_allow_nonfinite
     from .train_cmd import _non_negative_int, _positive_int
 
@@ -58,7 +58,7 @@ def add_arguments(parser):
 
 def _test_images(args):
     """The ``--test-index`` images, their names and true labels."""
-    from ..datasets import DataError, load_dataset
+    from ...datasets import DataError, load_dataset
     from . import CliError
 
     try:
@@ -77,9 +77,9 @@ def _test_images(args):
 def run(args) -> int:
     import numpy as np
 
-    from ..datasets import CLASS_NAMES
+    from ...datasets import CLASS_NAMES
+    from ...training import predict_proba
     from ..imageio import ImageFileError, load_images
-    from ..training import predict_proba
     from . import CliError
     from .evaluate_cmd import load_model_or_fail, resolve_model_path
 
