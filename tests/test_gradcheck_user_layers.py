@@ -197,7 +197,7 @@ def test_mistakes_are_one_line_errors(user_dir, argv, message):
 
 
 def test_reference_and_data_work_for_built_in_layers(capsys):
-    from im2col_net.cli import main
+    from im2col_net.app.cli import main
 
     code = main(["gradcheck", "maxpool2d", "--data", "tie-free", "--reference", "--size", "4"])
     out = capsys.readouterr().out
@@ -210,7 +210,7 @@ def test_reference_and_data_work_for_built_in_layers(capsys):
 
 
 def test_the_current_directory_is_not_left_on_sys_path(user_dir, monkeypatch):
-    from im2col_net.cli.gradcheck_cmd import load_user_class
+    from im2col_net.app.cli.gradcheck_cmd import load_user_class
 
     monkeypatch.chdir(user_dir)
     monkeypatch.delitem(sys.modules, "mylayers", raising=False)

@@ -19,7 +19,7 @@ from im2col_net import (
     save_model,
 )
 from im2col_net import functional as F
-from im2col_net.cli.gradcheck_cmd import LAYERS
+from im2col_net.app.cli.gradcheck_cmd import LAYERS
 from im2col_net.interop import load_torch_state_dict, to_torch_state_dict, torch_state_keys
 from im2col_net.testing import (
     arrays,
