@@ -200,6 +200,11 @@ WITH_REFERENCE_PAIR = {
     "ReLU": (L.ReLU, (3, 5)), "LeakyReLU": (lambda: L.LeakyReLU(0.2), (3, 5)),
     "ELU": (lambda: L.ELU(0.7), (3, 5)), "Sigmoid": (L.Sigmoid, (3, 5)),
     "Tanh": (L.Tanh, (3, 5)), "Flatten": (L.Flatten, (2, 3, 2, 2)),
+    "GroupNorm": (lambda: L.GroupNorm(2, 4, dtype=np.float64), (2, 4, 3, 3)),
+    "LayerNorm": (lambda: L.LayerNorm(4, dtype=np.float64), (2, 3, 4)),
+    "InstanceNorm2D": (lambda: L.InstanceNorm2D(2, affine=True, dtype=np.float64),
+                       (2, 2, 3, 3)),
+    "LocalResponseNorm": (lambda: L.LocalResponseNorm(3), (2, 5, 3, 3)),
 }
 
 

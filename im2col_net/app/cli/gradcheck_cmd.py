@@ -517,20 +517,17 @@ def make_input(entry: LayerEntry, args, dtype, rng: np.random.Generator) -> np.n
 def _compare_with_reference(layer, x, args) -> bool:
     """Print how ``layer`` compares with its ``reference_pair()``; True when it matches."""
     try:
-        from .. import testing
+        from ... import testing
     except ImportError as exc:
         raise CliError(f"--reference needs hypothesis ({exc}); install the testing extra, "
                        f"pip install im2col_net[testing]") from None
     # A copy: the comparison runs forward and backward, which must not touch the layer shown.
     probe = copy.deepcopy(layer)
-    if callable(getattr(probe, "reference_pair", None)):
-        pair = _user_code(layer, "reference_pair()", probe.reference_pair)
-    else:
-        try:
-            pair = testing.reference_pair(probe)
-        except ValueError:
-            raise CliError(f"--reference: {type(layer).__name__} has no reference_pair() "
-                           f"method returning (forward(x), backward(x, dy))") from None
+    # Layer.reference_pair itself only says there is none; a layer declares one by overriding.
+    if getattr(type(probe), "reference_pair", Layer.reference_pair) is Layer.reference_pair:
+        raise CliError(f"--reference: {type(layer).__name__} has no reference_pair() "
+                       f"method returning (forward(x), backward(x, dy))")
+    pair = _user_code(layer, "reference_pair()", probe.reference_pair)
     if not (isinstance(pair, tuple) and len(pair) == 2 and all(map(callable, pair))):
         raise CliError(f"--reference: {type(layer).__name__}.reference_pair() must return a "
                        f"pair of callables (forward(x), backward(x, dy)), got "
