@@ -61,3 +61,15 @@ __all__ = [
 ]
 __all__ += ["batch_norm_forward", "batch_norm_backward", "conv_transpose2d_forward",
             "conv_transpose2d_backward", "elu_forward", "elu_backward"]
+from .padding import pad2d_torch, pad2d_torch_backward  # noqa: E402
+from .resample import (  # noqa: E402
+    flatten,
+    pixel_shuffle,
+    pixel_unshuffle,
+    unflatten,
+    upsample_backward,
+    upsample_forward,
+)
+
+__all__ += ["pad2d_torch", "pad2d_torch_backward", "upsample_forward", "upsample_backward",
+            "pixel_shuffle", "pixel_unshuffle", "flatten", "unflatten"]
