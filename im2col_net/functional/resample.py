@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 __all__ = ["UPSAMPLE_MODES", "upsample_output_size", "nearest_source_index",
-           "linear_source_weights", "upsample_forward", "upsample_backward",
+           "linear_source_weights", "resample_tables", "upsample_forward", "upsample_backward",
            "pixel_shuffle_forward", "pixel_shuffle_backward", "pixel_unshuffle_forward",
            "pixel_unshuffle_backward"]
 
@@ -84,7 +84,7 @@ def linear_source_weights(in_size: int, out_size: int, align_corners: bool,
     return i0, i1, w0, w1
 
 
-def _tables(mode, in_hw, out_hw, align_corners, scales, dtype):
+def resample_tables(mode, in_hw, out_hw, align_corners, scales, dtype):
     """Per spatial axis: None (identity) or ``(i0, i1, w0, w1)`` (``w1`` None: nearest)."""
     tables = []
     for n_in, n_out, scale in zip(in_hw, out_hw, scales, strict=True):
@@ -151,7 +151,7 @@ def upsample_forward(x: np.ndarray, out_hw, mode: str = "nearest", align_corners
         raise ValueError(f"upsample: mode must be one of {UPSAMPLE_MODES}, got {mode!r}")
     x = np.asarray(x)
     in_hw = x.shape[2:]
-    tables = _tables(mode, in_hw, tuple(out_hw), bool(align_corners), scales, x.dtype)
+    tables = resample_tables(mode, in_hw, tuple(out_hw), bool(align_corners), scales, x.dtype)
     # W first, then H: the order of torch's separable kernel.
     y = _interp_axis(_interp_axis(x, tables[1], 3), tables[0], 2)
     if y is x:

@@ -77,6 +77,9 @@ class Upsample(Layer):
         self.align_corners = None if align_corners is None else bool(align_corners)
         self.recompute_scale_factor = (None if recompute_scale_factor is None
                                        else bool(recompute_scale_factor))
+        # The shape of the last forward input: the ONNX exporter runs the model once on
+        # the declared shape and reads it to fix the index tables of the graph.
+        self.last_input_shape = None
 
     def get_config(self):
         return dict(size=None if self.size is None else list(self.size),
@@ -101,6 +104,14 @@ class Upsample(Layer):
                              f"{shape[2]}x{shape[3]} and output {out[0]}x{out[1]}")
         return out
 
+    def tables(self, input_shape, dtype):
+        """``(out_hw, per-axis tables)`` of :func:`im2col_net.functional.resample`
+        (None: identity axis) for an input of ``input_shape``."""
+        shape = check_input_shape(self, input_shape, 4)
+        out = self._out_hw(shape)
+        return out, F.resample_tables(self.mode, shape[2:], out, bool(self.align_corners),
+                                      self.scales, dtype)
+
     @property
     def scales(self):
         """Per-axis scale factors used as such in the source-index formula (None: the
@@ -116,6 +127,7 @@ class Upsample(Layer):
     def forward(self, x):
         x = check_float_input(self, x, 4)
         out = self._out_hw(x.shape)
+        self.last_input_shape = x.shape
         y, cache = F.upsample_forward(x, out, self.mode, bool(self.align_corners), self.scales)
         self._cache = (cache, y.shape, y.dtype)
         return y
