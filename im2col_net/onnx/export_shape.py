@@ -180,7 +180,10 @@ def _resize_inputs(b, layer, x, shape, out_hw, path, prefix):
     if layer.scales == (None, None) or layer.align_corners:
         sizes = _shape_parts(b, x, path, prefix, [("dims", 0, 2), ("const", list(out_hw))])
         return [x, "", "", sizes]
-    factors = np.array([1.0, 1.0, *layer.scales], dtype=np.float32)
+    # torch copies an axis whose output size equals the input's, whatever the scale.
+    factors = np.array([1.0, 1.0] + [1.0 if o == i else f for o, i, f in
+                                     zip(out_hw, shape[2:], layer.scales, strict=True)],
+                       dtype=np.float32)
     sizes = np.floor(np.array(shape, dtype=np.float32) * factors).astype(np.int64)
     if tuple(sizes[2:]) != tuple(out_hw):
         return None
