@@ -30,25 +30,28 @@ TORCH_PAD_MODES = {"constant": "zeros", "reflect": "reflect", "replicate": "edge
 _LAYOUT_AXES = {"NHWC": (1, 2), "NCHW": (2, 3)}
 
 
-def check_pad(mode: str, padding, height: int, width: int, *, owner: str = "pad") -> None:
+def check_pad(mode: str, padding, height: int, width: int, *, owner: str = "pad",
+              torch_order: bool = False) -> None:
     """Raise ``ValueError`` naming ``owner`` when ``padding = (top, bottom, left, right)``
     cannot pad an ``height x width`` input in ``mode``; the limits are torch's:
     reflect needs every pad below the size, circular every pad at most the size (one
-    wrap), edge a non-empty input, and no mode accepts negative (cropping) pads."""
+    wrap), edge a non-empty input, and no mode accepts negative (cropping) pads.
+    ``torch_order``: the message spells the padding as torch's ``(left, right, top,
+    bottom)``."""
     if mode not in PAD_MODES:
         raise ValueError(f"{owner}: mode must be one of {PAD_MODES}, got {mode!r}")
     top, bottom, left, right = padding
+    spelled = (f"(left, right, top, bottom) = {(left, right, top, bottom)}" if torch_order
+               else f"(top, bottom, left, right) = {tuple(padding)}")
     if min(padding) < 0:
         raise ValueError(f"{owner}: negative padding (cropping) is not supported, got "
-                         f"(top, bottom, left, right) = {tuple(padding)}")
+                         f"{spelled}")
     if mode == "reflect" and (max(top, bottom) >= height or max(left, right) >= width):
-        raise ValueError(f"{owner}: reflect padding (top, bottom, left, right) = "
-                         f"{tuple(padding)} must be smaller than the input {height}x{width} "
-                         f"in each direction")
+        raise ValueError(f"{owner}: reflect padding {spelled} must be smaller than the input "
+                         f"{height}x{width} (H x W) in each direction")
     if mode == "circular" and (max(top, bottom) > height or max(left, right) > width):
-        raise ValueError(f"{owner}: circular padding (top, bottom, left, right) = "
-                         f"{tuple(padding)} may wrap around at most once: each pad must be at "
-                         f"most the input size {height}x{width}")
+        raise ValueError(f"{owner}: circular padding {spelled} may wrap around at most once: "
+                         f"each pad must be at most the input size {height}x{width} (H x W)")
     if mode == "edge" and (height == 0 or width == 0) and any(padding):
         raise ValueError(f"{owner}: replicate (edge) padding needs a non-empty input, got "
                          f"{height}x{width}")

@@ -50,7 +50,7 @@ class _Pad2D(Layer):
     def _check_size(self, shape):
         left, right, top, bottom = self.padding
         F.check_pad(F.TORCH_PAD_MODES[self._mode], (top, bottom, left, right), shape[2],
-                    shape[3], owner=repr(self))
+                    shape[3], owner=repr(self), torch_order=True)
 
     def _out(self, shape):
         left, right, top, bottom = self.padding
