@@ -72,7 +72,8 @@ PADS = [0, 2, (1, 0, 0, 2), (0, 3, 2, 1), (3, 3, 2, 2)]
                          ids=["zero", "constant", "reflect", "replicate", "circular"])
 def test_padding_layers_match_onnxruntime_exactly(make, padding, dtype, opset):
     # Reflect needs pad < size, circular pad <= size: (3, 4) tall, 4 wide fits all cases.
-    assert_matches(typed(make(padding), (2, 3, 4), dtype), data((2, 2, 3, 4), dtype), opset, exact=True)
+    model = typed(make(padding), (2, 3, 4), dtype)
+    assert_matches(model, data((2, 2, 3, 4), dtype), opset, exact=True)
 
 
 def test_circular_pad_of_a_full_wrap_and_batch_is_dynamic():
@@ -127,10 +128,11 @@ def test_upsample_ops_are_gather_for_nearest_and_resize_for_float32_bilinear():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("r", [1, 2, 3])
 def test_pixel_shuffle_and_unshuffle_match_onnxruntime(r, dtype):
-    assert_matches(typed(PixelShuffle(r), (2 * r * r, 3, 2), dtype), data((2, 2 * r * r, 3, 2), dtype),
+    shuffle_in, unshuffle_in = (2 * r * r, 3, 2), (3, 2 * r, 3 * r)
+    assert_matches(typed(PixelShuffle(r), shuffle_in, dtype), data((2, *shuffle_in), dtype),
                    exact=True)
-    assert_matches(typed(PixelUnshuffle(r), (3, 2 * r, 3 * r), dtype), data((2, 3, 2 * r, 3 * r), dtype),
-                   exact=True)
+    assert_matches(typed(PixelUnshuffle(r), unshuffle_in, dtype),
+                   data((2, *unshuffle_in), dtype), exact=True)
     ops = {n.op_type for n in ox.to_model_proto(Sequential(PixelShuffle(r)),
                                                 (2 * r * r, 3, 2)).graph.node}
     assert "DepthToSpace" in ops

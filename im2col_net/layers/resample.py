@@ -202,6 +202,9 @@ class PixelShuffle(_Shuffle):
 
     _arg = "upscale_factor"
     _forward = staticmethod(F.pixel_shuffle_forward)
+
+    def __init__(self, upscale_factor):
+        super().__init__(upscale_factor)
     _backward = staticmethod(F.pixel_shuffle_backward)
 
     def output_shape(self, input_shape):
@@ -225,6 +228,9 @@ class PixelUnshuffle(_Shuffle):
 
     _arg = "downscale_factor"
     _forward = staticmethod(F.pixel_unshuffle_forward)
+
+    def __init__(self, downscale_factor):
+        super().__init__(downscale_factor)
     _backward = staticmethod(F.pixel_unshuffle_backward)
 
     def output_shape(self, input_shape):
