@@ -280,6 +280,17 @@ def test_upsample_matches_torch(options, mode, align, dtype):
         compare_with_torch(ours, theirs, rand(shape, dtype))
 
 
+@given(h=st.integers(1, 8), w=st.integers(1, 8), sh=st.floats(0.2, 4.0), sw=st.floats(0.2, 4.0),
+       mode=st.sampled_from(["nearest", "bilinear"]), dtype=DTYPES)
+def test_upsample_matches_torch_at_arbitrary_scale_factors(h, w, sh, sw, mode, dtype):
+    """Random float scales probe the float32 index arithmetic at rounding boundaries."""
+    torch = pytest.importorskip("torch")
+    assume(int(np.floor(h * sh)) >= 1 and int(np.floor(w * sw)) >= 1)
+    compare_with_torch(Upsample(scale_factor=(sh, sw), mode=mode),
+                       torch.nn.Upsample(scale_factor=(sh, sw), mode=mode),
+                       rand((1, 2, h, w), dtype))
+
+
 def test_upsampling_aliases_match_torch():
     torch = pytest.importorskip("torch")
     nn = torch.nn
