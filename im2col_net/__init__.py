@@ -9,6 +9,8 @@ from .layers import (
     AvgPool2D,
     BatchNorm1D,
     BatchNorm2D,
+    CircularPad2D,
+    ConstantPad2D,
     Conv2D,
     ConvTranspose2D,
     Dropout,
@@ -23,12 +25,21 @@ from .layers import (
     LocalResponseNorm,
     MaxPool2D,
     Parallel,
+    PixelShuffle,
+    PixelUnshuffle,
+    ReflectionPad2D,
     ReLU,
+    ReplicationPad2D,
     Residual,
     Sequential,
     Sigmoid,
     SoftmaxCrossEntropy,
     Tanh,
+    Unflatten,
+    Upsample,
+    UpsamplingBilinear2D,
+    UpsamplingNearest2D,
+    ZeroPad2D,
 )
 from .serialization import ModelFileError, load_model, save_model
 
@@ -42,4 +53,7 @@ __all__ = [
 __all__ += ["Parallel", "Residual", "BatchNorm1D", "BatchNorm2D", "ConvTranspose2D", "ELU"]
 __all__ += ["GroupNorm", "LayerNorm", "InstanceNorm2D", "LocalResponseNorm"]
 __all__ += ["GradcheckError"]
+__all__ += ["ZeroPad2D", "ConstantPad2D", "ReflectionPad2D", "ReplicationPad2D",
+            "CircularPad2D", "Upsample", "UpsamplingNearest2D", "UpsamplingBilinear2D",
+            "PixelShuffle", "PixelUnshuffle", "Unflatten"]
 __all__ += ["save_model", "load_model", "ModelFileError"]

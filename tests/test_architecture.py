@@ -205,6 +205,17 @@ WITH_REFERENCE_PAIR = {
     "InstanceNorm2D": (lambda: L.InstanceNorm2D(2, affine=True, dtype=np.float64),
                        (2, 2, 3, 3)),
     "LocalResponseNorm": (lambda: L.LocalResponseNorm(3), (2, 5, 3, 3)),
+    "ZeroPad2D": (lambda: L.ZeroPad2D((1, 0, 2, 1)), (2, 2, 3, 3)),
+    "ConstantPad2D": (lambda: L.ConstantPad2D(1, 0.5), (2, 2, 3, 3)),
+    "ReflectionPad2D": (lambda: L.ReflectionPad2D((2, 1, 0, 1)), (2, 2, 3, 4)),
+    "ReplicationPad2D": (lambda: L.ReplicationPad2D(2), (2, 2, 3, 3)),
+    "CircularPad2D": (lambda: L.CircularPad2D((1, 2, 3, 0)), (2, 2, 3, 3)),
+    "Upsample": (lambda: L.Upsample(scale_factor=2, mode="bilinear"), (2, 2, 3, 3)),
+    "UpsamplingNearest2D": (lambda: L.UpsamplingNearest2D(size=(5, 4)), (2, 2, 3, 3)),
+    "UpsamplingBilinear2D": (lambda: L.UpsamplingBilinear2D(scale_factor=2), (2, 2, 3, 3)),
+    "PixelShuffle": (lambda: L.PixelShuffle(2), (2, 8, 2, 3)),
+    "PixelUnshuffle": (lambda: L.PixelUnshuffle(2), (2, 2, 4, 6)),
+    "Unflatten": (lambda: L.Unflatten(1, (2, 3)), (2, 6, 2)),
 }
 
 

@@ -8,11 +8,25 @@ from .blocks import Parallel, Residual
 from .containers import Sequential
 from .conv import Conv2D
 from .conv_transpose import ConvTranspose2D
-from .dense import Dropout, Flatten, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
+from .dense import Dropout, Flatten, LeakyReLU, Linear, ReLU, Sigmoid, Tanh, Unflatten
 from .graph import Graph
 from .loss import SoftmaxCrossEntropy
 from .norms import GroupNorm, InstanceNorm2D, LayerNorm, LocalResponseNorm
+from .padding import (
+    CircularPad2D,
+    ConstantPad2D,
+    ReflectionPad2D,
+    ReplicationPad2D,
+    ZeroPad2D,
+)
 from .pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from .resample import (
+    PixelShuffle,
+    PixelUnshuffle,
+    Upsample,
+    UpsamplingBilinear2D,
+    UpsamplingNearest2D,
+)
 from .softmax import LogSoftmax, Softmax
 
 __all__ = [
@@ -22,3 +36,6 @@ __all__ = [
 __all__ += ["Parallel", "Residual", "BatchNorm1D", "BatchNorm2D", "ConvTranspose2D", "ELU"]
 __all__ += ["Graph", "Softmax", "LogSoftmax"]
 __all__ += ["GroupNorm", "LayerNorm", "InstanceNorm2D", "LocalResponseNorm"]
+__all__ += ["ZeroPad2D", "ConstantPad2D", "ReflectionPad2D", "ReplicationPad2D",
+            "CircularPad2D", "Upsample", "UpsamplingNearest2D", "UpsamplingBilinear2D",
+            "PixelShuffle", "PixelUnshuffle", "Unflatten"]

@@ -1,4 +1,4 @@
-"""Linear, activations, Flatten and Dropout layers."""
+"""Linear, activations, Flatten, Unflatten and Dropout layers."""
 
 from __future__ import annotations
 
@@ -176,33 +176,132 @@ class LeakyReLU(_Elementwise):
                 lambda x, dy: ref.leaky_relu_backward(x, dy, self.negative_slope))
 
 
+def _axis_arg(owner: str, name: str, value) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{owner}: {name} must be an int, got {value!r}")
+    return int(value)
+
+
 class Flatten(Layer):
-    """``(N, d1, d2, ...) -> (N, d1*d2*...)`` (C-order, like torch.flatten(x, 1))."""
+    """Axes ``start_dim..end_dim`` (inclusive, negative counts from the end) merged into
+    one in C order (torch.nn.Flatten); the defaults ``(1, -1)`` give ``(N, d1, d2, ...) ->
+    (N, d1*d2*...)``."""
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self.start_dim = _axis_arg("Flatten", "start_dim", start_dim)
+        self.end_dim = _axis_arg("Flatten", "end_dim", end_dim)
+
+    def get_config(self):
+        # Saved files from before start_dim/end_dim existed have an empty config, which
+        # still builds the default layer.
+        return dict(start_dim=self.start_dim, end_dim=self.end_dim)
+
+    def extra_repr(self):
+        if (self.start_dim, self.end_dim) == (1, -1):
+            return ""
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+    def _axes(self, shape):
+        ndim = len(shape)
+        start = self.start_dim + ndim if self.start_dim < 0 else self.start_dim
+        end = self.end_dim + ndim if self.end_dim < 0 else self.end_dim
+        if not (0 <= start < ndim and 0 <= end < ndim):
+            what = ("an input with a batch axis" if (self.start_dim, self.end_dim) == (1, -1)
+                    else f"an input with axes {self.start_dim} and {self.end_dim}")
+            raise ValueError(f"{self!r}: expected {what}, got shape {shape}")
+        if start > end:
+            raise ValueError(f"{self!r}: start_dim {self.start_dim} comes after end_dim "
+                             f"{self.end_dim} for an input of shape {shape}")
+        return start, end
 
     def output_shape(self, input_shape):
         shape = check_input_shape(self, input_shape)
-        self._check_rank(shape)
-        return (shape[0], math.prod(shape[1:]))
-
-    def _check_rank(self, shape):
-        if len(shape) < 2:
-            raise ValueError(f"{self!r}: expected an input with a batch axis, got shape {shape}")
+        start, end = self._axes(shape)
+        return shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:]
 
     def forward(self, x):
         x = check_float_input(self, x)
-        self._check_rank(x.shape)
-        self._cache = (x.shape, x.dtype)
-        return x.reshape(x.shape[0], -1)
+        out = self.output_shape(x.shape)
+        self._cache = (x.shape, out, x.dtype)
+        return x.reshape(out)
 
     def backward(self, dy):
-        shape, dtype = self._require_cache()
-        dy = self._check_dy(dy, (shape[0], int(np.prod(shape[1:]))), dtype)
+        shape, out, dtype = self._require_cache()
+        dy = self._check_dy(dy, out, dtype)
         return dy.reshape(shape)
 
     def reference_pair(self):
-        # Flattening is a C-order reshape by definition; its gradient reshapes back.
-        return (lambda x: np.asarray(x).reshape(len(x), -1).copy(),
-                lambda x, dy: np.asarray(dy).reshape(np.shape(x)).copy())
+        from .. import reference as ref
+
+        def bwd(x, dy):
+            start, end = self._axes(np.shape(x))
+            return ref.unflatten(dy, start, np.shape(x)[start:end + 1])
+
+        return (lambda x: ref.flatten(x, self.start_dim, self.end_dim), bwd)
+
+
+class Unflatten(Layer):
+    """Axis ``dim`` split into ``unflattened_size`` (torch.nn.Unflatten), C order; one
+    entry may be -1 (inferred)."""
+
+    def __init__(self, dim, unflattened_size):
+        super().__init__()
+        self.dim = _axis_arg("Unflatten", "dim", dim)
+        sizes = unflattened_size
+        valid = isinstance(sizes, (tuple, list)) and len(sizes) >= 1 and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+            and (v >= 1 or v == -1) for v in sizes) and sum(v == -1 for v in sizes) <= 1
+        if not valid:
+            raise ValueError(f"Unflatten: unflattened_size must be a non-empty tuple of "
+                             f"positive ints (at most one -1), got {unflattened_size!r}")
+        self.unflattened_size = tuple(int(v) for v in sizes)
+
+    def get_config(self):
+        return dict(dim=self.dim, unflattened_size=list(self.unflattened_size))
+
+    def extra_repr(self):
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+    def _split(self, shape):
+        ndim = len(shape)
+        dim = self.dim + ndim if self.dim < 0 else self.dim
+        if not 0 <= dim < ndim:
+            raise ValueError(f"{self!r}: expected an input with axis {self.dim}, got shape "
+                             f"{shape}")
+        sizes = list(self.unflattened_size)
+        known = math.prod(v for v in sizes if v != -1)
+        if -1 in sizes and shape[dim] % known == 0:
+            sizes[sizes.index(-1)] = shape[dim] // known
+        if math.prod(sizes) != shape[dim] or -1 in sizes:
+            raise ValueError(f"{self!r}: axis {self.dim} of the input shape {shape} has size "
+                             f"{shape[dim]}, which unflattened_size {self.unflattened_size} "
+                             f"does not match")
+        return dim, tuple(sizes)
+
+    def output_shape(self, input_shape):
+        shape = check_input_shape(self, input_shape)
+        dim, sizes = self._split(shape)
+        return shape[:dim] + sizes + shape[dim + 1:]
+
+    def forward(self, x):
+        x = check_float_input(self, x)
+        out = self.output_shape(x.shape)
+        self._cache = (x.shape, out, x.dtype)
+        return x.reshape(out)
+
+    def backward(self, dy):
+        shape, out, dtype = self._require_cache()
+        return self._check_dy(dy, out, dtype).reshape(shape)
+
+    def reference_pair(self):
+        from .. import reference as ref
+
+        def bwd(x, dy):
+            dim, sizes = self._split(np.shape(x))
+            return ref.flatten(dy, dim, dim + len(sizes) - 1)
+
+        return (lambda x: ref.unflatten(x, self.dim, self._split(np.shape(x))[1]), bwd)
 
 
 class Dropout(Layer):

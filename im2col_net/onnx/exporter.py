@@ -44,6 +44,7 @@ from ..layers import (
 from ..serialization import named_layers
 from ._norm_export import NORM_LAYERS, emit_norm
 from .deps import OnnxError, opset_range, require_onnx
+from .export_shape import SHAPE_LAYERS, emit_shape_layer
 
 __all__ = ["export", "to_model_proto", "INPUT_NAME", "OUTPUT_NAME"]
 
@@ -128,6 +129,9 @@ def _emit(b: _Builder, layer: Layer, x: str, path: str) -> str:
         return b.node("Add", [body, short], path)
     if isinstance(layer, Graph):
         return _emit_graph(b, layer, x, path, prefix)
+    if isinstance(layer, (*SHAPE_LAYERS, Flatten)) and (
+            out := emit_shape_layer(b, layer, x, path, prefix, desc)) is not None:
+        return out
     for cls, op in _SIMPLE_OPS.items():
         if type(layer) is cls:
             return b.node(op, [x], path)
@@ -190,7 +194,8 @@ def _supported_names():
     return [c.__name__ for c in (Sequential, Parallel, Residual, Graph, Conv2D, ConvTranspose2D,
                                  MaxPool2D, AvgPool2D, GlobalAvgPool2D, Linear, BatchNorm1D,
                                  BatchNorm2D, Dropout, ReLU, LeakyReLU, Sigmoid, Tanh, ELU,
-                                 Flatten, Softmax, LogSoftmax, *NORM_LAYERS)]
+                                 Flatten, Softmax, LogSoftmax, *NORM_LAYERS)] + [
+        c.__name__ for c in SHAPE_LAYERS]
 
 
 def _add_chain(b, outs, path):

@@ -74,3 +74,15 @@ __all__ += ["batch_norm_forward", "batch_norm_backward", "conv_transpose2d_forwa
 __all__ += ["group_norm_forward", "group_norm_backward", "layer_norm_forward",
             "layer_norm_backward", "instance_norm_forward", "instance_norm_backward",
             "local_response_norm_forward", "local_response_norm_backward"]
+from .padding import pad2d_torch, pad2d_torch_backward  # noqa: E402
+from .resample import (  # noqa: E402
+    flatten,
+    pixel_shuffle,
+    pixel_unshuffle,
+    unflatten,
+    upsample_backward,
+    upsample_forward,
+)
+
+__all__ += ["pad2d_torch", "pad2d_torch_backward", "upsample_forward", "upsample_backward",
+            "pixel_shuffle", "pixel_unshuffle", "flatten", "unflatten"]

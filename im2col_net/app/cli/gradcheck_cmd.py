@@ -51,6 +51,8 @@ from ...gradcheck import (
 )
 from ...layers import (
     AvgPool2D,
+    CircularPad2D,
+    ConstantPad2D,
     Conv2D,
     Dropout,
     Flatten,
@@ -62,9 +64,16 @@ from ...layers import (
     Linear,
     LocalResponseNorm,
     MaxPool2D,
+    PixelShuffle,
+    PixelUnshuffle,
+    ReflectionPad2D,
     ReLU,
+    ReplicationPad2D,
     Sigmoid,
     Tanh,
+    Unflatten,
+    Upsample,
+    ZeroPad2D,
 )
 from ...layers.base import Layer, deferred_init, init_deferred
 from . import CliError, one_line
@@ -109,6 +118,40 @@ def _pool_kwargs(args):
         raise CliError("pooling layers take symmetric padding: give 1 or 2 ints to --padding")
     return dict(kernel_size=_pair(args.kernel, 2), stride=_pair(args.stride, None),
                 padding=padding)
+
+
+def _torch_padding(args):
+    """The CLI's --padding (int, (H, W) or (top, bottom, left, right)) in the padding
+    layers' torch order (left, right, top, bottom)."""
+    padding = args.padding
+    if isinstance(padding, str):
+        raise CliError(f"--padding {padding!r} is not supported by padding layers; give 1, 2 "
+                       f"or 4 ints")
+    if isinstance(padding, tuple) and len(padding) == 2:
+        return (padding[1], padding[1], padding[0], padding[0])
+    if isinstance(padding, tuple):
+        top, bottom, left, right = padding
+        return (left, right, top, bottom)
+    return padding
+
+
+def _pad(cls):
+    return lambda args, dtype: cls(_torch_padding(args))
+
+
+def _upsample(args, dtype):
+    align = args.align_corners if args.upsample_mode == "bilinear" else None
+    if args.align_corners and args.upsample_mode != "bilinear":
+        raise CliError("--align-corners needs --upsample-mode bilinear")
+    return Upsample(scale_factor=_pair(args.scale_factor, 2.0), mode=args.upsample_mode,
+                    align_corners=align)
+
+
+def _factor(args, two_fits):
+    """--factor, or by default 2 when the input's shape allows it and 1 otherwise."""
+    if args.factor is not None:
+        return args.factor
+    return 2 if two_fits else 1
 
 
 def _linear(args, dtype):
@@ -176,7 +219,20 @@ LAYERS: dict[str, LayerEntry] = {
                             data="away_from_zero"),
     "sigmoid": LayerEntry(lambda args, dtype: Sigmoid()),
     "tanh": LayerEntry(lambda args, dtype: Tanh()),
-    "flatten": LayerEntry(lambda args, dtype: Flatten()),
+    "flatten": LayerEntry(lambda args, dtype: Flatten(args.start_dim, args.end_dim)),
+    "unflatten": LayerEntry(lambda args, dtype: Unflatten(1, (1, args.channels)),
+                            input_kind="features"),
+    "zeropad2d": LayerEntry(_pad(ZeroPad2D)),
+    "constantpad2d": LayerEntry(lambda args, dtype: ConstantPad2D(_torch_padding(args),
+                                                                  args.pad_value)),
+    "reflectionpad2d": LayerEntry(_pad(ReflectionPad2D)),
+    "replicationpad2d": LayerEntry(_pad(ReplicationPad2D)),
+    "circularpad2d": LayerEntry(_pad(CircularPad2D)),
+    "upsample": LayerEntry(_upsample),
+    "pixelshuffle": LayerEntry(lambda args, dtype: PixelShuffle(_factor(
+        args, args.channels % 4 == 0))),
+    "pixelunshuffle": LayerEntry(lambda args, dtype: PixelUnshuffle(_factor(
+        args, all(s % 2 == 0 for s in args.size)))),
     "dropout": LayerEntry(lambda args, dtype: Dropout(args.p, rng=args.seed)),
     "groupnorm": LayerEntry(_groupnorm),
     "layernorm": LayerEntry(_layernorm),
@@ -239,6 +295,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="leakyrelu slope for x < 0 (default: 0.01)")
     layer.add_argument("--p", type=float, default=0.5, metavar="P",
                        help="dropout probability (default: 0.5)")
+    layer.add_argument("--pad-value", type=float, default=0.0, metavar="X",
+                       help="constantpad2d fill value (default: 0)")
+    layer.add_argument("--scale-factor", type=float, nargs="+", metavar=("SH", "SW"),
+                       help="upsample scale factor (default: 2)")
+    layer.add_argument("--upsample-mode", default="nearest", choices=("nearest", "bilinear"),
+                       help="upsample mode (default: nearest)")
+    layer.add_argument("--align-corners", action="store_true",
+                       help="upsample: align_corners=True (bilinear only)")
+    layer.add_argument("--factor", type=int, metavar="R",
+                       help="pixelshuffle upscale / pixelunshuffle downscale factor "
+                            "(default: 2 when the input's shape allows it, else 1)")
+    layer.add_argument("--start-dim", type=int, default=1, metavar="D",
+                       help="flatten start_dim (default: 1)")
+    layer.add_argument("--end-dim", type=int, default=-1, metavar="D",
+                       help="flatten end_dim (default: -1)")
     layer.add_argument("--eval", action="store_true",
                        help="check the layer in eval mode (default: training mode); "
                             "instancenorm2d: with running statistics")
@@ -284,6 +355,12 @@ def _validate(args) -> None:
                           ("--out-channels", args.out_channels)):
         if value < 1:
             raise CliError(f"{option} must be a positive int, got {value}")
+    if args.factor is not None and args.factor < 1:
+        raise CliError(f"--factor must be a positive int, got {args.factor}")
+    if args.scale_factor is not None and (len(args.scale_factor) > 2
+                                          or min(args.scale_factor) <= 0):
+        raise CliError(f"--scale-factor takes 1 or 2 positive numbers, got "
+                       f"{' '.join(map(str, args.scale_factor))}")
     for option, values in (("--size", args.size), ("--kernel", args.kernel),
                            ("--stride", args.stride), ("--dilation", args.dilation)):
         if values is None:
