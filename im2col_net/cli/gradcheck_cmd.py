@@ -38,25 +38,35 @@ from ..gradcheck import (
     gradcheck,
 )
 from ..layers import (
+    GELU,
+    SELU,
     AvgPool2D,
     Conv2D,
     Dropout,
+    Dropout2D,
     Flatten,
     GlobalAvgPool2D,
+    Hardsigmoid,
+    Hardswish,
+    Identity,
     LeakyReLU,
     Linear,
     MaxPool2D,
+    PReLU,
     ReLU,
+    ReLU6,
     Sigmoid,
+    SiLU,
+    Softplus,
     Tanh,
 )
-from ..layers.base import deferred_init
+from ..layers.base import deferred_init, init_deferred
 from . import CliError
 
 NAME = "gradcheck"
 HELP = "check a built-in layer's gradients against central finite differences"
 
-DATA_KINDS = ("normal", "away_from_zero", "tie_free")
+DATA_KINDS = ("normal", "away_from_zero", "tie_free", "kinked")
 
 # Bounds on the work one check may ask for (see the module docstring).
 MAX_TENSOR_ELEMENTS = 1_000_000
@@ -95,6 +105,14 @@ def _pool_kwargs(args):
                 padding=padding)
 
 
+def _prelu(args, dtype):
+    layer = PReLU(args.channels if args.per_channel else 1, args.init, dtype=dtype)
+    if not init_deferred():
+        # Distinct slopes per channel, so that a channel mix-up cannot pass.
+        layer.params["weight"][...] = np.linspace(-0.5, 0.5, layer.num_parameters) + args.init
+    return layer
+
+
 def _linear(args, dtype):
     return Linear(args.channels, args.out_channels, rng=args.seed, dtype=dtype)
 
@@ -115,6 +133,20 @@ LAYERS: dict[str, LayerEntry] = {
     "flatten": LayerEntry(lambda args, dtype: Flatten()),
     "dropout": LayerEntry(lambda args, dtype: Dropout(args.p, rng=args.seed)),
 }
+# The torch.nn parity activations and dropout; "kinked" data keeps every element at least
+# 0.1 away from the kinks at 0, +-3 and 6.
+LAYERS.update({
+    "relu6": LayerEntry(lambda args, dtype: ReLU6(), data="kinked"),
+    "hardsigmoid": LayerEntry(lambda args, dtype: Hardsigmoid(), data="kinked"),
+    "hardswish": LayerEntry(lambda args, dtype: Hardswish(), data="kinked"),
+    "selu": LayerEntry(lambda args, dtype: SELU(), data="away_from_zero"),
+    "silu": LayerEntry(lambda args, dtype: SiLU()),
+    "gelu": LayerEntry(lambda args, dtype: GELU(args.approximate)),
+    "softplus": LayerEntry(lambda args, dtype: Softplus(args.beta, args.threshold)),
+    "prelu": LayerEntry(lambda args, dtype: _prelu(args, dtype), data="away_from_zero"),
+    "dropout2d": LayerEntry(lambda args, dtype: Dropout2D(args.p, rng=args.seed)),
+    "identity": LayerEntry(lambda args, dtype: Identity()),
+})
 
 
 def _pair(values, default):
@@ -161,6 +193,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="leakyrelu slope for x < 0 (default: 0.01)")
     layer.add_argument("--p", type=float, default=0.5, metavar="P",
                        help="dropout probability (default: 0.5)")
+    layer.add_argument("--approximate", default="none", choices=("none", "tanh"),
+                       help="gelu approximation (default: none)")
+    layer.add_argument("--beta", type=float, default=1.0, metavar="X",
+                       help="softplus beta (default: 1)")
+    layer.add_argument("--threshold", type=float, default=20.0, metavar="X",
+                       help="softplus threshold above which it is linear (default: 20)")
+    layer.add_argument("--init", type=float, default=0.25, metavar="X",
+                       help="prelu initial slope (default: 0.25)")
+    layer.add_argument("--per-channel", action="store_true",
+                       help="prelu: one slope per input channel (num_parameters=C)")
     layer.add_argument("--eval", action="store_true",
                        help="check the layer in eval mode (default: training mode)")
     check = parser.add_argument_group("check")
@@ -272,6 +314,11 @@ def make_input(entry: LayerEntry, args, dtype, rng: np.random.Generator) -> np.n
         x = (rng.permutation(size) - size / 2) * spacing
     elif entry.data == "away_from_zero":
         x = rng.choice([-1.0, 1.0], size) * rng.uniform(0.1, 1.0, size)
+    elif entry.data == "kinked":
+        # Around every kink of ReLU6 / Hardswish / Hardsigmoid (-3, 0, 3, 6), on either
+        # side, never within 0.1 of one.
+        x = rng.choice([-3.0, 0.0, 3.0, 6.0], size) + rng.choice([-1.0, 1.0], size) * \
+            rng.uniform(0.1, 1.0, size)
     else:
         x = rng.standard_normal(size)
     return x.reshape(shape).astype(dtype)

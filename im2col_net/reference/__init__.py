@@ -61,3 +61,30 @@ __all__ = [
 ]
 __all__ += ["batch_norm_forward", "batch_norm_backward", "conv_transpose2d_forward",
             "conv_transpose2d_backward", "elu_forward", "elu_backward"]
+
+from .activations import (  # noqa: E402  (the torch.nn parity activations)
+    activation_backward,
+    activation_forward,
+    dropout2d_backward,
+    dropout2d_forward,
+    prelu_backward,
+    prelu_forward,
+    softmax_axis_backward,
+    softmax_axis_forward,
+)
+from .losses import (  # noqa: E402
+    bce_with_logits_backward,
+    bce_with_logits_forward,
+    cross_entropy_backward,
+    cross_entropy_forward,
+    mse_backward,
+    mse_forward,
+    nll_backward,
+    nll_forward,
+)
+
+__all__ += ["activation_forward", "activation_backward", "prelu_forward", "prelu_backward",
+            "dropout2d_forward", "dropout2d_backward", "softmax_axis_forward",
+            "softmax_axis_backward", "cross_entropy_forward", "cross_entropy_backward",
+            "nll_forward", "nll_backward", "mse_forward", "mse_backward",
+            "bce_with_logits_forward", "bce_with_logits_backward"]
