@@ -101,17 +101,21 @@ def gelu_forward(x, approximate="none"):
     scipy's erf, which keeps float32) or torch's tanh approximation."""
     x = np.asarray(x)
     half, one = _const(0.5, x.dtype), np.ones((), x.dtype)
+    # Beyond |x| = 1000 the density terms are exactly 0 in any float dtype; clipping
+    # keeps their powers of x from overflowing into inf * 0 = NaN.
+    xc = np.clip(x, _const(-1e3, x.dtype), _const(1e3, x.dtype))
     if approximate == "none":
         cdf = half * (one + erf(x * _const(1 / math.sqrt(2.0), x.dtype)))
-        pdf = np.exp(-half * x * x) * _const(1 / math.sqrt(2 * math.pi), x.dtype)
+        pdf = np.exp(-half * xc * xc) * _const(1 / math.sqrt(2 * math.pi), x.dtype)
         return x * cdf, cdf + x * pdf
     if approximate != "tanh":
         raise ValueError(f"gelu: approximate must be one of {GELU_APPROXIMATIONS}, got "
                          f"{approximate!r}")
     k, c = _const(math.sqrt(2 / math.pi), x.dtype), _const(0.044715, x.dtype)
-    t = np.tanh(k * (x + c * x * x * x))
+    t = np.tanh(k * (xc + c * xc * xc * xc))
     y = half * x * (one + t)
-    slope = half * (one + t) + half * x * (one - t * t) * k * (one + _const(3, x.dtype) * c * x * x)
+    slope = half * (one + t) + half * xc * (one - t * t) * k * (one + _const(3, x.dtype) * c
+                                                                 * xc * xc)
     return y, slope
 
 
