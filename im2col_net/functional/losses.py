@@ -60,8 +60,10 @@ def _row_scale(reduction, dloss, denominator, shape, dtype):
         return np.asarray(dloss, dtype=dtype).reshape(shape)
     if reduction == "sum":
         return np.asarray(dloss, dtype=dtype)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(dloss, dtype=dtype) / np.asarray(denominator, dtype=dtype)
+    if denominator == 0:
+        # Every target ignored: the loss is NaN but torch's gradient is 0, and so is this.
+        return np.zeros((), dtype)
+    return np.asarray(dloss, dtype=dtype) / np.asarray(denominator, dtype=dtype)
 
 
 def _class_index_terms(logp, target, weight, ignore_index, smoothing):

@@ -115,7 +115,8 @@ def _scales(dloss, positions, reduction, denominator):
         return [float(d[pos]) for pos in positions]
     scale = float(dloss)
     if reduction == "mean":
-        scale = scale / denominator if denominator else math.nan
+        # Nothing counted (every target ignored): torch's gradient is 0.
+        scale = scale / denominator if denominator else 0.0
     return [scale] * len(positions)
 
 
