@@ -8,6 +8,8 @@ the loss's shape for ``"none"``). Options and defaults are torch.nn's.
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 
 from .. import reference as ref
@@ -19,6 +21,20 @@ class _Loss:
     """The shared protocol: ``reduction`` check, call order, ``dloss`` check."""
 
     _defaults: dict = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # As for layers: an inherited constructor is re-made under the subclass's name, so
+        # Python's argument errors name the public class.
+        if "__init__" not in cls.__dict__:
+            parent = cls.__init__
+            qualname = f"{cls.__qualname__}.__init__"
+            init = types.FunctionType(parent.__code__.replace(co_qualname=qualname),
+                                      parent.__globals__, "__init__", parent.__defaults__,
+                                      parent.__closure__)
+            init.__kwdefaults__, init.__doc__ = parent.__kwdefaults__, parent.__doc__
+            init.__qualname__ = qualname
+            cls.__init__ = init
 
     def __init__(self, reduction="mean"):
         self._cache = None
@@ -130,10 +146,16 @@ class _ClassIndexLoss(_Loss):
                 f"shape {labels.shape} dtype {labels.dtype}"
             )
         k = x.shape[1]
+        # The min/max test is the cheap common case; the mask only when it fails.
+        if labels.min() >= 0 and labels.max() < k:
+            self._any_ignored = 0 <= self.ignore_index < k and bool(
+                (labels == self.ignore_index).any())
+            return labels
         bad = ((labels < 0) | (labels >= k)) & (labels != self.ignore_index)
         if bad.any():
             raise ValueError(f"{self!r}: labels must be in [0, {k}) (or ignore_index="
                              f"{self.ignore_index}), got label {labels[bad][0]}")
+        self._any_ignored = True
         return labels
 
     def _or_soft(self, x):
@@ -185,7 +207,7 @@ class SoftmaxCrossEntropy(_ClassIndexLoss):
             target = self._check_labels(logits, labels)
             out_shape = labels.shape
             if (logits.ndim == 2 and self.weight is None and self.label_smoothing == 0.0
-                    and self.reduction == "mean" and not (labels == self.ignore_index).any()):
+                    and self.reduction == "mean" and not self._any_ignored):
                 loss, cache = F.softmax_cross_entropy_forward(logits, labels)
                 return self._finish(loss, ("fast", cache), out_shape)
         loss, cache = FL.cross_entropy_forward(logits, target, self._weight(logits.dtype),
