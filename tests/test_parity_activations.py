@@ -449,3 +449,33 @@ def test_gradcheck_cli_lists_every_new_layer(capsys):
                  "3"]) == 0
     out = capsys.readouterr().out
     assert "PReLU(num_parameters=3" in out and "weight" in out
+
+
+def test_dropout2d_generator_is_checkpointed_like_dropout():
+    from im2col_net.training.checkpoint import layer_rng_states, set_layer_rng_states
+
+    model = Sequential(PReLU(2), Dropout2D(0.5, rng=3))
+    states = layer_rng_states(model)
+    assert list(states) == ["1"]
+    x = np.ones((4, 2, 2, 2), np.float32)
+    first = model.forward(x)
+    set_layer_rng_states(model, states)
+    np.testing.assert_array_equal(model.forward(x), first)  # the same mask again
+
+
+def test_prelu_in_a_network_maps_to_torch_state_dict():
+    torch = pytest.importorskip("torch")
+    from im2col_net import Conv2D
+
+    ours = Sequential(Conv2D(2, 3, 3, rng=0), PReLU(3), Dropout2D(0.2), Identity(), SELU())
+    theirs = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.PReLU(3),
+                                 torch.nn.Dropout2d(0.2), torch.nn.Identity(), torch.nn.SELU())
+    with torch.no_grad():
+        theirs[1].weight.uniform_(-1, 1)
+    load_torch_state_dict(ours, theirs.state_dict())
+    assert list(to_torch_state_dict(ours)) == list(theirs.state_dict())
+    x = np.random.default_rng(0).standard_normal((2, 2, 5, 5)).astype(np.float32)
+    ours.eval()
+    theirs.eval()
+    np.testing.assert_allclose(ours.forward(x), theirs(torch.tensor(x)).detach().numpy(),
+                               rtol=1e-5, atol=1e-6)

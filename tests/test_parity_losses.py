@@ -479,3 +479,21 @@ def test_losses_are_not_in_the_model_registry():
     assume(True)
     assert not {"CrossEntropyLoss", "NLLLoss", "MSELoss", "BCEWithLogitsLoss"} & set(
         layer_registry())
+
+
+def test_gradcheck_cli_checks_the_losses(capsys):
+    from im2col_net.cli import main
+
+    cases = [["crossentropy"], ["crossentropy", "--reduction", "none", "--label-smoothing", "0.3"],
+             ["crossentropy", "--soft-targets", "--reduction", "sum"], ["nll"],
+             ["mse", "--reduction", "none"], ["bcewithlogits", "--reduction", "sum"]]
+    for case in cases:
+        assert main(["gradcheck", *case, "--dtype", "float64", "--size", "3"]) == 0, case
+    out = capsys.readouterr().out
+    assert "CrossEntropyLoss(reduction='none', label_smoothing=0.3)" in out
+    assert "BCEWithLogitsLoss(reduction='sum')" in out
+    with pytest.raises(SystemExit) as info:
+        main(["gradcheck", "crossentropy", "--label-smoothing", "2"])
+    assert info.value.code == 2
+    assert "im2col-net: error: CrossEntropyLoss: label_smoothing must be a number in [0, 1]" \
+        in capsys.readouterr().err

@@ -41,7 +41,9 @@ from ..layers import (
     GELU,
     SELU,
     AvgPool2D,
+    BCEWithLogitsLoss,
     Conv2D,
+    CrossEntropyLoss,
     Dropout,
     Dropout2D,
     Flatten,
@@ -52,6 +54,8 @@ from ..layers import (
     LeakyReLU,
     Linear,
     MaxPool2D,
+    MSELoss,
+    NLLLoss,
     PReLU,
     ReLU,
     ReLU6,
@@ -113,6 +117,61 @@ def _prelu(args, dtype):
     return layer
 
 
+class LossCheck:
+    """A loss seen as a layer for the check: ``forward(x)`` is the loss of ``x`` against
+    targets drawn from ``seed`` for ``x``'s shape (the same every call), ``backward(dy)``
+    its gradient. Class-index targets have the input's shape without axis 1, so an image
+    input checks the per-pixel form."""
+
+    params: dict = {}
+    grads: dict = {}
+
+    def __init__(self, loss, target_kind, seed):
+        self.loss, self.target_kind, self.seed = loss, target_kind, seed
+
+    def __repr__(self):
+        return repr(self.loss)
+
+    def output_shape(self, input_shape):
+        if self.loss.reduction != "none":
+            return ()
+        shape = tuple(input_shape)
+        return shape if self.target_kind != "classes" else shape[:1] + shape[2:]
+
+    def parameter_count(self):
+        return 0
+
+    def eval(self):
+        """Losses have no train/eval mode: ``--eval`` changes nothing."""
+        return self
+
+    def _target(self, x):
+        rng = np.random.default_rng([self.seed, 2])
+        if self.target_kind == "classes":
+            return rng.integers(0, x.shape[1], x.shape[:1] + x.shape[2:])
+        if self.target_kind == "probabilities":
+            p = rng.random(x.shape)
+            return (p / p.sum(axis=1, keepdims=True)).astype(x.dtype)
+        return rng.random(x.shape).astype(x.dtype)
+
+    def forward(self, x):
+        return np.asarray(self.loss.forward(x, self._target(x)), dtype=x.dtype)
+
+    def backward(self, dy):
+        return self.loss.backward(dy if self.loss.reduction == "none" else float(dy))
+
+
+def _loss(cls, target_kind, **extra):
+    def build(args, dtype):
+        options = dict(extra)
+        if cls is CrossEntropyLoss:
+            options["label_smoothing"] = args.label_smoothing
+        kind = "probabilities" if (cls is CrossEntropyLoss and args.soft_targets) else target_kind
+        return LossCheck(cls(reduction=args.reduction, **options), kind, args.seed)
+
+    return build
+
+
 def _linear(args, dtype):
     return Linear(args.channels, args.out_channels, rng=args.seed, dtype=dtype)
 
@@ -146,6 +205,13 @@ LAYERS.update({
     "prelu": LayerEntry(lambda args, dtype: _prelu(args, dtype), data="away_from_zero"),
     "dropout2d": LayerEntry(lambda args, dtype: Dropout2D(args.p, rng=args.seed)),
     "identity": LayerEntry(lambda args, dtype: Identity()),
+})
+# Losses, against seeded targets (see LossCheck); --size 1 1 with --batch gives (N, C, 1, 1).
+LAYERS.update({
+    "crossentropy": LayerEntry(_loss(CrossEntropyLoss, "classes")),
+    "nll": LayerEntry(_loss(NLLLoss, "classes")),
+    "mse": LayerEntry(_loss(MSELoss, "values")),
+    "bcewithlogits": LayerEntry(_loss(BCEWithLogitsLoss, "values")),
 })
 
 
@@ -203,6 +269,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="prelu initial slope (default: 0.25)")
     layer.add_argument("--per-channel", action="store_true",
                        help="prelu: one slope per input channel (num_parameters=C)")
+    layer.add_argument("--reduction", default="mean", choices=("mean", "sum", "none"),
+                       help="loss reduction (default: mean)")
+    layer.add_argument("--label-smoothing", type=float, default=0.0, metavar="X",
+                       help="crossentropy label smoothing in [0, 1] (default: 0)")
+    layer.add_argument("--soft-targets", action="store_true",
+                       help="crossentropy: class probabilities instead of class indices")
     layer.add_argument("--eval", action="store_true",
                        help="check the layer in eval mode (default: training mode)")
     check = parser.add_argument_group("check")
