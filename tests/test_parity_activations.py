@@ -479,3 +479,12 @@ def test_prelu_in_a_network_maps_to_torch_state_dict():
     theirs.eval()
     np.testing.assert_allclose(ours.forward(x), theirs(torch.tensor(x)).detach().numpy(),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_float16_stays_float16():
+    x = np.linspace(-5, 7, 24).reshape(2, 3, 2, 2).astype(np.float16)
+    for layer in [ReLU6(), Hardsigmoid(), Hardswish(), SELU(), SiLU(), GELU(), GELU("tanh"),
+                  Softplus(), Dropout2D(0.5), Identity(), Softmax(), LogSoftmax(),
+                  PReLU(3, dtype=np.float16)]:
+        y = layer.forward(x)
+        assert y.dtype == layer.backward(np.ones_like(y)).dtype == np.float16, layer

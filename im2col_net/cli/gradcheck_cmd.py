@@ -1,12 +1,15 @@
 """``im2col-net gradcheck LAYER``: finite-difference check of a built-in layer.
 
 Builds the layer from the options, draws a random input suited to it (tie-free for
-max pooling, away from 0 for the ReLU family, so no element sits on a kink), runs
+max pooling, away from 0 for the ReLU family, off -3, 0, 3 and 6 for ReLU6 and the
+hard activations, so no element sits on a kink), runs
 :func:`im2col_net.gradcheck.gradcheck` and prints its table. Exit code 0 when every
 gradient is within tolerance, 1 when one is not, 2 for bad arguments.
 
 To add a layer, add an entry to :data:`LAYERS`: a builder ``(args, dtype) -> layer``,
 the input kind (``"image"`` NCHW or ``"features"`` ``(N, channels)``) and the data kind.
+The losses are checked the same way through :class:`LossCheck`, which holds seeded
+targets fixed.
 
 Sizes are bounded before anything is built or drawn (the check runs two forward passes
 per perturbed element in full mode): the input and the layer's output may have at most

@@ -105,7 +105,9 @@ def gelu_forward(x, approximate="none"):
     # keeps their powers of x from overflowing into inf * 0 = NaN.
     xc = np.clip(x, _const(-1e3, x.dtype), _const(1e3, x.dtype))
     if approximate == "none":
-        cdf = half * (one + erf(x * _const(1 / math.sqrt(2.0), x.dtype)))
+        # scipy's erf has float32 and float64 loops; float16 comes back wider, so cast.
+        e = erf(x * _const(1 / math.sqrt(2.0), x.dtype)).astype(x.dtype, copy=False)
+        cdf = half * (one + e)
         pdf = np.exp(-half * xc * xc) * _const(1 / math.sqrt(2 * math.pi), x.dtype)
         return x * cdf, cdf + x * pdf
     if approximate != "tanh":
