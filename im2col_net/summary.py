@@ -43,7 +43,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .layers.activations import ELU
+from .layers.activations import (
+    ELU,
+    GELU,
+    SELU,
+    Hardsigmoid,
+    Hardswish,
+    PReLU,
+    ReLU6,
+    SiLU,
+    Softplus,
+)
 from .layers.base import Layer, register_summarizer
 from .layers.batchnorm import _BatchNorm
 from .layers.blocks import Parallel, Residual
@@ -51,6 +61,7 @@ from .layers.containers import Sequential
 from .layers.conv import Conv2D
 from .layers.conv_transpose import ConvTranspose2D
 from .layers.dense import Dropout, Flatten, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
+from .layers.dropout2d import Dropout2D
 from .layers.pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 
 __all__ = ["LayerSummary", "ModelSummary", "summarize", "format_bytes", "format_count",
@@ -60,6 +71,7 @@ __all__ = ["LayerSummary", "ModelSummary", "summarize", "format_bytes", "format_
 DRY_RUN_MAX_ELEMENTS = 1 << 24
 
 _ELEMENTWISE = (ReLU, LeakyReLU, Sigmoid, Tanh, ELU, Dropout)
+_ELEMENTWISE += (ReLU6, PReLU, SELU, GELU, SiLU, Hardswish, Hardsigmoid, Softplus, Dropout2D)
 
 
 @dataclass(frozen=True)

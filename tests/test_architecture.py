@@ -185,7 +185,8 @@ NO_REFERENCE_PAIR = {
     "BatchNorm1D": "reference.batch_norm_forward also returns running statistics",
     "BatchNorm2D": "reference.batch_norm_forward also returns running statistics",
     "SoftmaxCrossEntropy": "a loss: forward takes labels",
-    "Softmax": "no reference backward", "LogSoftmax": "no reference backward",
+    "CrossEntropyLoss": "a loss", "NLLLoss": "a loss", "MSELoss": "a loss",
+    "BCEWithLogitsLoss": "a loss",
 }
 # A small instance and input shape for every public layer that declares its reference.
 WITH_REFERENCE_PAIR = {
@@ -216,6 +217,15 @@ WITH_REFERENCE_PAIR = {
     "PixelShuffle": (lambda: L.PixelShuffle(2), (2, 8, 2, 3)),
     "PixelUnshuffle": (lambda: L.PixelUnshuffle(2), (2, 2, 4, 6)),
     "Unflatten": (lambda: L.Unflatten(1, (2, 3)), (2, 6, 2)),
+    "ReLU6": (L.ReLU6, (3, 5)), "SELU": (L.SELU, (3, 5)), "SiLU": (L.SiLU, (3, 5)),
+    "GELU": (lambda: L.GELU(approximate="tanh"), (3, 5)),
+    "Hardswish": (L.Hardswish, (3, 5)), "Hardsigmoid": (L.Hardsigmoid, (3, 5)),
+    "Softplus": (lambda: L.Softplus(beta=2.0), (3, 5)),
+    "PReLU": (lambda: L.PReLU(3, dtype=np.float64), (2, 3, 4)),
+    "Identity": (L.Identity, (3, 5)),
+    "Softmax": (lambda: L.Softmax(dim=-1), (2, 3, 4)),
+    "LogSoftmax": (lambda: L.LogSoftmax(dim=1), (2, 3, 4)),
+    "Dropout2D": (lambda: L.Dropout2D(0.5, rng=0).eval(), (2, 3, 2, 2)),
 }
 
 

@@ -22,6 +22,8 @@ PUBLIC = {name: getattr(L, name) for name in L.__all__
 # Layers the generic constructions below cannot build (or build only in a useless form).
 from test_architecture import WITH_REFERENCE_PAIR  # noqa: E402
 
+from im2col_net.layers.base import Layer  # noqa: E402
+
 SPECIFIC = {
     "Conv2D": (lambda: L.Conv2D(2, 3, 3, rng=0), (1, 2, 5, 5)),
     "ConvTranspose2D": (lambda: L.ConvTranspose2D(2, 3, 3, rng=0), (1, 2, 4, 4)),
@@ -101,16 +103,20 @@ def _messages(layer, shape):
 
 @pytest.mark.parametrize("name", sorted(PUBLIC))
 def test_a_built_layers_errors_name_public_classes(name):
-    if name == "SoftmaxCrossEntropy":        # a loss, not a Layer: forward takes labels too
-        loss = L.SoftmaxCrossEntropy()
+    if not issubclass(PUBLIC[name], Layer):  # a loss: forward takes targets too
+        loss = PUBLIC[name]()
+        index_targets = name in ("SoftmaxCrossEntropy", "CrossEntropyLoss", "NLLLoss")
+        targets = np.array([0, 1]) if index_targets else np.ones((2, 3))
+        attempts = [lambda: loss.backward(),
+                    lambda: loss.forward(np.ones((2, 3), np.int64), targets)]
+        if index_targets:
+            attempts.append(lambda: loss.forward(np.ones((2, 3)), np.array([0, 7])))
         messages = []
-        for attempt in (lambda: loss.backward(),
-                        lambda: loss.forward(np.ones((2, 3), np.int64), np.array([0, 1])),
-                        lambda: loss.forward(np.ones((2, 3)), np.array([0, 7]))):
+        for attempt in attempts:
             with pytest.raises((ValueError, RuntimeError)) as info:
                 attempt()
             messages.append(str(info.value))
-        assert all(m.startswith("SoftmaxCrossEntropy()") for m in messages), messages
+        assert all(m.startswith(f"{name}()") for m in messages), messages
         return
     cls = PUBLIC[name]
     layer, shape = _build(name)

@@ -364,8 +364,11 @@ def test_unsupported_operators_attributes_and_types_are_named():
     with pytest.raises(ox.OnnxError, match=r"tensor 'w' has data type FLOAT16"):
         ox.from_model_proto(make_model([node], [half]))
     node = helper.make_node("Softmax", ["x"], ["y"], axis=1, name="sm")
-    with pytest.raises(ox.OnnxError, match=r"node 'sm' \(Softmax\): supported only over axis "
-                                           r"1 of an \(N, K\) input"):
+    with pytest.raises(ox.OnnxError, match=r"node 'sm' \(Softmax\): opset 11 Softmax over axis "
+                                           r"1 of a 4-D input spans several axes"):
+        ox.from_model_proto(make_model([node], [], opset=11))
+    node = helper.make_node("Softmax", ["x"], ["y"], axis=4, name="sm")
+    with pytest.raises(ox.OnnxError, match=r"node 'sm' \(Softmax\): axis 4 is out of range"):
         ox.from_model_proto(make_model([node], []))
     node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2],
                             ceil_mode=1,

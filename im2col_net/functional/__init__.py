@@ -33,3 +33,5 @@ __all__ = list(_basic_all) + [
 ]
 __all__ += ["batch_norm", "batch_norm_forward", "batch_norm_backward", "conv_transpose2d_forward",
             "conv_transpose2d_backward", "elu_forward", "elu_backward"]
+
+from . import activations, losses  # noqa: E402,F401  (the torch.nn parity ops, by module)

@@ -1,7 +1,17 @@
 """Layers: thin stateful wrappers over the functional core. They know nothing of training."""
 
 from . import _references  # noqa: F401  (gives the conv and pool layers reference_pair)
-from .activations import ELU
+from .activations import (
+    ELU,
+    GELU,
+    SELU,
+    Hardsigmoid,
+    Hardswish,
+    PReLU,
+    ReLU6,
+    SiLU,
+    Softplus,
+)
 from .base import Layer
 from .batchnorm import BatchNorm1D, BatchNorm2D
 from .blocks import Parallel, Residual
@@ -9,8 +19,15 @@ from .containers import Sequential
 from .conv import Conv2D
 from .conv_transpose import ConvTranspose2D
 from .dense import Dropout, Flatten, LeakyReLU, Linear, ReLU, Sigmoid, Tanh, Unflatten
+from .dropout2d import Dropout2D, Identity
 from .graph import Graph
-from .loss import SoftmaxCrossEntropy
+from .loss import (
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    MSELoss,
+    NLLLoss,
+    SoftmaxCrossEntropy,
+)
 from .norms import GroupNorm, InstanceNorm2D, LayerNorm, LocalResponseNorm
 from .padding import (
     CircularPad2D,
@@ -39,3 +56,6 @@ __all__ += ["GroupNorm", "LayerNorm", "InstanceNorm2D", "LocalResponseNorm"]
 __all__ += ["ZeroPad2D", "ConstantPad2D", "ReflectionPad2D", "ReplicationPad2D",
             "CircularPad2D", "Upsample", "UpsamplingNearest2D", "UpsamplingBilinear2D",
             "PixelShuffle", "PixelUnshuffle", "Unflatten"]
+__all__ += ["ReLU6", "PReLU", "SELU", "GELU", "SiLU", "Hardswish", "Hardsigmoid", "Softplus",
+            "Dropout2D", "Identity", "CrossEntropyLoss", "NLLLoss", "MSELoss",
+            "BCEWithLogitsLoss"]

@@ -44,6 +44,7 @@ from ..layers import (
 from ..serialization import named_layers
 from ._norm_export import NORM_LAYERS, emit_norm
 from .deps import OnnxError, opset_range, require_onnx
+from .export_activations import ACTIVATION_LAYERS, emit_activation
 from .export_shape import SHAPE_LAYERS, emit_shape_layer
 
 __all__ = ["export", "to_model_proto", "INPUT_NAME", "OUTPUT_NAME"]
@@ -183,9 +184,11 @@ def _emit(b: _Builder, layer: Layer, x: str, path: str) -> str:
     if type(layer) is Flatten:
         return b.node("Flatten", [x], path, axis=1)
     if type(layer) is Softmax:
-        return b.node("Softmax", [x], path, axis=1)
+        return b.node("Softmax", [x], path, axis=layer.dim)
     if type(layer) is LogSoftmax:
-        return b.node("LogSoftmax", [x], path, axis=1)
+        return b.node("LogSoftmax", [x], path, axis=layer.dim)
+    if (out := emit_activation(b, layer, x, path, prefix, desc)) is not None:
+        return out
     raise OnnxError(f"export: {desc} has no ONNX mapping; supported layers: "
                     f"{', '.join(sorted(_supported_names()))}")
 
@@ -194,8 +197,8 @@ def _supported_names():
     return [c.__name__ for c in (Sequential, Parallel, Residual, Graph, Conv2D, ConvTranspose2D,
                                  MaxPool2D, AvgPool2D, GlobalAvgPool2D, Linear, BatchNorm1D,
                                  BatchNorm2D, Dropout, ReLU, LeakyReLU, Sigmoid, Tanh, ELU,
-                                 Flatten, Softmax, LogSoftmax, *NORM_LAYERS)] + [
-        c.__name__ for c in SHAPE_LAYERS]
+                                 Flatten, Softmax, LogSoftmax, *NORM_LAYERS,
+                                 *ACTIVATION_LAYERS)] + [c.__name__ for c in SHAPE_LAYERS]
 
 
 def _add_chain(b, outs, path):

@@ -577,10 +577,16 @@ class _Converter:
         source = self._dyn(where, node, 0)
         rank = source.probe.ndim
         axis = attrs.get("axis", -1 if self.opset >= 13 else 1)
-        if rank != 2 or axis % rank != 1:
-            raise OnnxError(f"import: {where}: supported only over axis 1 of an (N, K) input, "
-                            f"got axis {axis} of a {rank}-D input")
-        return self._add_layer(where, cls(), source)
+        if not -rank <= axis < rank:
+            raise OnnxError(f"import: {where}: axis {axis} is out of range for a {rank}-D "
+                            f"input")
+        # Before opset 13 the input is flattened to 2-D at the axis: one axis only when it
+        # is the last.
+        if self.opset < 13 and axis % rank != rank - 1:
+            raise OnnxError(f"import: {where}: opset {self.opset} {node.op_type} over axis "
+                            f"{axis} of a {rank}-D input spans several axes; supported only "
+                            f"over the last axis")
+        return self._add_layer(where, cls(dim=axis % rank), source)
 
     def _op_Softmax(self, where, node):
         return self._softmax(where, node, Softmax)

@@ -86,3 +86,30 @@ from .resample import (  # noqa: E402
 
 __all__ += ["pad2d_torch", "pad2d_torch_backward", "upsample_forward", "upsample_backward",
             "pixel_shuffle", "pixel_unshuffle", "flatten", "unflatten"]
+
+from .activations import (  # noqa: E402  (the torch.nn parity activations)
+    activation_backward,
+    activation_forward,
+    dropout2d_backward,
+    dropout2d_forward,
+    prelu_backward,
+    prelu_forward,
+    softmax_axis_backward,
+    softmax_axis_forward,
+)
+from .losses import (  # noqa: E402
+    bce_with_logits_backward,
+    bce_with_logits_forward,
+    cross_entropy_backward,
+    cross_entropy_forward,
+    mse_backward,
+    mse_forward,
+    nll_backward,
+    nll_forward,
+)
+
+__all__ += ["activation_forward", "activation_backward", "prelu_forward", "prelu_backward",
+            "dropout2d_forward", "dropout2d_backward", "softmax_axis_forward",
+            "softmax_axis_backward", "cross_entropy_forward", "cross_entropy_backward",
+            "nll_forward", "nll_backward", "mse_forward", "mse_backward",
+            "bce_with_logits_forward", "bce_with_logits_backward"]

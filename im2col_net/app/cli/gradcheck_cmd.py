@@ -1,12 +1,15 @@
 """``im2col-net gradcheck LAYER``: finite-difference check of a built-in or a user's layer.
 
 Builds the layer from the options, draws a random input suited to it (tie-free for
-max pooling, away from 0 for the ReLU family, so no element sits on a kink), runs
+max pooling, away from 0 for the ReLU family, off -3, 0, 3 and 6 for ReLU6 and the
+hard activations, so no element sits on a kink), runs
 :func:`im2col_net.gradcheck.gradcheck` and prints its table. Exit code 0 when every
 gradient is within tolerance, 1 when one is not, 2 for bad arguments.
 
 To add a layer, add an entry to :data:`LAYERS`: a builder ``(args, dtype) -> layer``,
 the input kind (``"image"`` NCHW or ``"features"`` ``(N, channels)``) and the data kind.
+The losses are checked the same way through :class:`LossCheck`, which holds seeded
+targets fixed.
 
 A ``LAYER`` with a colon, ``package.module:ClassName``, is a user's class: the module is
 imported by name (the current directory first on ``sys.path``, as ``python -m`` does, so a
@@ -50,26 +53,40 @@ from ...gradcheck import (
     gradcheck,
 )
 from ...layers import (
+    GELU,
+    SELU,
     AvgPool2D,
+    BCEWithLogitsLoss,
     CircularPad2D,
     ConstantPad2D,
     Conv2D,
+    CrossEntropyLoss,
     Dropout,
+    Dropout2D,
     Flatten,
     GlobalAvgPool2D,
     GroupNorm,
+    Hardsigmoid,
+    Hardswish,
+    Identity,
     InstanceNorm2D,
     LayerNorm,
     LeakyReLU,
     Linear,
     LocalResponseNorm,
     MaxPool2D,
+    MSELoss,
+    NLLLoss,
     PixelShuffle,
     PixelUnshuffle,
+    PReLU,
     ReflectionPad2D,
     ReLU,
+    ReLU6,
     ReplicationPad2D,
     Sigmoid,
+    SiLU,
+    Softplus,
     Tanh,
     Unflatten,
     Upsample,
@@ -81,7 +98,7 @@ from . import CliError, one_line
 NAME = "gradcheck"
 HELP = "check a layer's gradients (built-in or your own) against central finite differences"
 
-DATA_KINDS = ("normal", "away_from_zero", "tie_free")
+DATA_KINDS = ("normal", "away_from_zero", "tie_free", "kinked")
 
 # Bounds on the work one check may ask for (see the module docstring).
 MAX_TENSOR_ELEMENTS = 1_000_000
@@ -152,6 +169,69 @@ def _factor(args, two_fits):
     if args.factor is not None:
         return args.factor
     return 2 if two_fits else 1
+
+
+def _prelu(args, dtype):
+    layer = PReLU(args.channels if args.per_channel else 1, args.init, dtype=dtype)
+    if not init_deferred():
+        # Distinct slopes per channel, so that a channel mix-up cannot pass.
+        layer.params["weight"][...] = np.linspace(-0.5, 0.5, layer.num_parameters) + args.init
+    return layer
+
+
+class LossCheck:
+    """A loss seen as a layer for the check: ``forward(x)`` is the loss of ``x`` against
+    targets drawn from ``seed`` for ``x``'s shape (the same every call), ``backward(dy)``
+    its gradient. Class-index targets have the input's shape without axis 1, so an image
+    input checks the per-pixel form."""
+
+    params: dict = {}
+    grads: dict = {}
+
+    def __init__(self, loss, target_kind, seed):
+        self.loss, self.target_kind, self.seed = loss, target_kind, seed
+
+    def __repr__(self):
+        return repr(self.loss)
+
+    def output_shape(self, input_shape):
+        if self.loss.reduction != "none":
+            return ()
+        shape = tuple(input_shape)
+        return shape if self.target_kind != "classes" else shape[:1] + shape[2:]
+
+    def parameter_count(self):
+        return 0
+
+    def eval(self):
+        """Losses have no train/eval mode: ``--eval`` changes nothing."""
+        return self
+
+    def _target(self, x):
+        rng = np.random.default_rng([self.seed, 2])
+        if self.target_kind == "classes":
+            return rng.integers(0, x.shape[1], x.shape[:1] + x.shape[2:])
+        if self.target_kind == "probabilities":
+            p = rng.random(x.shape)
+            return (p / p.sum(axis=1, keepdims=True)).astype(x.dtype)
+        return rng.random(x.shape).astype(x.dtype)
+
+    def forward(self, x):
+        return np.asarray(self.loss.forward(x, self._target(x)), dtype=x.dtype)
+
+    def backward(self, dy):
+        return self.loss.backward(dy if self.loss.reduction == "none" else float(dy))
+
+
+def _loss(cls, target_kind, **extra):
+    def build(args, dtype):
+        options = dict(extra)
+        if cls is CrossEntropyLoss:
+            options["label_smoothing"] = args.label_smoothing
+        kind = "probabilities" if (cls is CrossEntropyLoss and args.soft_targets) else target_kind
+        return LossCheck(cls(reduction=args.reduction, **options), kind, args.seed)
+
+    return build
 
 
 def _linear(args, dtype):
@@ -239,6 +319,27 @@ LAYERS: dict[str, LayerEntry] = {
     "instancenorm2d": LayerEntry(_instancenorm),
     "localresponsenorm": LayerEntry(_lrn),
 }
+# The torch.nn parity activations and dropout; "kinked" data keeps every element at least
+# 0.1 away from the kinks at 0, +-3 and 6.
+LAYERS.update({
+    "relu6": LayerEntry(lambda args, dtype: ReLU6(), data="kinked"),
+    "hardsigmoid": LayerEntry(lambda args, dtype: Hardsigmoid(), data="kinked"),
+    "hardswish": LayerEntry(lambda args, dtype: Hardswish(), data="kinked"),
+    "selu": LayerEntry(lambda args, dtype: SELU(), data="away_from_zero"),
+    "silu": LayerEntry(lambda args, dtype: SiLU()),
+    "gelu": LayerEntry(lambda args, dtype: GELU(args.approximate)),
+    "softplus": LayerEntry(lambda args, dtype: Softplus(args.beta, args.threshold)),
+    "prelu": LayerEntry(lambda args, dtype: _prelu(args, dtype), data="away_from_zero"),
+    "dropout2d": LayerEntry(lambda args, dtype: Dropout2D(args.p, rng=args.seed)),
+    "identity": LayerEntry(lambda args, dtype: Identity()),
+})
+# Losses, against seeded targets (see LossCheck); --size 1 1 with --batch gives (N, C, 1, 1).
+LAYERS.update({
+    "crossentropy": LayerEntry(_loss(CrossEntropyLoss, "classes")),
+    "nll": LayerEntry(_loss(NLLLoss, "classes")),
+    "mse": LayerEntry(_loss(MSELoss, "values")),
+    "bcewithlogits": LayerEntry(_loss(BCEWithLogitsLoss, "values")),
+})
 
 
 def _pair(values, default):
@@ -295,6 +396,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="leakyrelu slope for x < 0 (default: 0.01)")
     layer.add_argument("--p", type=float, default=0.5, metavar="P",
                        help="dropout probability (default: 0.5)")
+    layer.add_argument("--approximate", default="none", choices=("none", "tanh"),
+                       help="gelu approximation (default: none)")
+    layer.add_argument("--beta", type=float, default=1.0, metavar="X",
+                       help="softplus beta (default: 1)")
+    layer.add_argument("--threshold", type=float, default=20.0, metavar="X",
+                       help="softplus threshold above which it is linear (default: 20)")
+    layer.add_argument("--init", type=float, default=0.25, metavar="X",
+                       help="prelu initial slope (default: 0.25)")
+    layer.add_argument("--per-channel", action="store_true",
+                       help="prelu: one slope per input channel (num_parameters=C)")
+    layer.add_argument("--reduction", default="mean", choices=("mean", "sum", "none"),
+                       help="loss reduction (default: mean)")
+    layer.add_argument("--label-smoothing", type=float, default=0.0, metavar="X",
+                       help="crossentropy label smoothing in [0, 1] (default: 0)")
+    layer.add_argument("--soft-targets", action="store_true",
+                       help="crossentropy: class probabilities instead of class indices")
     layer.add_argument("--pad-value", type=float, default=0.0, metavar="X",
                        help="constantpad2d fill value (default: 0)")
     layer.add_argument("--scale-factor", type=float, nargs="+", metavar=("SH", "SW"),
@@ -586,6 +703,11 @@ def make_input(entry: LayerEntry, args, dtype, rng: np.random.Generator) -> np.n
         x = (rng.permutation(size) - size / 2) * spacing
     elif entry.data == "away_from_zero":
         x = rng.choice([-1.0, 1.0], size) * rng.uniform(0.1, 1.0, size)
+    elif entry.data == "kinked":
+        # Around every kink of ReLU6 / Hardswish / Hardsigmoid (-3, 0, 3, 6), on either
+        # side, never within 0.1 of one.
+        x = rng.choice([-3.0, 0.0, 3.0, 6.0], size) + rng.choice([-1.0, 1.0], size) * \
+            rng.uniform(0.1, 1.0, size)
     else:
         x = rng.standard_normal(size)
     return x.reshape(shape).astype(dtype)
