@@ -237,7 +237,8 @@ def _leaf_costs(layer: Layer, x_shape, y_shape, batch: int, itemsize: int):
         macs = h * w * layer.in_channels * (layer.out_channels // layer.groups) * kh * kw
         return 2 * macs * batch, h * w * kh * kw * layer.out_channels * batch * itemsize
     if isinstance(layer, Linear):
-        return 2 * layer.in_features * layer.out_features * batch, 0
+        rows = math.prod(x_shape[1:-1])     # leading axes of an (N, *, in) input
+        return 2 * layer.in_features * layer.out_features * rows * batch, 0
     if isinstance(layer, (MaxPool2D, AvgPool2D)):
         kh, kw = layer.geometry.kernel
         return out_per_sample * kh * kw * batch, 0
