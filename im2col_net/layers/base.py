@@ -113,11 +113,16 @@ def uniform_init(rng: np.random.Generator, shape, bound: float, dtype) -> np.nda
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
 
 
+def _ranks(ndim) -> str:
+    """``4`` -> ``"4-D"``, ``(3, 4)`` -> ``"3-D or 4-D"``."""
+    return " or ".join(f"{d}-D" for d in (ndim if isinstance(ndim, tuple) else (ndim,)))
+
+
 def check_input_shape(layer, shape, ndim=None) -> tuple[int, ...]:
     """``shape`` as a tuple after the rank check :func:`check_float_input` makes."""
     shape = tuple(int(s) for s in shape)
     if ndim is not None and len(shape) not in (ndim if isinstance(ndim, tuple) else (ndim,)):
-        raise ValueError(f"{layer!r}: expected a {ndim}-D input, got shape {shape}")
+        raise ValueError(f"{layer!r}: expected a {_ranks(ndim)} input, got shape {shape}")
     return shape
 
 
@@ -149,7 +154,7 @@ def _check_float_array(owner: str, a, what: str, ndim=None, dtype=None,
     when given, exactly ``dtype``. ``ValueError`` naming ``owner`` otherwise."""
     a = np.asarray(a)
     if ndim is not None and a.ndim not in (ndim if isinstance(ndim, tuple) else (ndim,)):
-        raise ValueError(f"{owner}: expected a {ndim}-D {what}, got shape {a.shape}")
+        raise ValueError(f"{owner}: expected a {_ranks(ndim)} {what}, got shape {a.shape}")
     if a.dtype.kind != "f":
         kind = {"c": "complex", "O": "object", "b": "boolean"}.get(a.dtype.kind, "non-float")
         raise ValueError(f"{owner}: expected a real floating-point {what}, got {kind} dtype "
