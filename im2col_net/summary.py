@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .layers.activations import ELU
-from .layers.base import Layer
+from .layers.base import Layer, batched_inputs
 from .layers.batchnorm import _BatchNorm
 from .layers.blocks import Parallel, Residual
 from .layers.containers import Sequential
@@ -354,7 +354,8 @@ def summarize(model: Layer, input_shape, batch_size: int = 1) -> ModelSummary:
     walker = _Walker(int(batch_size), dtype.itemsize, dtype)
     try:
         model.eval()
-        walker.run(model, (1,) + sample_shape, "", 0)
+        with batched_inputs():       # the walker's first axis is the batch
+            walker.run(model, (1,) + sample_shape, "", 0)
     finally:
         for layer, training, cache in saved:
             layer.training = training

@@ -16,6 +16,7 @@ import numpy as np
 
 __all__ = ["Layer", "make_rng", "he_normal", "xavier_uniform", "check_float_input", "as_native",
            "check_float_dtype", "check_count"]
+__all__ += ["batched_inputs", "unbatched_allowed"]
 __all__ += ["deferred_init", "init_deferred", "placeholder", "is_placeholder", "init_zeros",
             "init_ones", "uniform_init", "check_input_shape"]
 
@@ -60,6 +61,28 @@ def check_float_dtype(owner: str, dtype) -> np.dtype:
     if resolved is None or resolved.kind != "f":
         raise ValueError(f"{owner}: dtype must be a floating-point dtype, got {dtype!r}")
     return resolved
+
+
+# -- the batch axis ---------------------------------------------------------------------
+_BATCHED_ONLY = contextvars.ContextVar("im2col_net_batched_only", default=False)
+
+
+@contextlib.contextmanager
+def batched_inputs():
+    """Inside this block the first axis of every input is the batch: layers that also
+    take torch's unbatched inputs (Conv2D and ConvTranspose2D on ``(C, H, W)``) refuse
+    them, so tools that prepend a batch axis of one (summary, ONNX export) are not
+    misread as passing one unbatched image."""
+    token = _BATCHED_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _BATCHED_ONLY.reset(token)
+
+
+def unbatched_allowed() -> bool:
+    """False inside :func:`batched_inputs`."""
+    return not _BATCHED_ONLY.get()
 
 
 # -- building without initialising (loading a saved model, dry runs) ---------------------

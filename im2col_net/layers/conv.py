@@ -23,6 +23,7 @@ from .base import (
     he_normal,
     init_zeros,
     make_rng,
+    unbatched_allowed,
     xavier_uniform,
 )
 
@@ -55,10 +56,14 @@ class ConvLayerBase(Layer):
     def _checked_input(self, x):
         """``x`` as a 4-D array of the weight's dtype with ``in_channels`` channels (a 3-D
         ``(C, H, W)`` input gets a batch axis of one; ``_unbatched`` records it)."""
-        x = check_float_input(self, x, (3, 4), self.params["weight"].dtype)
+        x = check_float_input(self, x, self._ranks(), self.params["weight"].dtype)
         self._check_channels(x.shape)
         self._unbatched = x.ndim == 3
         return x[None] if self._unbatched else x
+
+    @staticmethod
+    def _ranks():
+        return (3, 4) if unbatched_allowed() else 4
 
     def _check_channels(self, shape):
         """``shape`` (3-D or 4-D) has ``in_channels`` channels."""
@@ -71,7 +76,7 @@ class ConvLayerBase(Layer):
     def _checked_shape(self, input_shape):
         """``input_shape`` as a 4-D tuple after the rank and channel checks forward makes
         (a 3-D shape gets a batch axis of one)."""
-        shape = check_input_shape(self, input_shape, (3, 4))
+        shape = check_input_shape(self, input_shape, self._ranks())
         self._check_channels(shape)
         return (1,) + shape if len(shape) == 3 else shape
 

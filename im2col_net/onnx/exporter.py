@@ -41,6 +41,7 @@ from ..layers import (
     Softmax,
     Tanh,
 )
+from ..layers.base import batched_inputs
 from ..serialization import named_layers
 from ._norm_export import NORM_LAYERS, emit_norm
 from .deps import OnnxError, opset_range, require_onnx
@@ -305,7 +306,7 @@ def to_model_proto(model: Layer, input_shape=(1, 28, 28), opset: int | None = No
                         f"onnx {onnx.__version__} supports), got {opset!r}")
     shape = _check_shape(input_shape)
     dtype = np.dtype(model.dtype or np.float32)
-    with _eval_mode(model):
+    with _eval_mode(model), batched_inputs():   # the graph's first axis is the batch
         try:
             probe = np.asarray(model.forward(np.zeros((1,) + shape, dtype=dtype)))
         except ValueError as exc:
