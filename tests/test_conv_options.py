@@ -423,3 +423,39 @@ def test_circular_onnx_file_imports_as_circular(tmp_path):
     assert [c.padding_mode for c in convs] == ["circular"]
     x = np.random.default_rng(11).standard_normal((2, 2, 4, 5)).astype(np.float32)
     assert_close(imported.forward(x), layer.forward(x), rtol=1e-6, atol=1e-6)
+
+
+# ---- interop and the command line ---------------------------------------------------------
+
+
+def test_circular_conv_state_dict_loads_into_torch():
+    torch = pytest.importorskip("torch")
+    from im2col_net.interop import to_torch_state_dict
+
+    model = Sequential(Conv2D(2, 3, 3, padding=(2, 1), padding_mode="circular",
+                              dtype=np.float64, rng=0))
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=(2, 1),
+                                              padding_mode="circular")).double()
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in to_torch_state_dict(model).items()})
+    x = np.random.default_rng(12).standard_normal((2, 2, 4, 5))
+    with torch.no_grad():
+        assert_close(model.forward(x), net(torch.from_numpy(x)).numpy())
+
+
+def test_gradcheck_cli_takes_every_padding_mode():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    base = [sys.executable, "-m", "im2col_net", "gradcheck", "conv2d", "--size", "4",
+            "--padding", "2", "--batch", "1", "--channels", "2", "--out-channels", "2"]
+    done = subprocess.run(base + ["--padding-mode", "circular"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "PASSED" in done.stdout, done.stdout + done.stderr
+    bad = subprocess.run(base + ["--padding-mode", "wrap"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "error: argument --padding-mode" in bad.stderr
+    assert "circular" in bad.stderr
+    assert "Traceback" not in bad.stderr
