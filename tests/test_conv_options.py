@@ -459,3 +459,18 @@ def test_gradcheck_cli_takes_every_padding_mode():
     assert bad.returncode == 2 and "error: argument --padding-mode" in bad.stderr
     assert "circular" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_replicate_plans_keep_the_key_of_edge():
+    """Plans recorded in checkpoints and plan caches before the torch names keyed
+    replicate padding as "edge"; the key is unchanged so they still apply."""
+    from im2col_net.functional import planner
+
+    layer = Conv2D(2, 2, 3, padding=1, padding_mode="replicate")
+    problem = F.conv_problem((1, 2, 5, 5), layer.params["weight"].shape, layer.geometry,
+                             padding_mode="edge")
+    assert problem.padding_mode == "replicate"
+    assert "|edge|" in planner.plan_key(problem)
+    circular = F.conv_problem((1, 2, 5, 5), layer.params["weight"].shape, layer.geometry,
+                              padding_mode="circular")
+    assert "|circular|" in planner.plan_key(circular)
