@@ -12,7 +12,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PADDING_MODES = ("zeros", "edge", "reflect")
+# torch.nn.Conv2d's names; "edge" (this engine's earlier name for replicate) stays an alias.
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+PADDING_MODE_ALIASES = {"edge": "replicate"}
+
+
+def canonical_padding_mode(mode, *, owner: str = "") -> str:
+    """``mode`` under its torch name (``"edge"`` -> ``"replicate"``); ``ValueError`` naming
+    ``owner`` for anything else than :data:`PADDING_MODES` and the aliases."""
+    if isinstance(mode, str):
+        mode = PADDING_MODE_ALIASES.get(mode, mode)
+        if mode in PADDING_MODES:
+            return mode
+    where = f"{owner}: " if owner else ""
+    raise ValueError(f"{where}padding_mode must be one of {PADDING_MODES} (or 'edge', an alias "
+                     f"of 'replicate'), got {mode!r}")
 
 
 MAX_EXTENT = 2 ** 31 - 1  # kernel, stride, padding and dilation bound

@@ -20,9 +20,10 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .geometry import PADDING_MODES, WindowGeometry
+from .geometry import PADDING_MODE_ALIASES, PADDING_MODES, WindowGeometry, canonical_padding_mode
 
 __all__ = [
+    "check_padding_mode",
     "pad",
     "pad_grad",
     "offset_slices",
@@ -43,15 +44,21 @@ __all__ = [
 ]
 
 
-def check_padding_mode(mode: str, padding, height: int, width: int, *, owner: str = "") -> None:
-    """Raise ``ValueError`` for an unknown mode or a reflect pad wider than the input."""
+def check_padding_mode(mode: str, padding, height: int, width: int, *, owner: str = "") -> str:
+    """The torch name of ``mode`` (``"edge"`` -> ``"replicate"``) after checking it and
+    the padding against the input size as torch does; ``ValueError`` otherwise.
+
+    ``reflect``: each pad smaller than the input along its axis; ``circular``: each pad
+    at most the input size (one wrap, as ``torch.nn.functional.pad``); ``replicate``: a
+    non-empty axis wherever it is padded.
+    """
     where = f"{owner}: " if owner else ""
-    if mode not in PADDING_MODES:
-        raise ValueError(f"{where}padding_mode must be one of {PADDING_MODES}, got {mode!r}")
+    mode = canonical_padding_mode(mode, owner=owner)
     top, bottom, left, right = padding
-    if mode == "edge" and ((height == 0 and (top or bottom)) or (width == 0 and (left or right))):
+    if mode == "replicate" and ((height == 0 and (top or bottom))
+                                or (width == 0 and (left or right))):
         raise ValueError(
-            f"{where}edge padding {padding} needs a non-empty input, got {height}x{width}"
+            f"{where}replicate padding {padding} needs a non-empty input, got {height}x{width}"
         )
     if mode == "reflect":
         if max(top, bottom) >= height or max(left, right) >= width:
@@ -59,6 +66,13 @@ def check_padding_mode(mode: str, padding, height: int, width: int, *, owner: st
                 f"{where}reflect padding {padding} must be smaller than the input "
                 f"{height}x{width} in each direction"
             )
+    if mode == "circular":
+        if max(top, bottom) > height or max(left, right) > width:
+            raise ValueError(
+                f"{where}circular padding {padding} must be at most the input size "
+                f"{height}x{width} in each direction (it wraps around once, as in torch)"
+            )
+    return mode
 
 
 def pad(x: np.ndarray, padding: tuple[int, int, int, int], mode: str = "zeros",
@@ -66,47 +80,83 @@ def pad(x: np.ndarray, padding: tuple[int, int, int, int], mode: str = "zeros",
         border_filled: bool = False) -> np.ndarray:
     """Pad the two spatial axes of an NHWC array; returns a new C-contiguous array.
 
-    ``mode``: ``"zeros"`` (``fill``, normally 0), ``"edge"`` (repeat the border element)
-    or ``"reflect"`` (mirror without repeating the border, as ``torch``'s ``reflect``).
-    The result always has ``x.dtype``; ``x`` may have any strides. ``out``: an array of
-    the padded shape and ``x.dtype`` to write into instead (returned).
-    ``border_filled=True`` (``"zeros"`` mode with ``out`` only): ``out``'s border already
-    holds ``fill`` (say, from ``np.zeros``), so only the interior is copied.
+    ``mode``: ``"zeros"`` (``fill``, normally 0), ``"replicate"`` (alias ``"edge"``:
+    repeat the border element), ``"reflect"`` (mirror without repeating the border, as
+    ``torch``'s ``reflect``) or ``"circular"`` (wrap around: the rows above the input
+    are its last rows, as ``torch``'s ``circular``); the sizes must pass
+    :func:`check_padding_mode`. The result always has ``x.dtype``; ``x`` may have any
+    strides. ``out``: an array of the padded shape and ``x.dtype`` to write into instead
+    (returned). ``border_filled=True`` (``"zeros"`` mode with ``out`` only): ``out``'s
+    border already holds ``fill`` (say, from ``np.zeros``), so only the interior is copied.
     """
     top, bottom, left, right = padding
     n, h, w, c = x.shape
-    if out is not None and mode != "zeros":
-        if border_filled:
-            raise ValueError(f"pad: border_filled applies to mode 'zeros' only, got {mode!r}")
-        out[...] = pad(x, padding, mode, fill)
+    if border_filled and mode != "zeros":
+        raise ValueError(f"pad: border_filled applies to mode 'zeros' only, got {mode!r}")
+    mode = PADDING_MODE_ALIASES.get(mode, mode)
+    if mode not in PADDING_MODES:
+        raise ValueError(f"pad: padding_mode must be one of {PADDING_MODES}, got {mode!r}")
+    if out is None:
+        border_filled = False
+        out = np.empty((n, h + top + bottom, w + left + right, c), dtype=x.dtype)
+    out[:, top:top + h, left:left + w] = x
+    if not (top or bottom or left or right):
         return out
     if mode == "zeros":
-        if out is None:
-            border_filled = False
-            out = np.empty((n, h + top + bottom, w + left + right, c), dtype=x.dtype)
-        if (top or bottom or left or right) and not border_filled:
+        if not border_filled:
             out[:, :top] = fill
             out[:, h + top:] = fill
             out[:, top:h + top, :left] = fill
             out[:, top:h + top, w + left:] = fill
-        out[:, top:top + h, left:left + w] = x
         return out
-    np_mode = {"edge": "edge", "reflect": "reflect"}[mode]
-    # np.pad keeps the memory order of an F-ordered input; the contract here is C order.
-    return np.ascontiguousarray(
-        np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), mode=np_mode)
-    )
+    # Separable: fill the left/right bands of the input rows, then the top/bottom bands
+    # over the full padded width from the rows already written.
+    _fill_axis(out[:, top:top + h], 2, left, right, mode)
+    _fill_axis(out, 1, top, bottom, mode)
+    return out
+
+
+def _band(a: np.ndarray, axis: int, start, stop, step=1) -> np.ndarray:
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(start, stop, step)
+    return a[tuple(index)]
+
+
+def _fill_axis(a: np.ndarray, axis: int, before: int, after: int, mode: str) -> None:
+    """Write the padded bands of ``axis`` from the interior (``before`` + size + ``after``)."""
+    size = a.shape[axis] - before - after
+    last = before + size - 1
+    if mode == "replicate":
+        if before:
+            _band(a, axis, 0, before)[...] = _band(a, axis, before, before + 1)
+        if after:
+            _band(a, axis, last + 1, None)[...] = _band(a, axis, last, last + 1)
+    elif mode == "reflect":
+        if before:
+            # Padded index before - 1 - t copies interior index before + 1 + t.
+            _band(a, axis, 0, before)[...] = _band(a, axis, before + before, before, -1)
+        if after:
+            stop = last - 1 - after
+            _band(a, axis, last + 1, None)[...] = _band(a, axis, last - 1,
+                                                        stop if stop >= 0 else None, -1)
+    else:  # circular: padded index p copies interior index (p - before) mod size
+        if before:
+            _band(a, axis, 0, before)[...] = _band(a, axis, last + 1 - before, last + 1)
+        if after:
+            _band(a, axis, last + 1, None)[...] = _band(a, axis, before, before + after)
 
 
 def pad_grad(dxp: np.ndarray, padding: tuple[int, int, int, int],
              mode: str = "zeros") -> np.ndarray:
     """Adjoint of :func:`pad`: fold the gradient of the padded array back onto the input.
 
-    For ``"zeros"`` the border is simply dropped (a view is returned); for ``"edge"``
-    the border gradients accumulate into the first/last row and column; for
-    ``"reflect"`` each padded row/column adds onto the interior row/column it mirrors.
-    ``dxp`` may be modified in place.
+    For ``"zeros"`` the border is simply dropped (a view is returned); for
+    ``"replicate"`` (``"edge"``) the border gradients accumulate into the first/last row
+    and column; for ``"reflect"`` each padded row/column adds onto the interior
+    row/column it mirrors; for ``"circular"`` onto the row/column it wrapped from (the
+    top band onto the last rows, and so on). ``dxp`` may be modified in place.
     """
+    mode = PADDING_MODE_ALIASES.get(mode, mode)
     top, bottom, left, right = padding
     hp, wp = dxp.shape[1], dxp.shape[2]
     h, w = hp - top - bottom, wp - left - right
@@ -124,25 +174,28 @@ def _fold_axis(a: np.ndarray, axis: int, before: int, after: int, mode: str) -> 
     size = a.shape[axis] - before - after
 
     def take(start, stop, step=1):
-        index = [slice(None)] * a.ndim
-        index[axis] = slice(start, stop, step)
-        return a[tuple(index)]
+        return _band(a, axis, start, stop, step)
 
-    if mode == "edge":
+    last = before + size - 1
+    if mode == "replicate":
         if before:
             take(before, before + 1)[...] += take(0, before).sum(axis=axis, keepdims=True)
         if after:
-            last = before + size - 1
             take(last, last + 1)[...] += take(before + size, None).sum(axis=axis, keepdims=True)
     elif mode == "reflect":
         # Padded index before - 1 - t mirrors interior index before + 1 + t.
         if before:
             take(before + before, before, -1)[...] += take(0, before)
         if after:
-            last = before + size - 1
             # Padded index last + 1 + t mirrors interior index last - 1 - t.
             stop = last - 1 - after
             take(last - 1, stop if stop >= 0 else None, -1)[...] += take(last + 1, last + 1 + after)
+    elif mode == "circular":
+        # The before band came from the last rows, the after band from the first ones.
+        if before:
+            take(last + 1 - before, last + 1)[...] += take(0, before)
+        if after:
+            take(before, before + after)[...] += take(last + 1, last + 1 + after)
     else:  # pragma: no cover - validated by callers
         raise ValueError(f"unknown padding mode {mode!r}")
 

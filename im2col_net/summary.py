@@ -54,7 +54,7 @@ from .layers.activations import (
     SiLU,
     Softplus,
 )
-from .layers.base import Layer, register_summarizer
+from .layers.base import Layer, batched_inputs, register_summarizer
 from .layers.batchnorm import _BatchNorm
 from .layers.blocks import Parallel, Residual
 from .layers.containers import Sequential
@@ -249,7 +249,8 @@ def _leaf_costs(layer: Layer, x_shape, y_shape, batch: int, itemsize: int):
         macs = h * w * layer.in_channels * (layer.out_channels // layer.groups) * kh * kw
         return 2 * macs * batch, h * w * kh * kw * layer.out_channels * batch * itemsize
     if isinstance(layer, Linear):
-        return 2 * layer.in_features * layer.out_features * batch, 0
+        rows = math.prod(x_shape[1:-1])     # leading axes of an (N, *, in) input
+        return 2 * layer.in_features * layer.out_features * rows * batch, 0
     if isinstance(layer, (MaxPool2D, AvgPool2D)):
         kh, kw = layer.geometry.kernel
         return out_per_sample * kh * kw * batch, 0
@@ -365,7 +366,8 @@ def summarize(model: Layer, input_shape, batch_size: int = 1) -> ModelSummary:
     walker = _Walker(int(batch_size), dtype.itemsize, dtype)
     try:
         model.eval()
-        walker.run(model, (1,) + sample_shape, "", 0)
+        with batched_inputs():       # the walker's first axis is the batch
+            walker.run(model, (1,) + sample_shape, "", 0)
     finally:
         for layer, training, cache in saved:
             layer.training = training

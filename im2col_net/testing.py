@@ -39,6 +39,7 @@ from .gradcheck import gradcheck
 from .layers import AvgPool2D, Conv2D, MaxPool2D
 
 __all__ = [
+    "CONV_PADDING_MODES",
     "Conv2DConfig",
     "Pool2DConfig",
     "conv2d_configs",
@@ -235,10 +236,14 @@ def _pair_form(draw, pair):
     return tuple(pair)
 
 
+# Every padding mode Conv2D accepts, the alias included, so property tests cover each.
+CONV_PADDING_MODES = PADDING_MODES + ("edge",)
+
+
 @st.composite
 def conv2d_configs(draw, *, max_batch=3, max_channels=6, max_size=8, max_kernel=3,
                    max_stride=3, max_dilation=2, max_padding=2, max_groups=3,
-                   dtypes=FLOAT_DTYPES, padding_modes=PADDING_MODES,
+                   dtypes=FLOAT_DTYPES, padding_modes=CONV_PADDING_MODES,
                    strategies=CONV_STRATEGIES, padding_forms=("int", "pair", "quad", "same",
                                                               "valid"),
                    flip_kernel=(False, True), bias=(True, False)):
@@ -246,9 +251,10 @@ def conv2d_configs(draw, *, max_batch=3, max_channels=6, max_size=8, max_kernel=
 
     Draws groups first (including depthwise: one input channel per group), then kernel,
     dilation, stride and padding, then an input size large enough for the dilated
-    kernel and for reflect padding (which needs ``pad < size``). ``"same"`` padding
-    forces stride 1. Limit a dimension by passing a smaller ``max_*`` or a one-element
-    tuple of choices.
+    kernel and for reflect padding (which needs ``pad < size``) and circular padding
+    (``pad <= size``). Padding modes: torch's four names and the ``"edge"`` alias.
+    ``"same"`` padding forces stride 1. Limit a dimension by passing a smaller ``max_*``
+    or a one-element tuple of choices.
     """
     groups = draw(st.integers(1, max(1, min(max_groups, max_channels))))
     per_group = max(1, max_channels // groups)
@@ -280,9 +286,9 @@ def conv2d_configs(draw, *, max_batch=3, max_channels=6, max_size=8, max_kernel=
     top, bottom, left, right = geometry.padding
 
     mode = draw(st.sampled_from(list(padding_modes)))
-    reflect = mode == "reflect"
-    min_h = max(1, span[0] - top - bottom, (max(top, bottom) + 1) if reflect else 1)
-    min_w = max(1, span[1] - left - right, (max(left, right) + 1) if reflect else 1)
+    extra = {"reflect": 1, "circular": 0}.get(mode)      # size - pad must be >= this
+    min_h = max(1, span[0] - top - bottom, 1 if extra is None else max(top, bottom) + extra)
+    min_w = max(1, span[1] - left - right, 1 if extra is None else max(left, right) + extra)
     assume(min_h <= max_size and min_w <= max_size)
 
     return Conv2DConfig(

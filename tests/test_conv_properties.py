@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from im2col_net import Conv2D, lowering
 from im2col_net import functional as F
 from im2col_net import reference as ref
-from im2col_net.geometry import PADDING_MODES
 from im2col_net.testing import (
+    CONV_PADDING_MODES,
     arrays,
     assert_close,
     assert_layer_matches_reference,
@@ -141,12 +141,13 @@ def test_col2im_is_the_adjoint_of_im2col(config, data):
     assert abs(lhs - rhs) <= 1e-10 * max(1.0, abs(lhs), float(np.abs(cols * c).sum()))
 
 
-@given(mode=st.sampled_from(PADDING_MODES), data=st.data())
+@given(mode=st.sampled_from(CONV_PADDING_MODES), data=st.data())
 def test_pad_grad_is_the_adjoint_of_pad(mode, data):
     """<pad(x), g> == <x, pad_grad(g)> in each mode; both agree with the reference."""
     h, w = data.draw(st.integers(1, 7)), data.draw(st.integers(1, 7))
-    limit_h = h - 1 if mode == "reflect" else 3
-    limit_w = w - 1 if mode == "reflect" else 3
+    # reflect: pad < size; circular: pad <= size (one wrap); the others: any pad.
+    limit_h = {"reflect": h - 1, "circular": h}.get(mode, 3)
+    limit_w = {"reflect": w - 1, "circular": w}.get(mode, 3)
     padding = (data.draw(st.integers(0, limit_h)), data.draw(st.integers(0, limit_h)),
                data.draw(st.integers(0, limit_w)), data.draw(st.integers(0, limit_w)))
     dtype = data.draw(st.sampled_from([np.float32, np.float64]))

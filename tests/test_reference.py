@@ -260,7 +260,8 @@ def test_conv_reference_matches_torch(config, data):
     xt = torch.tensor(x, requires_grad=True)
     wt = torch.tensor(w, requires_grad=True)
     bt = None if b is None else torch.tensor(b, requires_grad=True)
-    torch_mode = {"zeros": "constant", "edge": "replicate", "reflect": "reflect"}
+    torch_mode = {"zeros": "constant", "edge": "replicate", "replicate": "replicate",
+                  "reflect": "reflect", "circular": "circular"}
     xp = tf.pad(xt, (left, right, top, bottom), mode=torch_mode[config.padding_mode])
     yt = tf.conv2d(xp, wt.flip(2, 3) if config.flip_kernel else wt, bt,
                    stride=geometry.stride, dilation=geometry.dilation, groups=config.groups)

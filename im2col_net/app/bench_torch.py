@@ -17,7 +17,7 @@ def torch_model_from(model, torch):
     """A ``torch.nn.Sequential`` mirroring ``model`` layer by layer, weights copied.
 
     Supports the layers of :func:`im2col_net.models.convnet` (Conv2D without groups,
-    dilation or non-zero padding modes, ReLU, MaxPool2D, Flatten, Linear).
+    with symmetric padding in any padding mode, ReLU, MaxPool2D, Flatten, Linear).
     """
     nn = torch.nn
     layers = []
@@ -30,7 +30,8 @@ def torch_model_from(model, torch):
             w = layer.params["weight"]
             module = nn.Conv2d(layer.in_channels, layer.out_channels, g.kernel,
                                stride=g.stride, padding=(top, left), dilation=g.dilation,
-                               bias="bias" in layer.params)
+                               bias="bias" in layer.params,
+                               padding_mode=layer.padding_mode)   # torch's names
         elif isinstance(layer, Linear):
             w = layer.params["weight"]
             module = nn.Linear(layer.in_features, layer.out_features,

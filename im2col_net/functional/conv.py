@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..geometry import WindowGeometry
+from ..geometry import PADDING_MODE_ALIASES, WindowGeometry
 from ..lowering import check_padding_mode, pad, pad_grad
 from ..runtime import block_bounds, chains, run_blocks, scratch, worker_count
 from . import conv_algorithms as algos
@@ -91,8 +91,10 @@ def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1, gro
     None; returns ``y (N, Cout, Ho, Wo)`` and a cache for :func:`conv2d_backward`.
     Arguments follow ``torch.nn.functional.conv2d``; ``padding`` may also be
     ``"same"``/``"valid"`` or ``(top, bottom, left, right)``. ``padding_mode`` is
-    ``"zeros"``, ``"edge"`` or ``"reflect"``. ``flip_kernel=True`` rotates the kernel
-    by 180 degrees first (true convolution). ``strategy``: see the module docstring.
+    torch's ``"zeros"``, ``"reflect"``, ``"replicate"`` (alias ``"edge"``) or
+    ``"circular"``, with torch's size limits
+    (:func:`~im2col_net.lowering.check_padding_mode`). ``flip_kernel=True`` rotates the
+    kernel by 180 degrees first (true convolution). ``strategy``: see the module docstring.
     """
     if np.ndim(weight) != 4:
         raise ValueError(
@@ -123,7 +125,8 @@ def conv_problem(input_shape, weight_shape, geometry: WindowGeometry, *, groups=
     out_h, out_w = (geometry.checked_output_size(h, w, owner=owner) if check
                     else geometry.output_size(h, w))
     return algos.Problem(n, c, h, w, weight_shape[0], groups, geometry, out_h, out_w,
-                         np.dtype(dtype), bool(has_bias), padding_mode)
+                         np.dtype(dtype), bool(has_bias),
+                         PADDING_MODE_ALIASES.get(padding_mode, padding_mode))
 
 
 def conv2d_plan(problem: algos.Problem, strategy="auto", input_grad=True) -> planner.Plan:
@@ -157,7 +160,8 @@ def conv2d_forward_geom(x, weight, bias, geometry: WindowGeometry, *, groups=1,
     x, weight, bias = native(x), native(weight), native(bias)
     check_conv_args(x, weight, bias, groups, owner)
     requested = planner.resolve(strategy, owner)
-    check_padding_mode(padding_mode, geometry.padding, x.shape[2], x.shape[3], owner=owner)
+    padding_mode = check_padding_mode(padding_mode, geometry.padding, x.shape[2], x.shape[3],
+                                      owner=owner)
     problem = conv_problem(x.shape, weight.shape, geometry, groups=groups, dtype=x.dtype,
                            has_bias=bias is not None, padding_mode=padding_mode, owner=owner)
     missing = None if requested is None else algos.supported(requested, problem)

@@ -198,10 +198,12 @@ def plan_key(problem: algos.Problem, input_grad: bool = True, threads: int | Non
     p = problem
     g = p.geometry
     threads = worker_count() if threads is None else threads
+    # Checkpoints and plan caches written before the torch names spell replicate "edge".
+    mode = "edge" if p.padding_mode == "replicate" else p.padding_mode
     return (f"{op}|x=n{_batch_bucket(p.n)}x{p.c}x{p.h}x{p.w}|w={p.cout}x{p.cg}x"
             f"{g.kernel[0]}x{g.kernel[1]}|s={g.stride[0]},{g.stride[1]}|p="
             f"{','.join(map(str, g.padding))}|d={g.dilation[0]},{g.dilation[1]}|g={p.groups}"
-            f"|{p.dtype.name}|{p.padding_mode}|bias={int(p.has_bias)}|dx={int(input_grad)}"
+            f"|{p.dtype.name}|{mode}|bias={int(p.has_bias)}|dx={int(input_grad)}"
             f"|t={threads}")
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 __all__ = ["Layer", "make_rng", "he_normal", "xavier_uniform", "check_float_input", "as_native",
            "check_float_dtype", "check_count"]
+__all__ += ["batched_inputs", "unbatched_allowed"]
 __all__ += ["deferred_init", "init_deferred", "placeholder", "is_placeholder", "init_zeros",
             "init_ones", "uniform_init", "check_input_shape"]
 __all__ += ["observe_inputs", "observing_inputs", "forward_child", "register_summarizer"]
@@ -61,6 +62,28 @@ def check_float_dtype(owner: str, dtype) -> np.dtype:
     if resolved is None or resolved.kind != "f":
         raise ValueError(f"{owner}: dtype must be a floating-point dtype, got {dtype!r}")
     return resolved
+
+
+# -- the batch axis ---------------------------------------------------------------------
+_BATCHED_ONLY = contextvars.ContextVar("im2col_net_batched_only", default=False)
+
+
+@contextlib.contextmanager
+def batched_inputs():
+    """Inside this block the first axis of every input is the batch: layers that also
+    take torch's unbatched inputs (Conv2D and ConvTranspose2D on ``(C, H, W)``) refuse
+    them, so tools that prepend a batch axis of one (summary, ONNX export) are not
+    misread as passing one unbatched image."""
+    token = _BATCHED_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _BATCHED_ONLY.reset(token)
+
+
+def unbatched_allowed() -> bool:
+    """False inside :func:`batched_inputs`."""
+    return not _BATCHED_ONLY.get()
 
 
 # -- building without initialising (loading a saved model, dry runs) ---------------------
@@ -114,11 +137,16 @@ def uniform_init(rng: np.random.Generator, shape, bound: float, dtype) -> np.nda
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
 
 
+def _ranks(ndim) -> str:
+    """``4`` -> ``"4-D"``, ``(3, 4)`` -> ``"3-D or 4-D"``."""
+    return " or ".join(f"{d}-D" for d in (ndim if isinstance(ndim, tuple) else (ndim,)))
+
+
 def check_input_shape(layer, shape, ndim=None) -> tuple[int, ...]:
     """``shape`` as a tuple after the rank check :func:`check_float_input` makes."""
     shape = tuple(int(s) for s in shape)
     if ndim is not None and len(shape) not in (ndim if isinstance(ndim, tuple) else (ndim,)):
-        raise ValueError(f"{layer!r}: expected a {ndim}-D input, got shape {shape}")
+        raise ValueError(f"{layer!r}: expected a {_ranks(ndim)} input, got shape {shape}")
     return shape
 
 
@@ -150,7 +178,7 @@ def _check_float_array(owner: str, a, what: str, ndim=None, dtype=None,
     when given, exactly ``dtype``. ``ValueError`` naming ``owner`` otherwise."""
     a = np.asarray(a)
     if ndim is not None and a.ndim not in (ndim if isinstance(ndim, tuple) else (ndim,)):
-        raise ValueError(f"{owner}: expected a {ndim}-D {what}, got shape {a.shape}")
+        raise ValueError(f"{owner}: expected a {_ranks(ndim)} {what}, got shape {a.shape}")
     if a.dtype.kind != "f":
         kind = {"c": "complex", "O": "object", "b": "boolean"}.get(a.dtype.kind, "non-float")
         raise ValueError(f"{owner}: expected a real floating-point {what}, got {kind} dtype "

@@ -12,7 +12,7 @@ from ..functional.conv import (
     conv2d_plan,
     conv_problem,
 )
-from ..geometry import PADDING_MODES, WindowGeometry
+from ..geometry import WindowGeometry, canonical_padding_mode
 from ..lowering import check_padding_mode
 from .base import (
     Layer,
@@ -23,6 +23,7 @@ from .base import (
     he_normal,
     init_zeros,
     make_rng,
+    unbatched_allowed,
     xavier_uniform,
 )
 
@@ -48,54 +49,74 @@ class ConvLayerBase(Layer):
                 f"both be divisible by groups ({groups})"
             )
 
+    # Like torch.nn.Conv2d, a 3-D input (C, H, W) is one unbatched image: it runs as a
+    # batch of one and the batch axis is dropped again from y (and dx).
+    _unbatched = False
+
     def _checked_input(self, x):
-        """``x`` as a 4-D array of the weight's dtype with ``in_channels`` channels."""
-        x = check_float_input(self, x, 4, self.params["weight"].dtype)
+        """``x`` as a 4-D array of the weight's dtype with ``in_channels`` channels (a 3-D
+        ``(C, H, W)`` input gets a batch axis of one; ``_unbatched`` records it)."""
+        x = check_float_input(self, x, self._ranks(), self.params["weight"].dtype)
         self._check_channels(x.shape)
-        return x
+        self._unbatched = x.ndim == 3
+        return x[None] if self._unbatched else x
+
+    @staticmethod
+    def _ranks():
+        return (3, 4) if unbatched_allowed() else 4
 
     def _check_channels(self, shape):
-        if shape[1] != self.in_channels:
+        """``shape`` (3-D or 4-D) has ``in_channels`` channels."""
+        if shape[-3] != self.in_channels:
             raise ValueError(
-                f"{self!r}: expected input of shape (N, {self.in_channels}, H, W), "
-                f"got shape {shape}"
+                f"{self!r}: expected input of shape (N, {self.in_channels}, H, W) or "
+                f"({self.in_channels}, H, W), got shape {tuple(shape)}"
             )
 
     def _checked_shape(self, input_shape):
-        """``input_shape`` as a tuple after the rank and channel checks forward makes."""
-        shape = check_input_shape(self, input_shape, 4)
+        """``input_shape`` as a 4-D tuple after the rank and channel checks forward makes
+        (a 3-D shape gets a batch axis of one)."""
+        shape = check_input_shape(self, input_shape, self._ranks())
         self._check_channels(shape)
-        return shape
+        return (1,) + shape if len(shape) == 3 else shape
+
+    def _unbatched_shape(self, input_shape, shape):
+        """``shape`` without its batch axis when ``input_shape`` is unbatched (3-D)."""
+        return tuple(shape[1:]) if len(tuple(input_shape)) == 3 else tuple(shape)
 
     def backward(self, dy):
-        """``dy (N, out_channels, Ho, Wo)`` -> ``dx (N, in_channels, H, W)`` or None when
-        ``compute_input_grad`` is False; fills ``grads["weight"]`` (and ``"bias"``)."""
+        """``dy (N, out_channels, Ho, Wo)`` -> ``dx (N, in_channels, H, W)`` (without the
+        ``N`` axis after an unbatched forward) or None when ``compute_input_grad`` is
+        False; fills ``grads["weight"]`` (and ``"bias"``)."""
         cache = self._require_cache()
         n = cache.input_shape[0]
-        dy = self._check_dy(dy, (n, self.out_channels) + tuple(cache.out_size),
+        expected = (n, self.out_channels) + tuple(cache.out_size)
+        unbatched = self._unbatched
+        dy = self._check_dy(dy, expected[1:] if unbatched else expected,
                             self.params["weight"].dtype)
+        if unbatched:
+            dy = dy[None]
         dx, dw, db = self._functional_backward(
             dy, cache, need_input_grad=self.compute_input_grad)
         self.grads["weight"] = dw
         if db is not None:
             self.grads["bias"] = db
-        return dx
-
-
-# torch.nn.Conv2d spells edge padding "replicate".
-_MODE_ALIASES = {"replicate": "edge"}
+        return dx[0] if unbatched and dx is not None else dx
 
 
 class Conv2D(ConvLayerBase):
     """2-D convolution (cross-correlation by default), PyTorch argument names and shapes.
 
     ``weight (out_channels, in_channels // groups, kh, kw)``, ``bias (out_channels,)``.
-    Input ``(N, in_channels, H, W)``, output ``(N, out_channels, Ho, Wo)``.
+    Input ``(N, in_channels, H, W)``, output ``(N, out_channels, Ho, Wo)``; an unbatched
+    ``(in_channels, H, W)`` input gives ``(out_channels, Ho, Wo)``, as in torch.
 
     ``padding``: int, pair, ``(top, bottom, left, right)``, ``"same"`` (stride 1) or
-    ``"valid"``; ``padding_mode``: ``"zeros"``, ``"edge"`` (alias ``"replicate"``) or
-    ``"reflect"``. ``flip_kernel=True`` makes it a true convolution (kernel rotated by
-    180 degrees). ``strategy``: ``"auto"`` (default: whatever the planner's mode in
+    ``"valid"``; ``padding_mode`` (torch's names): ``"zeros"``, ``"reflect"`` (each pad
+    smaller than the input), ``"replicate"`` (alias ``"edge"``, the name in older model
+    files; saved as ``"replicate"``) or ``"circular"`` (each pad at most the input size).
+    ``flip_kernel=True`` makes it a true convolution (kernel rotated by 180 degrees).
+    ``strategy``: ``"auto"`` (default: whatever the planner's mode in
     effect picks, see :mod:`im2col_net.functional.planner`; ``"measure"`` inside
     ``fit``), ``"measure"``, ``"estimate"``, or an algorithm: ``"im2col"``, ``"rows"``
     (no groups), ``"strided"`` or ``"fft"`` (stride 1, no dilation or groups). All give
@@ -113,13 +134,9 @@ class Conv2D(ConvLayerBase):
         super().__init__()
         name = f"Conv2D({in_channels}, {out_channels}, kernel_size={kernel_size!r})"
         self._check_channel_args(name, in_channels, out_channels, groups)
-        if isinstance(padding_mode, str):
-            padding_mode = _MODE_ALIASES.get(padding_mode, padding_mode)
-        if padding_mode not in PADDING_MODES:
-            raise ValueError(
-                f"{name}: padding_mode must be one of {PADDING_MODES} (or 'replicate'), "
-                f"got {padding_mode!r}"
-            )
+        # Stored (and saved in the config) under torch's name: a model.npz that says
+        # "edge" loads as "replicate".
+        padding_mode = canonical_padding_mode(padding_mode, owner=name)
         if strategy not in STRATEGIES:
             raise ValueError(f"{name}: strategy must be one of {STRATEGIES}, got {strategy!r}")
         if init not in ("he", "xavier"):
@@ -183,7 +200,7 @@ class Conv2D(ConvLayerBase):
         ``mode`` (``"estimate"``, ``"measure"``; None: the planner's mode in effect)
         unless ``strategy`` names an algorithm. ``"estimate"`` runs no convolution."""
         self.output_shape(input_shape)           # the checks forward would make
-        shape = tuple(int(d) for d in input_shape)
+        shape = self._checked_shape(input_shape)
         problem = conv_problem(shape, self.params["weight"].shape, self.geometry,
                                groups=self.groups, dtype=self.params["weight"].dtype,
                                has_bias="bias" in self.params, padding_mode=self.padding_mode)
@@ -195,7 +212,7 @@ class Conv2D(ConvLayerBase):
         owner = repr(self)
         check_padding_mode(self.padding_mode, self.geometry.padding, h, w, owner=owner)
         ho, wo = self.geometry.checked_output_size(h, w, owner=owner)
-        return (n, self.out_channels, ho, wo)
+        return self._unbatched_shape(input_shape, (n, self.out_channels, ho, wo))
 
     def forward(self, x):
         x = self._checked_input(x)
@@ -204,4 +221,4 @@ class Conv2D(ConvLayerBase):
             padding_mode=self.padding_mode, flip_kernel=self.flip_kernel,
             strategy=self.strategy, owner=repr(self), input_grad=self.compute_input_grad,
         )
-        return y
+        return y[0] if self._unbatched else y

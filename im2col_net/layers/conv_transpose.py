@@ -10,6 +10,7 @@ from ..functional.conv_transpose import (
     conv_transpose2d_geometry,
     conv_transpose2d_output_size,
 )
+from ..geometry import canonical_padding_mode
 from .base import check_float_dtype, make_rng, uniform_init
 from .conv import ConvLayerBase
 
@@ -18,10 +19,12 @@ class ConvTranspose2D(ConvLayerBase):
     """Transposed 2-D convolution, PyTorch argument names and weight shape.
 
     ``weight (in_channels, out_channels // groups, kh, kw)``, ``bias (out_channels,)``.
-    Input ``(N, in_channels, H, W)``, output ``(N, out_channels, Hout, Wout)`` with
+    Input ``(N, in_channels, H, W)`` (or unbatched ``(in_channels, H, W)``), output
+    ``(N, out_channels, Hout, Wout)`` (unbatched: ``(out_channels, Hout, Wout)``) with
     ``Hout = (H - 1) * stride - 2 * padding + dilation * (kh - 1) + output_padding + 1``.
     ``padding`` is an int or a pair; ``output_padding`` must be smaller than the stride
-    or the dilation. Weights are drawn like torch's default (``U(-b, b)``, ``b =
+    or the dilation. ``padding_mode``: ``"zeros"`` only, as in torch (its other names
+    are refused with a clear error). Weights are drawn like torch's default (``U(-b, b)``, ``b =
     1/sqrt(fan_in)`` with ``fan_in = (out_channels // groups) * kh * kw``) from ``rng``;
     the bias likewise. ``compute_input_grad=False`` makes ``backward`` return None.
     """
@@ -32,9 +35,11 @@ class ConvTranspose2D(ConvLayerBase):
         super().__init__()
         name = f"ConvTranspose2D({in_channels}, {out_channels}, kernel_size={kernel_size!r})"
         self._check_channel_args(name, in_channels, out_channels, groups)
-        if padding_mode != "zeros":
-            raise ValueError(f"{name}: only padding_mode='zeros' is supported, got "
-                             f"{padding_mode!r}")
+        # torch.nn.ConvTranspose2d accepts only "zeros" and raises for its other names too.
+        mode = canonical_padding_mode(padding_mode, owner=name)
+        if mode != "zeros":
+            raise ValueError(f"{name}: only padding_mode='zeros' is supported (as in "
+                             f"torch.nn.ConvTranspose2d), got {padding_mode!r}")
         self.geometry, self.output_padding = conv_transpose2d_geometry(
             kernel_size, stride, padding, dilation, output_padding, owner=name
         )
@@ -77,7 +82,7 @@ class ConvTranspose2D(ConvLayerBase):
         n, _, h, w = self._checked_shape(input_shape)
         out_h, out_w = conv_transpose2d_output_size(self.geometry, self.output_padding, h, w,
                                                     owner=repr(self))
-        return (n, self.out_channels, out_h, out_w)
+        return self._unbatched_shape(input_shape, (n, self.out_channels, out_h, out_w))
 
     def forward(self, x):
         x = self._checked_input(x)
@@ -85,4 +90,4 @@ class ConvTranspose2D(ConvLayerBase):
             x, self.params["weight"], self.params.get("bias"), self.geometry, self.output_padding,
             groups=self.groups, owner=repr(self),
         )
-        return y
+        return y[0] if self._unbatched else y

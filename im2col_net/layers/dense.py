@@ -32,7 +32,9 @@ def _real_number(owner: str, name: str, value) -> float:
 
 
 class Linear(Layer):
-    """``y = x @ weight.T + bias``: ``(N, in_features) -> (N, out_features)``.
+    """``y = x @ weight.T + bias``: ``(N, in_features) -> (N, out_features)``; as in
+    torch, also ``(in_features,) -> (out_features,)`` and ``(*, in_features) -> (*,
+    out_features)`` with any number of leading axes.
 
     ``weight (out_features, in_features)``, ``bias (out_features,)`` as in torch.nn.
     ``init``: ``"he"`` (default) or ``"xavier"``.
@@ -67,31 +69,37 @@ class Linear(Layer):
         return f"{self.in_features}, {self.out_features}, bias={'bias' in self.params}"
 
     def output_shape(self, input_shape):
-        shape = check_input_shape(self, input_shape, 2)
+        shape = check_input_shape(self, input_shape)
         self._check_features(shape)
-        return (shape[0], self.out_features)
+        return shape[:-1] + (self.out_features,)
 
     def _check_features(self, shape):
-        if shape[1] != self.in_features:
+        if not shape or shape[-1] != self.in_features:
             raise ValueError(
-                f"{self!r}: expected input of shape (N, {self.in_features}), got shape {shape}"
+                f"{self!r}: expected input of shape (N, {self.in_features}), "
+                f"({self.in_features},) or (*, {self.in_features}), got shape {shape}"
             )
 
     def forward(self, x):
         weight = self.params["weight"]
-        x = check_float_input(self, x, 2, weight.dtype)
+        x = check_float_input(self, x, None, weight.dtype)
         self._check_features(x.shape)
-        y, self._cache = F.linear_forward(x, weight, self.params.get("bias"))
-        return y
+        # As torch.nn.Linear: every leading axis is a batch axis (none for one sample).
+        lead = x.shape[:-1]
+        rows = x if x.ndim == 2 else x.reshape(-1, self.in_features)
+        y, cache = F.linear_forward(rows, weight, self.params.get("bias"))
+        self._cache = (lead, cache)
+        return y if x.ndim == 2 else y.reshape(lead + (self.out_features,))
 
     def backward(self, dy):
-        cache = self._require_cache()
-        dy = self._check_dy(dy, (cache[0].shape[0], self.out_features), cache[0].dtype)
-        dx, dw, db = F.linear_backward(dy, cache)
+        lead, cache = self._require_cache()
+        dy = self._check_dy(dy, lead + (self.out_features,), cache[0].dtype)
+        rows = dy if dy.ndim == 2 else dy.reshape(-1, self.out_features)
+        dx, dw, db = F.linear_backward(rows, cache)
         self.grads["weight"] = dw
         if db is not None:
             self.grads["bias"] = db
-        return dx
+        return dx if dy.ndim == 2 else dx.reshape(lead + (self.in_features,))
 
     def reference_pair(self):
         def backward(x, dy):

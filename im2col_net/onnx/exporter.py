@@ -41,6 +41,7 @@ from ..layers import (
     Softmax,
     Tanh,
 )
+from ..layers.base import batched_inputs
 from ..serialization import named_layers
 from ._norm_export import NORM_LAYERS, emit_norm
 from .deps import OnnxError, opset_range, require_onnx
@@ -230,8 +231,12 @@ def _emit_conv(b, layer: Conv2D, x, path, prefix, desc):
     if layer.flip_kernel:  # a true convolution is a cross-correlation with the rotated kernel
         weight = weight[:, :, ::-1, ::-1]
     pads = [top, left, bottom, right]
-    if layer.padding_mode != "zeros" and any(pads):
-        mode = {"edge": "edge", "reflect": "reflect"}[layer.padding_mode]
+    if layer.padding_mode == "circular" and any(pads) and b.opset < 19:
+        x = _emit_wrap_slices(b, x, path, prefix, g.padding)
+        pads = [0, 0, 0, 0]
+    elif layer.padding_mode != "zeros" and any(pads):
+        mode = {"replicate": "edge", "reflect": "reflect", "circular": "wrap"}[
+            layer.padding_mode]
         widths = b.constant(prefix + "pads", np.array([0, 0, top, left, 0, 0, bottom, right],
                                                       dtype=np.int64))
         x = b.node("Pad", [x, widths], path, mode=mode)
@@ -241,6 +246,30 @@ def _emit_conv(b, layer: Conv2D, x, path, prefix, desc):
         inputs.append(b.constant(prefix + "bias", layer.params["bias"]))
     return b.node("Conv", inputs, path, kernel_shape=list(g.kernel), strides=list(g.stride),
                   dilations=list(g.dilation), pads=pads, group=layer.groups)
+
+
+def _emit_wrap_slices(b, x, path, prefix, padding):
+    """Circular padding before opset 19 (Pad's "wrap" mode is newer): per axis, the last
+    ``before`` and the first ``after`` entries sliced off and concatenated around ``x``.
+    Negative starts need no static size; each pad is at most the size (the layer checks)."""
+    top, bottom, left, right = padding
+    for axis, before, after in ((3, left, right), (2, top, bottom)):
+        parts = [x]
+        if before:
+            parts.insert(0, _slice(b, x, path, prefix, axis, -before, np.iinfo(np.int64).max))
+        if after:
+            parts.append(_slice(b, x, path, prefix, axis, 0, after))
+        if len(parts) > 1:
+            x = b.node("Concat", parts, path, axis=axis)
+    return x
+
+
+def _slice(b, x, path, prefix, axis, start, stop):
+    """``x[start:stop]`` along ``axis`` as an ONNX Slice (opset 10 and later form)."""
+    inputs = [x] + [b.constant(prefix + name, np.array([value], dtype=np.int64))
+                    for name, value in (("wrap_starts", start), ("wrap_ends", stop),
+                                        ("wrap_axes", axis))]
+    return b.node("Slice", inputs, path)
 
 
 def _emit_batchnorm(b, layer, x, path, prefix, desc):
@@ -285,7 +314,7 @@ def to_model_proto(model: Layer, input_shape=(1, 28, 28), opset: int | None = No
                         f"onnx {onnx.__version__} supports), got {opset!r}")
     shape = _check_shape(input_shape)
     dtype = np.dtype(model.dtype or np.float32)
-    with _eval_mode(model):
+    with _eval_mode(model), batched_inputs():   # the graph's first axis is the batch
         try:
             probe = np.asarray(model.forward(np.zeros((1,) + shape, dtype=dtype)))
         except ValueError as exc:

@@ -617,13 +617,15 @@ class _Converter:
                                                              for a in (0, 1)):
             raise OnnxError(f"import: {where}: only non-negative padding of the two spatial "
                             f"axes is supported, got pads {pads}")
-        if mode not in ("constant", "edge", "reflect") or (mode == "constant" and value != 0):
+        if (mode not in ("constant", "edge", "reflect", "wrap")
+                or (mode == "constant" and value != 0)):
             raise OnnxError(f"import: {where}: mode {mode!r} (value {value}) is not supported; "
-                            f"supported: constant 0, edge, reflect")
+                            f"supported: constant 0, edge, reflect, wrap")
         top, left, bottom, right = pads[2], pads[3], pads[6], pads[7]
         if not any((top, left, bottom, right)):
             return source
-        engine_mode = {"constant": "zeros", "edge": "edge", "reflect": "reflect"}[mode]
+        engine_mode = {"constant": "zeros", "edge": "replicate", "reflect": "reflect",
+                       "wrap": "circular"}[mode]
         return _Padded(source, (top, bottom, left, right), engine_mode, where)
 
     def _spatial(self, where, attrs, kernel, size, *, same_ok=True):

@@ -28,7 +28,8 @@ loop:
   and correlate it with the 180-degree-rotated filters (dilated like the forward
   kernel). This gives the gradient of the *padded* input; the border is then folded
   back onto the input according to the padding mode (dropped for ``"zeros"``, added to
-  the border element for ``"edge"``, added to the mirrored element for ``"reflect"``).
+  the border element for ``"replicate"``, added to the mirrored element for
+  ``"reflect"``, to the element it wrapped from for ``"circular"``).
 
 Everything is computed in float64 and cast back to the input's dtype at the end, so the
 reference is as exact as float64 allows for any input dtype.
@@ -38,7 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..geometry import PADDING_MODES, WindowGeometry
+from ..geometry import PADDING_MODE_ALIASES, PADDING_MODES, WindowGeometry
 
 __all__ = ["conv2d_forward", "conv2d_backward", "pad2d", "pad2d_backward", "source_index"]
 
@@ -48,22 +49,26 @@ def source_index(p: int, size: int, mode: str) -> int | None:
     is above/left of the input and ``p >= size`` below/right of it) copies.
 
     ``"zeros"``: None outside the input (the value is the fill, not a copy).
-    ``"edge"``: the nearest border index. ``"reflect"``: the mirror image about the
-    border element, which itself is not repeated (``-1 -> 1``, ``size -> size - 2``).
+    ``"replicate"`` (alias ``"edge"``): the nearest border index. ``"reflect"``: the
+    mirror image about the border element, which itself is not repeated (``-1 -> 1``,
+    ``size -> size - 2``). ``"circular"``: the input repeated periodically, ``p mod
+    size`` (``-1 -> size - 1``, ``size -> 0``).
     """
     if 0 <= p < size:
         return p
     if mode == "zeros":
         return None
-    if mode == "edge":
+    if mode in ("replicate", "edge"):
         return 0 if p < 0 else size - 1
     if mode == "reflect":
         return -p if p < 0 else 2 * (size - 1) - p
+    if mode == "circular":
+        return p % size
     raise ValueError(f"reference pad2d: padding_mode must be one of {PADDING_MODES}, got {mode!r}")
 
 
 def _check_pad(shape, padding, mode, owner):
-    if mode not in PADDING_MODES:
+    if mode not in PADDING_MODES and mode not in PADDING_MODE_ALIASES:
         raise ValueError(f"{owner}: padding_mode must be one of {PADDING_MODES}, got {mode!r}")
     top, bottom, left, right = padding
     h, w = shape[2], shape[3]
@@ -71,8 +76,13 @@ def _check_pad(shape, padding, mode, owner):
         raise ValueError(
             f"{owner}: reflect padding {padding} must be smaller than the input {h}x{w}"
         )
-    if mode == "edge" and (h == 0 or w == 0):
-        raise ValueError(f"{owner}: edge padding needs a non-empty input, got {h}x{w}")
+    if mode == "circular" and (max(top, bottom) > h or max(left, right) > w):
+        # One wrap at most: each pad no larger than the input (torch's limit).
+        raise ValueError(
+            f"{owner}: circular padding {padding} must be at most the input size {h}x{w}"
+        )
+    if mode in ("replicate", "edge") and (h == 0 or w == 0):
+        raise ValueError(f"{owner}: replicate padding needs a non-empty input, got {h}x{w}")
 
 
 def pad2d(x, padding, mode="zeros", fill=0.0):
@@ -159,7 +169,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
 
     Arguments as :func:`im2col_net.functional.conv2d_forward` (``padding``: int, pair,
     ``(top, bottom, left, right)``, ``"same"`` or ``"valid"``; ``padding_mode``:
-    ``"zeros"``, ``"edge"``, ``"reflect"``).
+    ``"zeros"``, ``"reflect"``, ``"replicate"`` (alias ``"edge"``), ``"circular"``).
     """
     x, w, geometry, ho, wo = _setup(x, w, b, stride, padding, dilation, groups, padding_mode,
                                     "reference conv2d_forward")

@@ -384,7 +384,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     layer.add_argument("--groups", type=int, default=1, metavar="G",
                        help="conv2d groups / groupnorm num_groups (default: 1)")
     layer.add_argument("--padding-mode", default="zeros",
-                       choices=[*PADDING_MODES, "replicate"],
+                       choices=[*PADDING_MODES, "edge"],
                        help="conv2d padding mode (default: zeros)")
     layer.add_argument("--flip", action="store_true",
                        help="conv2d: true convolution (kernel rotated by 180 degrees)")
