@@ -1,12 +1,9 @@
-"""Spatial padding of 4-D arrays in every mode, with its adjoint.
+"""Spatial padding of 4-D arrays in every mode, with its adjoint, for the padding layers.
 
-``pad`` / ``pad_grad`` take the same arguments as :func:`im2col_net.lowering.pad` /
-:func:`im2col_net.lowering.pad_grad` (``padding = (top, bottom, left, right)``, NHWC by
-default) and add the mode ``"circular"`` (wrap around, as torch's ``circular``) and a
-``layout`` argument (``"NHWC"`` or ``"NCHW"``). The zero, edge and reflect modes of NHWC
-arrays are handed to :mod:`im2col_net.lowering` so convolutions and the padding layers
-share one implementation; NCHW arrays and the circular mode are handled here with one
-slice copy per border band (no per-pixel loops).
+The filling and the folding are :func:`im2col_net.lowering.pad` / ``pad_grad``, the
+convolutions' own, so every mode has one implementation; this module adds the layers'
+argument check (torch's limits, messages in torch's ``(left, right, top, bottom)``
+order when asked) and the NCHW layout, handled as an NHWC view of the same memory.
 
 ``pad2d_forward`` / ``pad2d_backward`` are the NCHW ``(y, cache)`` pair the padding
 layers use, with torch's argument order ``(left, right, top, bottom)`` and mode names
@@ -57,31 +54,9 @@ def check_pad(mode: str, padding, height: int, width: int, *, owner: str = "pad"
                          f"{height}x{width}")
 
 
-def _band(a, axis, start, stop):
-    index = [slice(None)] * a.ndim
-    index[axis] = slice(start, stop)
-    return a[tuple(index)]
-
-
-def _fill_axis(out, axis, before, size, after, mode):
-    """Fill the ``before``/``after`` bands of ``out`` along ``axis`` from its interior
-    ``[before, before + size)``, which already holds the data."""
-    end = before + size
-    if mode == "zeros":
-        return
-    if mode == "circular":
-        # Padded index before - 1 - t copies interior index size - 1 - t (wrap around).
-        if before:
-            _band(out, axis, 0, before)[...] = _band(out, axis, end - before, end)
-        if after:
-            _band(out, axis, end, end + after)[...] = _band(out, axis, before, before + after)
-        return
-    for t in range(before):
-        src = before if mode == "edge" else before + 1 + t
-        _band(out, axis, before - 1 - t, before - t)[...] = _band(out, axis, src, src + 1)
-    for t in range(after):
-        src = end - 1 if mode == "edge" else end - 2 - t
-        _band(out, axis, end + t, end + t + 1)[...] = _band(out, axis, src, src + 1)
+def _nhwc(a: np.ndarray, layout: str) -> np.ndarray:
+    """``a`` as NHWC: itself, or the transposed view of an NCHW array."""
+    return a if layout == "NHWC" else a.transpose(0, 2, 3, 1)
 
 
 def pad(x: np.ndarray, padding, mode: str = "zeros", fill: float = 0.0, *,
@@ -102,43 +77,12 @@ def pad(x: np.ndarray, padding, mode: str = "zeros", fill: float = 0.0, *,
     h, w = x.shape[ah], x.shape[aw]
     top, bottom, left, right = (int(p) for p in padding)
     check_pad(mode, (top, bottom, left, right), h, w)
-    if layout == "NHWC" and mode != "circular":
-        return lowering.pad(x, (top, bottom, left, right), mode, fill)
     shape = list(x.shape)
     shape[ah], shape[aw] = h + top + bottom, w + left + right
     out = np.empty(shape, dtype=x.dtype)
-    if mode == "zeros" and (top or bottom or left or right):
-        out[...] = fill
-    interior = [slice(None)] * 4
-    interior[ah], interior[aw] = slice(top, top + h), slice(left, left + w)
-    out[tuple(interior)] = x
-    # Width bands over the interior rows first, then whole padded rows: the corners come
-    # out as the separable (row, column) mapping of torch.
-    _fill_axis(_band(out, ah, top, top + h), aw, left, w, right, mode)
-    _fill_axis(out, ah, top, h, bottom, mode)
+    lowering.pad(_nhwc(x, layout), (top, bottom, left, right), mode, fill,
+                 out=_nhwc(out, layout))
     return out
-
-
-def _fold_axis(a, axis, before, size, after, mode):
-    """Adjoint of :func:`_fill_axis`: add the bands' gradient onto the interior rows
-    they were copied from (in place)."""
-    end = before + size
-    if mode == "zeros":
-        return
-    if mode == "circular":
-        if before:
-            _band(a, axis, end - before, end)[...] += _band(a, axis, 0, before)
-        if after:
-            _band(a, axis, before, before + after)[...] += _band(a, axis, end, end + after)
-        return
-    # Bands are folded from the outside in, so a reflect band never reads a row that an
-    # earlier fold of the same call has changed (sources are interior rows only).
-    for t in range(before):
-        src = before if mode == "edge" else before + 1 + t
-        _band(a, axis, src, src + 1)[...] += _band(a, axis, before - 1 - t, before - t)
-    for t in range(after):
-        src = end - 1 if mode == "edge" else end - 2 - t
-        _band(a, axis, src, src + 1)[...] += _band(a, axis, end + t, end + t + 1)
 
 
 def pad_grad(dxp: np.ndarray, padding, mode: str = "zeros", *,
@@ -151,17 +95,11 @@ def pad_grad(dxp: np.ndarray, padding, mode: str = "zeros", *,
     if mode not in PAD_MODES:
         raise ValueError(f"pad_grad: mode must be one of {PAD_MODES}, got {mode!r}")
     top, bottom, left, right = (int(p) for p in padding)
-    if layout == "NHWC" and mode != "circular":
-        return lowering.pad_grad(dxp, (top, bottom, left, right), mode)
     ah, aw = _LAYOUT_AXES[layout]
     h, w = dxp.shape[ah] - top - bottom, dxp.shape[aw] - left - right
     check_pad(mode, (top, bottom, left, right), h, w, owner="pad_grad")
-    # Height first over the full padded width, then width over the interior rows: the
-    # reverse order of pad.
-    _fold_axis(dxp, ah, top, h, bottom, mode)
-    rows = _band(dxp, ah, top, top + h)
-    _fold_axis(rows, aw, left, w, right, mode)
-    return _band(rows, aw, left, left + w)
+    dx = lowering.pad_grad(_nhwc(dxp, layout), (top, bottom, left, right), mode)
+    return dx if layout == "NHWC" else dx.transpose(0, 3, 1, 2)
 
 
 def pad2d_forward(x: np.ndarray, padding, mode: str = "constant", value: float = 0.0):
