@@ -14,8 +14,8 @@ from im2col_net.app import bench
 from im2col_net.app.cli import main
 from im2col_net.functional import planner
 
-TOP_KEYS = {"config", "machine", "gemm_roof", "train_step", "layers", "plans", "strategies",
-            "reference", "memory"}
+TOP_KEYS = {"config", "machine", "gemm_roof", "train_step", "breakdown", "memory_roof",
+            "layers", "plans", "strategies", "reference", "memory"}
 
 
 def positive(value):
