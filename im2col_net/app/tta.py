@@ -222,9 +222,7 @@ def run_time_to_accuracy(target: float = 0.99, *, epochs: int | None = None,
                   "eval_every_epochs": float(eval_every), "eval_every_steps": every,
                   "steps_per_epoch": steps_per_epoch, "threads": threads_used,
                   "quick": quick, "eval_batch_size": EVAL_BATCH,
-                  # The first epoch's label order: the same for both engines by design.
-                  "first_epoch_labels_crc32": zlib.crc32(np.concatenate(
-                      [yb for *_, yb in torch_batches(train, s["batch_size"], s["seed"], 1)]).tobytes())}
+                  "first_epoch_labels_crc32": _order_digest(train, s)}
         status = {"ours": "ok (im2col_net fit)"}
         twin = None
         if include_torch:
@@ -253,6 +251,12 @@ def run_time_to_accuracy(target: float = 0.99, *, epochs: int | None = None,
     both = [engines.get(name, {}).get("time_to_target_s") for name in ("ours", "torch")]
     result["speedup_ours_vs_torch"] = (both[1] / both[0] if None not in both else None)
     return result
+
+
+def _order_digest(train, s) -> int:
+    """CRC-32 of the first epoch's labels in training order (the same for both engines)."""
+    order = torch_batches(train, s["batch_size"], s["seed"], 1)
+    return zlib.crc32(np.concatenate([yb for *_, yb in order]).tobytes())
 
 
 def format_tta_report(result: dict) -> str:
