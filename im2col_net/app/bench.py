@@ -3,7 +3,12 @@
 :func:`run_benchmark` measures, in one run and on fixed random data (float32):
 
 1. the training step (forward, softmax cross-entropy, backward, Adam) in images per
-   second, median of ``repeats`` after ``warmup`` steps;
+   second, median of ``repeats`` after ``warmup`` steps; and the same step row by row
+   (:func:`measure_step_breakdown`: every layer's forward and backward, the loss and the
+   update timed in place inside real steps, plus the "rest", so that the rows add up to
+   the step), each GEMM-bound row as a fraction of the GEMM roof and each memory-bound
+   row as a multiple of the memory roof (:func:`measure_memory_roof`: a streaming copy
+   of the same number of bytes, measured in the same run);
 2. forward and backward time of every conv and pool layer, with the conv layers'
    GFLOP/s as a fraction of the machine's float32 GEMM rate (the "roof": the best of a
    few large square matmuls timed at the start and again at the end of the same run, so

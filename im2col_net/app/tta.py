@@ -180,7 +180,7 @@ def _train_torch(torch, net, optimizer, schedule, train, test, s, target, every,
 
 def run_time_to_accuracy(target: float = 0.99, *, epochs: int | None = None,
                          batch_size: int | None = None, limit: int | None = None,
-                         eval_every: float = 0.25, threads: int | None = None,
+                         eval_every: float | None = None, threads: int | None = None,
                          include_torch: bool = True, quick: bool = False,
                          data_dir: str | None = None) -> dict:
     """Train both engines to ``target`` test accuracy; a JSON-able dict.
@@ -188,22 +188,23 @@ def run_time_to_accuracy(target: float = 0.99, *, epochs: int | None = None,
     ``epochs``: the most epochs to train (and the length of the schedule, as for
     ``im2col-net train --epochs``); ``batch_size``, ``limit`` (the first N training and
     test images), ``data_dir``: as for ``im2col-net train``, None for its defaults.
-    ``eval_every``: epochs between test evaluations. ``quick``: :data:`QUICK` for what
+    ``eval_every``: epochs between test evaluations (None: 0.25). ``quick``: :data:`QUICK` for what
     was not given (a smoke test of seconds).
     """
     if isinstance(target, bool) or not isinstance(target, (int, float)) \
             or not 0 < target <= 1:
         raise ValueError(f"--time-to-accuracy: the target must be an accuracy in (0, 1], "
                          f"got {target!r}")
-    if isinstance(eval_every, bool) or not isinstance(eval_every, (int, float)) \
-            or not (math.isfinite(eval_every) and eval_every > 0):
-        raise ValueError(f"--eval-every: expected a positive number of epochs, got "
-                         f"{eval_every!r}")
     if quick:
         limit = QUICK["limit"] if limit is None else limit
         epochs = QUICK["epochs"] if epochs is None else epochs
         batch_size = QUICK["batch_size"] if batch_size is None else batch_size
-        eval_every = QUICK["eval_every"] if eval_every == 0.25 else eval_every
+        eval_every = QUICK["eval_every"] if eval_every is None else eval_every
+    eval_every = 0.25 if eval_every is None else eval_every
+    if isinstance(eval_every, bool) or not isinstance(eval_every, (int, float)) \
+            or not (math.isfinite(eval_every) and eval_every > 0):
+        raise ValueError(f"--eval-every: expected a positive number of epochs, got "
+                         f"{eval_every!r}")
     s = recipe(epochs=epochs, batch_size=batch_size, limit=limit, data_dir=data_dir,
                threads=threads)
     train = load_dataset(s["dataset"], "train", data_dir=s["data_dir"], limit=s["limit"])

@@ -16,7 +16,8 @@ import tempfile
 from . import CliError
 
 NAME = "bench"
-HELP = "benchmark the convnet training step (and PyTorch's, when installed)"
+HELP = ("benchmark the convnet training step (and PyTorch's, when installed); also "
+        "--inference, --time-to-accuracy ACC and --distributed")
 
 # Per mode: batch size, repeats (distributed: timed steps) and warm-up when not given.
 MODE_DEFAULTS = {"train": (200, 7, 2), "inference": (1000, 7, 2), "distributed": (128, 12, 3)}
@@ -179,7 +180,7 @@ def _measure(args, mode):
                            "--time-to-accuracy")
         result = run_time_to_accuracy(
             args.time_to_accuracy, epochs=args.epochs, batch_size=args.batch_size,
-            limit=args.limit, eval_every=0.25 if args.eval_every is None else args.eval_every,
+            limit=args.limit, eval_every=args.eval_every,
             threads=args.threads, include_torch=not args.no_torch, quick=args.quick)
         return result, format_tta_report(result)
     batch, repeats, warmup = _sizes(args, mode)
