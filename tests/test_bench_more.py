@@ -204,6 +204,20 @@ def test_distributed_local_runs_in_process(tmp_path, capsys):
     assert "allreduce" in capsys.readouterr().out
 
 
+def test_distributed_baseline_gives_the_speedup(tmp_path, capsys):
+    first = tmp_path / "one.json"
+    assert main(["bench", "--distributed", "--local", "--quick", "--json", str(first)]) == 0
+    assert main(["bench", "--distributed", "--local", "--quick", "--baseline",
+                 str(first)]) == 0
+    assert "speed-up" in capsys.readouterr().out
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "--distributed", "--local", "--quick", "--baseline",
+              str(tmp_path / "bad.json")])
+    assert info.value.code == 2
+    assert "expected a JSON object" in capsys.readouterr().err
+
+
 def test_distributed_under_mpiexec(tmp_path):
     pytest.importorskip("mpi4py")
     mpiexec = shutil.which("mpiexec")
