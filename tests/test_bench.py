@@ -14,8 +14,8 @@ from im2col_net.app import bench
 from im2col_net.app.cli import main
 from im2col_net.functional import planner
 
-TOP_KEYS = {"config", "machine", "gemm_roof", "train_step", "layers", "plans", "strategies",
-            "reference", "memory"}
+TOP_KEYS = {"config", "machine", "gemm_roof", "train_step", "breakdown", "memory_roof",
+            "layers", "plans", "strategies", "reference", "memory"}
 
 
 def positive(value):
@@ -47,6 +47,8 @@ def check_result(result, *, with_torch):
             step["ours"]["images_per_s"] / step["torch"]["images_per_s"])
     else:
         assert "torch" not in step and step["ratio"] is None
+
+    check_breakdown(result)
 
     kinds = [row["kind"] for row in result["layers"]]
     assert kinds == ["Conv2D", "MaxPool2D", "Conv2D", "MaxPool2D"]
@@ -89,6 +91,42 @@ def check_result(result, *, with_torch):
             assert plan["timings"][plan["algorithm"]] == min(plan["timings"].values())
     assert positive(result["reference"]["speedup"])
     json.dumps(result)  # JSON-serialisable throughout
+
+
+def check_breakdown(result):
+    """The step's rows cover every layer once, add up to the step, and carry their roofs."""
+    breakdown, memory_roof = result["breakdown"], result["memory_roof"]
+    rows = breakdown["rows"]
+    covered = [index for row in rows for index in row["layers"]]
+    assert covered == list(range(10))  # the convnet's ten layers, each in one row
+    assert [row["name"].split()[0] for row in rows[-3:]] == ["softmax", "optimizer", "rest"]
+    assert sum(row["seconds"] for row in rows) == pytest.approx(breakdown["step_s"], rel=1e-9)
+    assert sum(row["fraction_of_step"] for row in rows) == pytest.approx(1.0)
+    for row in rows:
+        assert row["seconds"] == pytest.approx(sum(row["times_s"].values()))
+        if row["name"].startswith("rest"):
+            continue
+        assert all(positive(t) for t in row["times_s"].values()), row
+        for part, roof in row["roof"].items():
+            if row["kind"] == "gemm":
+                assert roof["kind"] == "gemm" and positive(roof["fraction"])
+                assert roof["fraction"] == pytest.approx(
+                    row["gflop"][part] / row["times_s"][part] / result["gemm_roof"]["gflops"])
+            else:
+                assert roof["kind"] == "memory" and positive(roof["multiple"])
+                assert roof["multiple"] == pytest.approx(row["times_s"][part] / roof["copy_s"])
+        if row["kind"] == "gemm":     # conv and Linear: both passes against the GEMM roof
+            assert set(row["roof"]) == {"forward", "backward"}
+        elif row["kind"] == "memory":  # every part that moves bytes has its memory roof
+            assert set(row["roof"]) == {part for part, n in row["bytes"].items() if n > 0}
+    kinds = {row["name"].split()[0]: row["kind"] for row in rows}
+    assert kinds["conv"] == kinds["linear"] == "gemm"
+    assert kinds["relu"] == kinds["flatten"] == kinds["optimizer"] == "memory"
+    assert positive(memory_roof["gbytes_per_s"]) and memory_roof["sizes"]
+    assert all(positive(m["seconds"]) for m in memory_roof["sizes"])
+    text = bench.format_report(result)
+    assert "rest (Python glue" in text and "memory roof: streaming copy" in text
+    assert "x copy" in text and "% GEMM" in text
 
 
 def test_quick_benchmark_without_torch_or_memory():

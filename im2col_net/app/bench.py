@@ -3,7 +3,12 @@
 :func:`run_benchmark` measures, in one run and on fixed random data (float32):
 
 1. the training step (forward, softmax cross-entropy, backward, Adam) in images per
-   second, median of ``repeats`` after ``warmup`` steps;
+   second, median of ``repeats`` after ``warmup`` steps; and the same step row by row
+   (:func:`measure_step_breakdown`: every layer's forward and backward, the loss and the
+   update timed in place inside real steps, plus the "rest", so that the rows add up to
+   the step), each GEMM-bound row as a fraction of the GEMM roof and each memory-bound
+   row as a multiple of the memory roof (:func:`measure_memory_roof`: a streaming copy
+   of the same number of bytes, measured in the same run);
 2. forward and backward time of every conv and pool layer, with the conv layers'
    GFLOP/s as a fraction of the machine's float32 GEMM rate (the "roof": the best of a
    few large square matmuls timed at the start and again at the end of the same run, so
@@ -41,13 +46,14 @@ import numpy as np
 from .. import runtime
 from ..functional import conv_algorithms, planner
 from ..functional.conv import conv2d_backward, conv2d_forward, conv_problem
-from ..layers import Conv2D, MaxPool2D
+from ..layers import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential
 from ..layers.loss import SoftmaxCrossEntropy
 from ..models import convnet
 from ..optim import make_optimizer
 from . import bench_torch
 
-__all__ = ["run_benchmark", "format_report", "ENV_VARS"]
+__all__ = ["run_benchmark", "format_report", "ENV_VARS", "machine_info", "step_units",
+           "measure_step_breakdown", "measure_memory_roof", "format_machine"]
 
 # Environment variables that change which BLAS kernel runs or how many threads it uses.
 ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
@@ -90,6 +96,7 @@ def run_benchmark(batch_size: int = 200, repeats: int = 7, warmup: int = 2,
         time.sleep(0.3)
         result["train_step"] = measure_train_step(batch_size, repeats, warmup, threads_used,
                                                   include_torch, seed)
+        result["breakdown"] = measure_step_breakdown(batch_size, repeats, warmup, seed)
         result["layers"] = measure_layers(batch_size, repeats, warmup, seed)
         result["plans"] = layer_plans(batch_size, seed)
         result["strategies"] = measure_strategies(batch_size, repeats, warmup, seed)
@@ -99,6 +106,8 @@ def run_benchmark(batch_size: int = 200, repeats: int = 7, warmup: int = 2,
         result["gemm_roof"]["runs_gflops"] = [first_roof["gflops"], last_roof["gflops"]]
         for row in result["layers"] + result["strategies"]:
             _add_roof_fractions(row, result["gemm_roof"]["gflops"])
+        result["memory_roof"] = measure_memory_roof(result["breakdown"]["rows"], 5)
+        add_breakdown_roofs(result["breakdown"], result["gemm_roof"], result["memory_roof"])
     result["memory"] = (measure_step_memory(batch_size, threads, seed) if measure_memory
                         else {"status": "skipped"})
     return result
@@ -122,14 +131,40 @@ def _blas_threads(threads):
 
 
 def _cpu_model() -> str:
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+def _cpuinfo() -> dict:
+    """The first processor's fields of /proc/cpuinfo ({} elsewhere)."""
+    fields = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return fields
+
+
+def _cpu_details() -> dict:
+    """Vendor, family, model and core count from /proc/cpuinfo (None where unknown):
+    a name like "AMD EPYC" alone does not say which generation runs."""
+    info = _cpuinfo()
+
+    def number(key):
+        try:
+            return int(info[key])
+        except (KeyError, ValueError):
+            return None
+
+    flags = info.get("flags", "").split()
+    return {"vendor": info.get("vendor_id"), "family": number("cpu family"),
+            "model": number("model"), "cores_per_socket": number("cpu cores"),
+            "avx512f": "avx512f" in flags if flags else None,
+            "avx2": "avx2" in flags if flags else None}
 
 
 def machine_info() -> dict:
@@ -139,6 +174,7 @@ def machine_info() -> dict:
     blas = runtime.blas_info()
     return {
         "cpu": _cpu_model(),
+        "cpu_details": _cpu_details(),
         "logical_cpus": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -240,6 +276,196 @@ def measure_train_step(batch_size, repeats, warmup, threads, include_torch, seed
     out["ratio"] = (out["ours"]["images_per_s"] / out["torch"]["images_per_s"]
                     if "torch" in out else None)
     return out
+
+
+# -- the whole step, row by row -----------------------------------------------------------
+def step_units(model) -> list[tuple[tuple[int, ...], object]]:
+    """The model's layers as the units a real step runs: ``(indices, unit)`` with a ReLU
+    directly followed by a MaxPool2D grouped in a two-layer Sequential (which fuses the
+    pair exactly when the model's own Sequential would); the units share the model's
+    layer objects, so running them is running the model."""
+    layers, units, i = model.layers, [], 0
+    while i < len(layers):
+        if i + 1 < len(layers) and type(layers[i]) is ReLU and type(layers[i + 1]) is MaxPool2D:
+            units.append(((i, i + 1), Sequential(layers[i], layers[i + 1])))
+            i += 2
+        else:
+            units.append(((i,), layers[i]))
+            i += 1
+    return units
+
+
+def _unit_name(model, indices) -> str:
+    names = []
+    for index in indices:
+        layer = model.layers[index]
+        if isinstance(layer, (Conv2D, MaxPool2D)):
+            names.append(describe(layer))
+        elif isinstance(layer, Linear):
+            names.append(f"linear {layer.in_features}->{layer.out_features}")
+        elif isinstance(layer, Flatten):
+            names.append("flatten (NHWC->NCHW copy)")
+        else:
+            names.append(type(layer).__name__.lower())
+    return " + ".join(names)
+
+
+def _unit_kind(model, indices) -> str:
+    """"gemm" for conv and Linear (bounded by the GEMM roof), else "memory"."""
+    layer = model.layers[indices[0]]
+    return "gemm" if len(indices) == 1 and isinstance(layer, (Conv2D, Linear)) else "memory"
+
+
+def _unit_flops(layer, x_shape, y_shape) -> tuple[float, float]:
+    if isinstance(layer, Conv2D):
+        return conv_flops(layer, x_shape, y_shape)
+    forward = 2.0 * x_shape[0] * layer.in_features * layer.out_features
+    return forward, 2 * forward  # weight gradient and input gradient
+
+
+def _nbytes(*arrays) -> int:
+    return int(sum(a.nbytes for a in arrays if isinstance(a, np.ndarray)))
+
+
+def _moved(x, y) -> int:
+    """Bytes read and written by a unit mapping ``x`` to ``y``: 0 when ``y`` is a view of
+    ``x`` (a free reshape moves nothing, and has no memory roof)."""
+    if isinstance(y, np.ndarray) and np.may_share_memory(x, y):
+        return 0
+    return _nbytes(x, y)
+
+
+def _optimizer_bytes(model, optimizer) -> int:
+    """Bytes an element-wise update moves at least: parameters, gradients and state read,
+    parameters and state written."""
+    params = _nbytes(*model.params.values())
+    grads = _nbytes(*model.grads.values())
+    state = _nbytes(*(v for v in optimizer.state_dict().values()
+                      if isinstance(v, np.ndarray) and v.ndim > 0))
+    return 2 * params + grads + 2 * state
+
+
+def measure_step_breakdown(batch_size, repeats, warmup, seed) -> dict:
+    """The training step of :func:`make_step`, unit by unit, in place: each unit's
+    forward and backward, the loss and the optimizer update timed inside real steps
+    (mean over ``repeats`` after ``warmup``); ``rest`` is the step minus their sum
+    (Python glue, the timers, the gradient dict), so the rows add up to the step."""
+    x, labels = make_batch(batch_size, seed)
+    model = make_model(seed)
+    model.train()
+    units = step_units(model)
+    loss_fn = SoftmaxCrossEntropy()
+    optimizer = make_optimizer("adam", model.params, lr=LEARNING_RATE)
+    clock = time.perf_counter
+    shapes = {}
+
+    def step():
+        times = np.zeros((len(units) + 2, 2))  # units, loss, update; forward, backward
+        start = clock()
+        h = x
+        for k, (_, unit) in enumerate(units):
+            t0 = clock()
+            y = unit.forward(h)
+            times[k, 0] = clock() - t0
+            shapes.setdefault(("f", k), (h.shape, y.shape, _moved(h, y)))
+            h = y
+        t0 = clock()
+        loss_fn.forward(h, labels)
+        dy = loss_fn.backward()
+        times[-2, 0] = clock() - t0
+        for k in range(len(units) - 1, -1, -1):
+            t0 = clock()
+            dx = units[k][1].backward(dy)
+            times[k, 1] = clock() - t0
+            shapes.setdefault(("b", k), _moved(dy, dx))
+            dy = dx
+        t0 = clock()
+        optimizer.step(model.grads)
+        times[-1, 0] = clock() - t0
+        return clock() - start, times
+
+    for _ in range(warmup):
+        step()
+    runs = [step() for _ in range(repeats)]
+    totals = np.array([total for total, _ in runs])
+    parts = np.mean([times for _, times in runs], axis=0)
+    rows = []
+    for k, (indices, unit) in enumerate(units):
+        x_shape, y_shape, f_bytes = shapes[("f", k)]
+        row = {"name": _unit_name(model, indices), "layers": list(indices),
+               "kind": _unit_kind(model, indices),
+               "times_s": {"forward": float(parts[k, 0]), "backward": float(parts[k, 1])},
+               "bytes": {"forward": f_bytes, "backward": shapes[("b", k)]}}
+        if row["kind"] == "gemm":
+            flops = _unit_flops(unit, x_shape, y_shape)
+            row["gflop"] = {"forward": flops[0] / 1e9, "backward": flops[1] / 1e9}
+        rows.append(row)
+    rows.append({"name": "softmax cross-entropy (loss + gradient)", "layers": [],
+                 "kind": "other", "times_s": {"forward": float(parts[-2, 0])}})
+    rows.append({"name": "optimizer update (Adam)", "layers": [], "kind": "memory",
+                 "times_s": {"update": float(parts[-1, 0])},
+                 "bytes": {"update": _optimizer_bytes(model, optimizer)}})
+    step_s = float(totals.mean())
+    for row in rows:
+        row["seconds"] = float(sum(row["times_s"].values()))
+    rest = step_s - sum(row["seconds"] for row in rows)
+    rows.append({"name": "rest (Python glue, timers, grads dict)", "layers": [],
+                 "kind": "other", "times_s": {"rest": rest}, "seconds": rest})
+    for row in rows:
+        row["fraction_of_step"] = row["seconds"] / step_s
+    return {"method": "timers around each unit inside real training steps, mean of the "
+                      "repeats; rest = step - sum of the rows",
+            "repeats": repeats, "warmup": warmup, "step_s": step_s,
+            "step_median_s": float(np.median(totals)), "rows": rows}
+
+
+def _copy_seconds(nbytes: int, repeats: int) -> float:
+    """Best time of a streaming copy moving ``nbytes`` (half read, half written) on the
+    engine's threads (``runtime.for_row_blocks``, one ``np.copyto`` per block)."""
+    row = 4096  # float32 numbers per row
+    rows = max(1, -(-nbytes // (2 * 4 * row)))
+    src = np.ones((rows, row), dtype=np.float32)
+    dst = np.empty_like(src)
+
+    def copy():
+        runtime.for_row_blocks(rows, row * 4,
+                               lambda a, b, _w: np.copyto(dst[a:b], src[a:b]))
+
+    return min(_time(copy, repeats, 1))
+
+
+def measure_memory_roof(rows, repeats: int = 5) -> dict:
+    """The memory roof of every memory-bound part of the breakdown: the best time of a
+    streaming copy of the same number of bytes, measured in this run."""
+    sizes = sorted({nbytes for row in rows if row["kind"] == "memory"
+                    for nbytes in row.get("bytes", {}).values() if nbytes})
+    measured = []
+    for nbytes in sizes:
+        seconds = _copy_seconds(nbytes, repeats)
+        measured.append({"bytes": nbytes, "seconds": seconds,
+                         "gbytes_per_s": nbytes / seconds / 1e9})
+    best = max((m["gbytes_per_s"] for m in measured), default=None)
+    return {"method": "np.copyto of half the bytes into a second array (read + write = "
+                      f"the row's bytes) on the engine's threads, best of {repeats}",
+            "repeats": repeats, "gbytes_per_s": best, "sizes": measured}
+
+
+def add_breakdown_roofs(breakdown, gemm_roof, memory_roof) -> None:
+    """Each GEMM-bound part's fraction of the GEMM roof and each memory-bound part's
+    time as a multiple of the copy of its bytes (1.0 = as fast as a plain copy)."""
+    copies = {m["bytes"]: m["seconds"] for m in memory_roof["sizes"]}
+    for row in breakdown["rows"]:
+        roof = {}
+        for part, seconds in row["times_s"].items():
+            if row["kind"] == "gemm" and seconds > 0:
+                gflops = row["gflop"][part] / seconds
+                roof[part] = {"kind": "gemm", "gflops": gflops,
+                              "fraction": gflops / gemm_roof["gflops"]}
+            elif row["kind"] == "memory" and row["bytes"].get(part) in copies:
+                copy = copies[row["bytes"][part]]
+                roof[part] = {"kind": "memory", "copy_s": copy, "multiple": seconds / copy,
+                              "gbytes_per_s": row["bytes"][part] / seconds / 1e9}
+        row["roof"] = roof
 
 
 # -- per layer -----------------------------------------------------------------------------
@@ -445,13 +671,16 @@ def blas_owner(filepath) -> str:
     return os.path.basename(text) or "an unknown library"
 
 
-def format_report(result: dict) -> str:
-    """Human-readable tables of a :func:`run_benchmark` result."""
-    cfg, mach, step = result["config"], result["machine"], result["train_step"]
-    lines = [f"im2col_net benchmark: convnet, batch {cfg['batch_size']}, float32, Adam; "
-             f"median of {cfg['repeats']} after {cfg['warmup']} warm-up",
-             f"machine: {mach['cpu']} ({mach['logical_cpus']} logical CPUs), "
-             f"numpy {mach['numpy']}, threads {cfg['threads']}"]
+def format_machine(mach: dict, threads) -> list[str]:
+    """The report's lines naming the machine: CPU, cores, BLAS libraries and kernels."""
+    d = mach.get("cpu_details") or {}
+    ident = ", ".join(f"{key} {d[key]}" for key in ("family", "model") if d.get(key) is not None)
+    isa = "AVX-512" if d.get("avx512f") else ("AVX2" if d.get("avx2") else "")
+    extra = "; ".join(part for part in (ident, isa) if part)
+    lines = [f"machine: {mach['cpu']}" + (f" ({extra})" if extra else "")
+             + f", {mach['logical_cpus']} logical CPUs"
+             + (f", {d['cores_per_socket']} cores per socket" if d.get("cores_per_socket")
+                else "") + f"; numpy {mach['numpy']}, threads {threads}"]
     for lib in mach["blas"]:
         lines.append(f"BLAS of {blas_owner(lib.get('filepath'))}: {lib['internal_api']} "
                      f"{lib['version']} kernel "
@@ -461,6 +690,47 @@ def format_report(result: dict) -> str:
         lines.append("BLAS: unknown (install threadpoolctl to report it)")
     env = ", ".join(f"{k}={v}" for k, v in mach["env"].items() if v is not None)
     lines.append(f"env: {env or '(no BLAS/OpenMP variables set)'}")
+    return lines
+
+
+def format_breakdown(breakdown: dict, memory_roof: dict) -> list[str]:
+    """The step's rows: time per part, share of the step, and the roof of each part."""
+    lines = [f"the step, row by row (in place inside {breakdown['repeats']} real steps, mean; "
+             f"rows + rest = step)",
+             "  row                                       fwd ms    bwd ms  total ms  "
+             "of step  roof fwd / bwd (GEMM: % of roof; memory: x the copy of its bytes)"]
+
+    def roof_text(row, part):
+        roof = row.get("roof", {}).get(part)
+        if roof is None:
+            return "-"
+        if roof["kind"] == "gemm":
+            return f"{roof['fraction']:.0%} GEMM"
+        return f"{roof['multiple']:.1f}x copy"
+
+    for row in breakdown["rows"]:
+        t = row["times_s"]
+        first = t.get("forward", t.get("update", t.get("rest")))
+        second = t.get("backward")
+        parts = [p for p in ("forward", "update", "backward") if p in row.get("roof", {})]
+        roofs = " / ".join(roof_text(row, p) for p in parts) or "-"
+        lines.append(f"  {row['name'][:40]:<40} {first * 1e3:9.2f} "
+                     + (f"{second * 1e3:9.2f}" if second is not None else f"{'':9}")
+                     + f" {row['seconds'] * 1e3:9.2f}  {row['fraction_of_step']:6.1%}  {roofs}")
+    lines.append(f"  {'step (sum of the rows)':<40} {'':9} {'':9} "
+                 f"{breakdown['step_s'] * 1e3:9.2f}  100.0%")
+    if memory_roof.get("gbytes_per_s"):
+        lines.append(f"memory roof: streaming copy {memory_roof['gbytes_per_s']:.1f} GB/s "
+                     f"at best ({memory_roof['method']})")
+    return lines
+
+
+def format_report(result: dict) -> str:
+    """Human-readable tables of a :func:`run_benchmark` result."""
+    cfg, mach, step = result["config"], result["machine"], result["train_step"]
+    lines = [f"im2col_net benchmark: convnet, batch {cfg['batch_size']}, float32, Adam; "
+             f"median of {cfg['repeats']} after {cfg['warmup']} warm-up"]
+    lines += format_machine(mach, cfg["threads"])
     roof = result["gemm_roof"]
     runs = ", ".join(f"{g:.1f}" for g in roof.get("runs_gflops", []))
     lines += [f"GEMM roof: {roof['gflops']:.1f} GFLOP/s (float32 {roof['size']}^3 matmul, best"
@@ -476,7 +746,8 @@ def format_report(result: dict) -> str:
                      f"torch {step['first_loss']['torch']:.6f})")
     else:
         lines.append(f"  torch: {step['torch_status']}")
-    lines += ["", "layer                                   fwd ms    bwd ms  GFLOP/s fwd/bwd"
+    lines += [""] + format_breakdown(result["breakdown"], result["memory_roof"])
+    lines += ["", "layer (alone, on its real input)        fwd ms    bwd ms  GFLOP/s fwd/bwd"
               "   roof fwd/bwd  (best repeat)"]
     for row in result["layers"]:
         text = f"  {row['index']:>2} {row['layer']:<33} {_ms(row['forward'])} " \
