@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
 import numpy as np
 
+from .. import runtime
 from ..layers.loss import SoftmaxCrossEntropy
 from ..models import MODEL_BUILDERS, build_model
 from ..optim import make_optimizer
@@ -34,7 +34,8 @@ LINK_LATENCY = 20e-6
 
 
 def _threads():
-    return os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or "?"
+    """BLAS threads per rank, as the runtime sees them (the engine's blocks follow it)."""
+    return runtime.blas_thread_count()
 
 
 def run_distributed_benchmark(model="lenet5", batch_size=128, steps=12, warmup=3,
