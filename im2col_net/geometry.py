@@ -68,6 +68,31 @@ def conv_output_size(size: int, kernel: int, stride: int, pad_total: int, dilati
     return (size + pad_total - span) // stride + 1
 
 
+def pool_output_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: int,
+                     dilation: int = 1, ceil_mode: bool = False) -> int:
+    """Number of pooling windows along one axis, PyTorch's rule (may be <= 0).
+
+    Floor mode is :func:`conv_output_size`. ``ceil_mode`` rounds the division up, but a
+    window is kept only if it starts inside the input or the left/top padding: torch's
+    ``pooling_output_shape`` drops a last window that would start in the right padding.
+    """
+    span = dilation * (kernel - 1) + 1
+    total = size + pad_before + pad_after - span
+    out = (total + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and out > 0 and (out - 1) * stride >= size + pad_before:
+        out -= 1
+    return out
+
+
+def ceil_overhang(size: int, kernel: int, stride: int, pad_before: int, pad_after: int,
+                  dilation: int = 1, ceil_mode: bool = False) -> int:
+    """How far the last window of :func:`pool_output_size` reaches past the padded input
+    (0 in floor mode): extra bottom/right padding that turns ceil mode into floor mode."""
+    out = pool_output_size(size, kernel, stride, pad_before, pad_after, dilation, ceil_mode)
+    span = dilation * (kernel - 1) + 1
+    return max(0, (out - 1) * stride + span - (size + pad_before + pad_after)) if out > 0 else 0
+
+
 def conv_transpose_output_size(size: int, kernel: int, stride: int, pad_total: int,
                                 dilation: int = 1, output_padding: int = 0) -> int:
     """Output length of a transposed convolution along one axis (may be <= 0).
