@@ -4,6 +4,8 @@ from . import gradcheck  # noqa: F401  (the module: im2col_net.gradcheck.gradche
 from .gradcheck import GradcheckError
 from .layers import (
     ELU,
+    AdaptiveAvgPool2D,
+    AdaptiveMaxPool2D,
     AvgPool2D,
     BatchNorm1D,
     BatchNorm2D,
@@ -20,6 +22,7 @@ from .layers import (
     Linear,
     LocalResponseNorm,
     MaxPool2D,
+    MaxUnpool2D,
     Parallel,
     ReLU,
     Residual,
@@ -39,5 +42,6 @@ __all__ = [
 ]
 __all__ += ["Parallel", "Residual", "BatchNorm1D", "BatchNorm2D", "ConvTranspose2D", "ELU"]
 __all__ += ["GroupNorm", "LayerNorm", "InstanceNorm2D", "LocalResponseNorm"]
+__all__ += ["AdaptiveAvgPool2D", "AdaptiveMaxPool2D", "MaxUnpool2D"]
 __all__ += ["GradcheckError"]
 __all__ += ["save_model", "load_model", "ModelFileError"]

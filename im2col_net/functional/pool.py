@@ -201,7 +201,7 @@ def max_pool2d_forward_geom(x, geometry: WindowGeometry, owner="max_pool2d", *,
 def max_pool2d_indices(cache: PoolCache) -> np.ndarray:
     """PyTorch's ``return_indices``: int64 ``(N, C, Ho, Wo)``, for every output the flat
     position ``h * W + w`` of its maximum in the unpadded ``(H, W)`` plane."""
-    (kh, kw), (sh, sw), (dh, dw) = (cache.geometry.kernel, cache.geometry.stride,
+    (_, kw), (sh, sw), (dh, dw) = (cache.geometry.kernel, cache.geometry.stride,
                                     cache.geometry.dilation)
     top, _, left, _ = cache.geometry.padding
     width = cache.input_shape[3]

@@ -11,7 +11,14 @@ from .dense import Dropout, Flatten, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 from .graph import Graph
 from .loss import SoftmaxCrossEntropy
 from .norms import GroupNorm, InstanceNorm2D, LayerNorm, LocalResponseNorm
-from .pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from .pool import (
+    AdaptiveAvgPool2D,
+    AdaptiveMaxPool2D,
+    AvgPool2D,
+    GlobalAvgPool2D,
+    MaxPool2D,
+    MaxUnpool2D,
+)
 from .softmax import LogSoftmax, Softmax
 
 __all__ = [
@@ -21,3 +28,4 @@ __all__ = [
 __all__ += ["Parallel", "Residual", "BatchNorm1D", "BatchNorm2D", "ConvTranspose2D", "ELU"]
 __all__ += ["Graph", "Softmax", "LogSoftmax"]
 __all__ += ["GroupNorm", "LayerNorm", "InstanceNorm2D", "LocalResponseNorm"]
+__all__ += ["AdaptiveAvgPool2D", "AdaptiveMaxPool2D", "MaxUnpool2D"]

@@ -6,6 +6,14 @@ only :mod:`im2col_net.geometry` for the output-size arithmetic. Every function c
 in float64 and returns arrays in the input's dtype; arrays are NCHW.
 """
 
+from .adaptive_pool import (
+    adaptive_avg_pool2d_backward,
+    adaptive_avg_pool2d_forward,
+    adaptive_max_pool2d_backward,
+    adaptive_max_pool2d_forward,
+    max_unpool2d_backward,
+    max_unpool2d_forward,
+)
 from .batchnorm import batch_norm_backward, batch_norm_forward
 from .conv import conv2d_backward, conv2d_forward, pad2d, pad2d_backward
 from .conv_transpose import conv_transpose2d_backward, conv_transpose2d_forward
@@ -74,3 +82,6 @@ __all__ += ["batch_norm_forward", "batch_norm_backward", "conv_transpose2d_forwa
 __all__ += ["group_norm_forward", "group_norm_backward", "layer_norm_forward",
             "layer_norm_backward", "instance_norm_forward", "instance_norm_backward",
             "local_response_norm_forward", "local_response_norm_backward"]
+__all__ += ["adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward",
+            "adaptive_max_pool2d_forward", "adaptive_max_pool2d_backward",
+            "max_unpool2d_forward", "max_unpool2d_backward"]
