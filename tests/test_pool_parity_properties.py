@@ -196,3 +196,30 @@ def test_unbatched_inputs_are_one_image_batches(index, dtype, data):
     assert dx.shape == x.shape and dx.dtype == dtype
     np.testing.assert_array_equal(dx, batched.backward(dy[None])[0])
     assert_layer_matches_reference(layer, *reference_pair(layer), x)
+
+
+def _gradcheck_cli(capsys, *argv):
+    from im2col_net.cli import main
+
+    try:
+        code = main(["gradcheck", *argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_gradcheck_cli_lists_and_checks_the_new_pool_options(capsys):
+    for argv in (["maxpool2d", "--kernel", "3", "--stride", "2", "--padding", "1",
+                  "--dilation", "2", "--ceil-mode", "--size", "7"],
+                 ["avgpool2d", "--kernel", "3", "--stride", "2", "--padding", "1",
+                  "--ceil-mode", "--divisor-override", "4", "--exclude-pad"],
+                 ["adaptiveavgpool2d", "--output-size", "4", "3", "--size", "7", "5"],
+                 ["adaptivemaxpool2d", "--output-size", "3", "--size", "7"]):
+        code, out, _ = _gradcheck_cli(capsys, *argv, "--reference", "--dtype", "float64")
+        assert code == 0, out
+        assert "PASSED" in out and "match reference_pair()" in out
+    code, _, err = _gradcheck_cli(capsys, "avgpool2d", "--divisor-override", "0")
+    assert code == 2
+    assert err.startswith("im2col-net: error: AvgPool2D") and "divisor_override" in err
+    assert "Traceback" not in err
