@@ -9,6 +9,8 @@ window (``ceil(H/Ho) + 1`` at most) and gathers tap ``t`` of every cell at once 
 by 0, so a NaN stays in the windows that hold it). The backward passes are the same
 gathers transposed: every input position collects from the cells whose windows contain
 it, a contiguous range of at most ``ceil(Ho/H) + 1`` cells, so no scatter-add is needed.
+Batches are cut into blocks of whole images that run on the engine's threads
+(:mod:`im2col_net.runtime`), as the other pooling ops.
 
 Max unpooling writes every input at its flat index (``np.put_along_axis``); its
 backward reads the gradient back at the same indices.
@@ -21,6 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..geometry import adaptive_output_size, adaptive_windows
+from ..runtime import block_bounds, block_count, run_blocks, worker_count
+
+# Target input bytes per block of images (see :mod:`im2col_net.runtime`).
+BLOCK_BYTES = 1 << 20
 
 __all__ = [
     "AdaptiveCache",
@@ -52,6 +58,12 @@ def _check_input(x, owner):
     if x.shape[2] == 0 or x.shape[3] == 0:
         raise ValueError(f"{owner}: expected a non-empty image, got shape {x.shape}")
     return x
+
+
+def _per_block(n, image_bytes, task):
+    """Run ``task(start, stop)`` over blocks of whole images on the engine's threads."""
+    count = block_count(n, image_bytes, BLOCK_BYTES)
+    run_blocks(lambda block, _: task(*block_bounds(block, n, count)), count, worker_count())
 
 
 def _along(axis_len, ndim, axis):
@@ -102,8 +114,14 @@ def adaptive_avg_pool2d_forward(x, output_size, owner="adaptive_avg_pool2d"):
     out_h, out_w = adaptive_output_size(output_size, h, w, owner=owner)
     _, len_h = adaptive_windows(h, out_h)
     _, len_w = adaptive_windows(w, out_w)
-    y = _window_sum(_window_sum(x, 3, w, out_w), 2, h, out_h)
-    y /= np.multiply.outer(len_h, len_w).astype(x.dtype)
+    divisor = np.multiply.outer(len_h, len_w).astype(x.dtype)
+    y = np.empty((n, c, out_h, out_w), dtype=x.dtype)
+
+    def task(start, stop):
+        np.divide(_window_sum(_window_sum(x[start:stop], 3, w, out_w), 2, h, out_h), divisor,
+                  out=y[start:stop])
+
+    _per_block(n, x[:1].nbytes, task)
     return y, AdaptiveCache((n, c, h, w), (out_h, out_w), x.dtype)
 
 
@@ -114,8 +132,15 @@ def adaptive_avg_pool2d_backward(dy, cache: AdaptiveCache):
     out_h, out_w = cache.out_size
     _, len_h = adaptive_windows(h, out_h)
     _, len_w = adaptive_windows(w, out_w)
-    g = dy / np.multiply.outer(len_h, len_w).astype(cache.dtype)
-    return _window_sum_adjoint(_window_sum_adjoint(g, 2, h, out_h), 3, w, out_w)
+    divisor = np.multiply.outer(len_h, len_w).astype(cache.dtype)
+    dx = np.empty(cache.input_shape, dtype=cache.dtype)
+
+    def task(start, stop):
+        g = dy[start:stop] / divisor
+        dx[start:stop] = _window_sum_adjoint(_window_sum_adjoint(g, 2, h, out_h), 3, w, out_w)
+
+    _per_block(len(dx), dx[:1].nbytes, task)
+    return dx
 
 
 def _window_max(a, axis, size, out):
@@ -141,9 +166,15 @@ def adaptive_max_pool2d_forward(x, output_size, owner="adaptive_max_pool2d"):
     x = _check_input(x, owner)
     n, c, h, w = x.shape
     out_h, out_w = adaptive_output_size(output_size, h, w, owner=owner)
-    col_max, col_at = _window_max(x, 3, w, out_w)          # (N, C, H, Wo)
-    y, row_at = _window_max(col_max, 2, h, out_h)          # (N, C, Ho, Wo)
-    indices = row_at * w + np.take_along_axis(col_at, row_at, axis=2)
+    y = np.empty((n, c, out_h, out_w), dtype=x.dtype)
+    indices = np.empty((n, c, out_h, out_w), dtype=np.int64)
+
+    def task(start, stop):
+        col_max, col_at = _window_max(x[start:stop], 3, w, out_w)     # (n, C, H, Wo)
+        y[start:stop], row_at = _window_max(col_max, 2, h, out_h)     # (n, C, Ho, Wo)
+        indices[start:stop] = row_at * w + np.take_along_axis(col_at, row_at, axis=2)
+
+    _per_block(n, x[:1].nbytes, task)
     return y, AdaptiveCache((n, c, h, w), (out_h, out_w), x.dtype, indices)
 
 
@@ -156,13 +187,18 @@ def adaptive_max_pool2d_backward(dy, cache: AdaptiveCache):
     first_w, count_w = _cells_of_positions(*adaptive_windows(w, out_w), w)
     own = np.arange(h)[:, None] * w + np.arange(w)
     dx = np.zeros(cache.input_shape, dtype=cache.dtype)
-    for u in range(int(count_h.max())):
-        rows = np.minimum(first_h + u, out_h - 1)
-        for v in range(int(count_w.max())):
-            cols = np.minimum(first_w + v, out_w - 1)
-            picked = cache.indices[:, :, rows][:, :, :, cols]
-            hit = (picked == own) & ((u < count_h)[:, None] & (v < count_w))
-            dx += np.where(hit, dy[:, :, rows][:, :, :, cols], 0)
+
+    def task(start, stop):
+        dx_b, dy_b, at_b = dx[start:stop], dy[start:stop], cache.indices[start:stop]
+        for u in range(int(count_h.max())):
+            rows = np.minimum(first_h + u, out_h - 1)
+            for v in range(int(count_w.max())):
+                cols = np.minimum(first_w + v, out_w - 1)
+                hit = at_b[:, :, rows][:, :, :, cols] == own
+                hit &= (u < count_h)[:, None] & (v < count_w)
+                dx_b += np.where(hit, dy_b[:, :, rows][:, :, :, cols], 0)
+
+    _per_block(len(dx), dx[:1].nbytes, task)
     return dx
 
 
