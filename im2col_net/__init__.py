@@ -8,6 +8,8 @@ from .layers import (
     ELU,
     GELU,
     SELU,
+    AdaptiveAvgPool2D,
+    AdaptiveMaxPool2D,
     AvgPool2D,
     BatchNorm1D,
     BatchNorm2D,
@@ -32,6 +34,7 @@ from .layers import (
     Linear,
     LocalResponseNorm,
     MaxPool2D,
+    MaxUnpool2D,
     MSELoss,
     NLLLoss,
     Parallel,
@@ -66,6 +69,7 @@ __all__ = [
 ]
 __all__ += ["Parallel", "Residual", "BatchNorm1D", "BatchNorm2D", "ConvTranspose2D", "ELU"]
 __all__ += ["GroupNorm", "LayerNorm", "InstanceNorm2D", "LocalResponseNorm"]
+__all__ += ["AdaptiveAvgPool2D", "AdaptiveMaxPool2D", "MaxUnpool2D"]
 __all__ += ["GradcheckError"]
 __all__ += ["ZeroPad2D", "ConstantPad2D", "ReflectionPad2D", "ReplicationPad2D",
             "CircularPad2D", "Upsample", "UpsamplingNearest2D", "UpsamplingBilinear2D",

@@ -82,6 +82,31 @@ def conv_output_size(size: int, kernel: int, stride: int, pad_total: int, dilati
     return (size + pad_total - span) // stride + 1
 
 
+def pool_output_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: int,
+                     dilation: int = 1, ceil_mode: bool = False) -> int:
+    """Number of pooling windows along one axis, PyTorch's rule (may be <= 0).
+
+    Floor mode is :func:`conv_output_size`. ``ceil_mode`` rounds the division up, but a
+    window is kept only if it starts inside the input or the left/top padding: torch's
+    ``pooling_output_shape`` drops a last window that would start in the right padding.
+    """
+    span = dilation * (kernel - 1) + 1
+    total = size + pad_before + pad_after - span
+    out = (total + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and out > 0 and (out - 1) * stride >= size + pad_before:
+        out -= 1
+    return out
+
+
+def ceil_overhang(size: int, kernel: int, stride: int, pad_before: int, pad_after: int,
+                  dilation: int = 1, ceil_mode: bool = False) -> int:
+    """How far the last window of :func:`pool_output_size` reaches past the padded input
+    (0 in floor mode): extra bottom/right padding that turns ceil mode into floor mode."""
+    out = pool_output_size(size, kernel, stride, pad_before, pad_after, dilation, ceil_mode)
+    span = dilation * (kernel - 1) + 1
+    return max(0, (out - 1) * stride + span - (size + pad_before + pad_after)) if out > 0 else 0
+
+
 def conv_transpose_output_size(size: int, kernel: int, stride: int, pad_total: int,
                                 dilation: int = 1, output_padding: int = 0) -> int:
     """Output length of a transposed convolution along one axis (may be <= 0).
@@ -197,3 +222,42 @@ class WindowGeometry:
             and self.dilation == (1, 1)
             and self.padding == (0, 0, 0, 0)
         )
+
+
+def adaptive_output_size(output_size, height: int, width: int, *,
+                         owner: str = "") -> tuple[int, int]:
+    """``(Ho, Wo)`` of an adaptive pool: ``output_size`` is an int, or a pair whose
+    ``None`` entries keep that input size (as ``torch.nn.AdaptiveAvgPool2d``)."""
+    where = f"{owner}: " if owner else ""
+    if output_size is None or isinstance(output_size, (int,)) or _is_integer_scalar(output_size):
+        items = (output_size, output_size)
+    else:
+        try:
+            items = tuple(output_size)
+        except TypeError:
+            items = ()
+    if len(items) != 2 or not all(
+            v is None or ((isinstance(v, int) or _is_integer_scalar(v))
+                          and not isinstance(v, bool) and 1 <= v <= MAX_EXTENT)
+            for v in items):
+        raise ValueError(f"{where}output_size must be a positive int or a pair of positive "
+                         f"ints or None, got {output_size!r}")
+    return (height if items[0] is None else int(items[0]),
+            width if items[1] is None else int(items[1]))
+
+
+def adaptive_windows(size: int, out: int):
+    """PyTorch's adaptive windows along one axis: ``(start, length)`` int64 arrays of
+    ``out`` entries, ``start = floor(i*size/out)``, ``end = ceil((i+1)*size/out)``."""
+    import numpy as np
+
+    i = np.arange(out, dtype=np.int64)
+    start = (i * size) // out
+    end = -((-(i + 1) * size) // out)
+    return start, end - start
+
+
+def unpool_output_size(size: int, kernel: int, stride: int, pad: int) -> int:
+    """Default output length of max unpooling: the input length of the max pooling
+    it inverts, ``(size - 1) * stride - 2 * pad + kernel``."""
+    return (size - 1) * stride - 2 * pad + kernel

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .functional.pool import call_geometry
 from .layers import LeakyReLU, MaxPool2D, ReLU
 from .layers.base import observe_inputs
 from .lowering import pad, window_view
@@ -717,8 +718,9 @@ def _builtin_kink_hints(problem: _LayerTarget, eps) -> list[str]:
 
 
 def _max_pool_near_ties(layer, x, eps) -> int:
-    geometry = layer.geometry
+    x = x[None] if x.ndim == 3 else x  # an unbatched image
     n, c, h, w = x.shape
+    geometry = call_geometry(layer.geometry, layer.ceil_mode, h, w)
     kh, kw = geometry.kernel
     if kh * kw < 2:
         return 0

@@ -62,7 +62,13 @@ from .layers.conv import Conv2D
 from .layers.conv_transpose import ConvTranspose2D
 from .layers.dense import Dropout, Flatten, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 from .layers.dropout2d import Dropout2D
-from .layers.pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from .layers.pool import (
+    AdaptiveAvgPool2D,
+    AdaptiveMaxPool2D,
+    AvgPool2D,
+    GlobalAvgPool2D,
+    MaxPool2D,
+)
 
 __all__ = ["LayerSummary", "ModelSummary", "summarize", "format_bytes", "format_count",
            "DRY_RUN_MAX_ELEMENTS"]
@@ -254,8 +260,8 @@ def _leaf_costs(layer: Layer, x_shape, y_shape, batch: int, itemsize: int):
     if isinstance(layer, (MaxPool2D, AvgPool2D)):
         kh, kw = layer.geometry.kernel
         return out_per_sample * kh * kw * batch, 0
-    if isinstance(layer, GlobalAvgPool2D):
-        return in_per_sample * batch, 0
+    if isinstance(layer, (GlobalAvgPool2D, AdaptiveAvgPool2D, AdaptiveMaxPool2D)):
+        return in_per_sample * batch, 0  # about one operation per input element
     if isinstance(layer, _BatchNorm):
         return (4 if layer.affine else 2) * out_per_sample * batch, 0
     if isinstance(layer, _ELEMENTWISE):

@@ -187,6 +187,7 @@ NO_REFERENCE_PAIR = {
     "SoftmaxCrossEntropy": "a loss: forward takes labels",
     "CrossEntropyLoss": "a loss", "NLLLoss": "a loss", "MSELoss": "a loss",
     "BCEWithLogitsLoss": "a loss",
+    "MaxUnpool2D": "forward takes the indices too; tested against reference.max_unpool2d_*",
 }
 # A small instance and input shape for every public layer that declares its reference.
 WITH_REFERENCE_PAIR = {
@@ -223,6 +224,8 @@ WITH_REFERENCE_PAIR = {
     "Softplus": (lambda: L.Softplus(beta=2.0), (3, 5)),
     "PReLU": (lambda: L.PReLU(3, dtype=np.float64), (2, 3, 4)),
     "Identity": (L.Identity, (3, 5)),
+    "AdaptiveAvgPool2D": (lambda: L.AdaptiveAvgPool2D((2, 3)), (2, 2, 5, 7)),
+    "AdaptiveMaxPool2D": (lambda: L.AdaptiveMaxPool2D(3), (2, 2, 5, 7)),
     "Softmax": (lambda: L.Softmax(dim=-1), (2, 3, 4)),
     "LogSoftmax": (lambda: L.LogSoftmax(dim=1), (2, 3, 4)),
     "Dropout2D": (lambda: L.Dropout2D(0.5, rng=0).eval(), (2, 3, 2, 2)),

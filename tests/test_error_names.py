@@ -36,7 +36,17 @@ SPECIFIC = {
     "GroupNorm": (lambda: L.GroupNorm(2, 4), (2, 4, 3, 3)),
     "LayerNorm": (lambda: L.LayerNorm(4), (2, 3, 4)),
     "InstanceNorm2D": (lambda: L.InstanceNorm2D(2), (2, 2, 3, 3)),
+    "MaxUnpool2D": (lambda: _unpool_with_indices(), (1, 2, 2, 2)),
 }
+
+
+def _unpool_with_indices():
+    """MaxUnpool2D's forward takes the pooling indices too: bind all-zero ones."""
+    layer = L.MaxUnpool2D(2)
+    forward = layer.forward
+    layer.forward = lambda x, indices=None, output_size=None: forward(
+        x, np.zeros(np.shape(x), np.int64) if indices is None else indices, output_size)
+    return layer
 CONSTRUCTIONS = [(), (2,), (2, 3, 3)]
 SHAPES = [(1, 2, 4, 4), (2, 2), (2, 2, 4)]
 

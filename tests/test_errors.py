@@ -48,12 +48,13 @@ CASES = [
     # wrong rank
     ("conv-rank", lambda: Conv2D(3, 4, 3).forward(zeros(8, 8)), ValueError,
      ["Conv2D(3, 4", "3-D or 4-D", "(8, 8)"]),
-    ("maxpool-rank", lambda: MaxPool2D(2).forward(zeros(3, 8, 8)), ValueError,
-     ["MaxPool2D", "4-D", "(3, 8, 8)"]),
+    # Pooling takes (C, H, W) unbatched images too, as torch: 2-D and 5-D are refused.
+    ("maxpool-rank", lambda: MaxPool2D(2).forward(zeros(1, 1, 3, 8, 8)), ValueError,
+     ["MaxPool2D", "3-D or 4-D", "(1, 1, 3, 8, 8)"]),
     ("avgpool-rank", lambda: AvgPool2D(2).forward(zeros(8, 8)), ValueError,
-     ["AvgPool2D", "4-D", "(8, 8)"]),
-    ("gap-rank", lambda: GlobalAvgPool2D().forward(zeros(2, 8, 8)), ValueError,
-     ["GlobalAvgPool2D", "4-D", "(2, 8, 8)"]),
+     ["AvgPool2D", "3-D or 4-D", "(8, 8)"]),
+    ("gap-rank", lambda: GlobalAvgPool2D().forward(zeros(8, 8)), ValueError,
+     ["GlobalAvgPool2D", "3-D or 4-D", "(8, 8)"]),
     ("linear-rank", lambda: Linear(4, 3).forward(zeros(2, 2, 2)), ValueError,
      ["Linear(4, 3", "(*, 4)", "(2, 2, 2)"]),
     ("flatten-rank", lambda: Flatten().forward(zeros(3)), ValueError,

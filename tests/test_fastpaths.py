@@ -394,7 +394,7 @@ def test_untiled_pools_are_not_fused_and_stay_correct():
 def test_fused_pair_reports_errors_like_the_layers():
     model = Sequential(ReLU(), MaxPool2D(2))
     with pytest.raises(ValueError, match="MaxPool2D"):
-        model.forward(np.zeros((2, 3, 4), dtype=np.float32))  # not 4-D: plain path
+        model.forward(np.zeros((2, 3, 4, 5, 6), dtype=np.float32))  # 5-D: plain path
     with pytest.raises(ValueError, match="MaxPool2D"):
         model.forward(np.zeros((1, 1, 1, 1), dtype=np.float32))  # too small for 2x2
     model.forward(np.ones((1, 1, 4, 4), dtype=np.float32))

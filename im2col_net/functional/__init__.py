@@ -1,6 +1,14 @@
 """Pure functional operations: every forward returns ``(y, cache)``, every backward takes
 ``(dy, cache)`` and returns the gradients. They know nothing of layers."""
 
+from .adaptive_pool import (
+    adaptive_avg_pool2d_backward,
+    adaptive_avg_pool2d_forward,
+    adaptive_max_pool2d_backward,
+    adaptive_max_pool2d_forward,
+    max_unpool2d_backward,
+    max_unpool2d_forward,
+)
 from .basic import *  # noqa: F401,F403
 from .basic import __all__ as _basic_all
 from .batchnorm import batch_norm, batch_norm_backward, batch_norm_forward
@@ -14,6 +22,7 @@ from .pool import (
     global_avg_pool2d_forward,
     max_pool2d_backward,
     max_pool2d_forward,
+    max_pool2d_indices,
     pool_geometry,
 )
 
@@ -33,5 +42,8 @@ __all__ = list(_basic_all) + [
 ]
 __all__ += ["batch_norm", "batch_norm_forward", "batch_norm_backward", "conv_transpose2d_forward",
             "conv_transpose2d_backward", "elu_forward", "elu_backward"]
+__all__ += ["max_pool2d_indices", "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward",
+            "adaptive_max_pool2d_forward", "adaptive_max_pool2d_backward",
+            "max_unpool2d_forward", "max_unpool2d_backward"]
 
 from . import activations, losses  # noqa: E402,F401  (the torch.nn parity ops, by module)

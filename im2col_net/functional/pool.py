@@ -6,9 +6,15 @@ otherwise from strided slices of the padded input (a window view). Arrays are NC
 the interface, NHWC inside.
 
 Max pooling keeps, for every output, the kernel offset of the first maximum in its
-window (row-major order, as PyTorch) and routes the whole gradient there. Padded
-positions hold ``-inf`` and never win. Average pooling spreads the gradient evenly;
-with ``count_include_pad=True`` (PyTorch's default) padded zeros count in the divisor.
+window (row-major order, as PyTorch; a window holding NaN keeps its last NaN, as
+PyTorch's kernels do) and routes the whole gradient there. Padded positions hold
+``-inf`` and never win. Average pooling spreads the gradient evenly; with
+``count_include_pad=True`` (PyTorch's default) padded zeros count in the divisor.
+
+``ceil_mode`` (PyTorch's rule, :func:`im2col_net.geometry.pool_output_size`) is run as
+floor mode on a geometry whose bottom/right padding is extended by the overhang of the
+last window (:func:`call_geometry`); the overhang holds ``-inf`` / 0 like the padding,
+but average pooling's divisor never counts it.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..geometry import WindowGeometry, as_pair
+from ..geometry import WindowGeometry, as_pair, ceil_overhang
 from ..lowering import offset_slices, pad
 from ..runtime import block_bounds, block_count, run_blocks, scratch, worker_count
 
@@ -27,6 +33,9 @@ BLOCK_BYTES = 1 << 20
 __all__ = [
     "PoolCache",
     "pool_geometry",
+    "call_geometry",
+    "max_pool2d_indices",
+    "avg_pool_divisor",
     "max_pool2d_forward",
     "max_pool2d_backward",
     "relu_max_pool2d_forward_geom",
@@ -50,17 +59,39 @@ class PoolCache:
     dtype: np.dtype | None = None
 
 
-def pool_geometry(kernel_size, stride=None, padding=0, *, owner="pool2d") -> WindowGeometry:
-    """Validate torch-style pooling arguments; ``stride=None`` means ``kernel_size``."""
+def pool_geometry(kernel_size, stride=None, padding=0, dilation=1, *,
+                  owner="pool2d") -> WindowGeometry:
+    """Validate torch-style pooling arguments; ``stride=None`` means ``kernel_size``.
+
+    ``padding`` is an int, a 1-tuple (as torch accepts) or a pair, at most half the
+    kernel (torch's check uses the undilated kernel size)."""
     kernel = as_pair(kernel_size, "kernel_size", owner=owner)
     stride = kernel if stride is None else as_pair(stride, "stride", owner=owner)
+    if isinstance(padding, (tuple, list)) and len(padding) == 1:
+        padding = padding[0]
     ph, pw = as_pair(padding, "padding", minimum=0, owner=owner)
+    dilation = as_pair(dilation, "dilation", owner=owner)
     if 2 * ph > kernel[0] or 2 * pw > kernel[1]:
         raise ValueError(
             f"{owner}: padding must be at most half the kernel size, got padding {(ph, pw)} "
             f"for kernel {kernel}"
         )
-    return WindowGeometry(kernel, stride, (ph, ph, pw, pw), (1, 1))
+    return WindowGeometry(kernel, stride, (ph, ph, pw, pw), dilation)
+
+
+def call_geometry(geometry: WindowGeometry, ceil_mode: bool, h: int, w: int) -> WindowGeometry:
+    """The floor-mode geometry for one input size: in ceil mode the bottom/right padding
+    grows by the last window's overhang (unchanged in floor mode)."""
+    if not ceil_mode:
+        return geometry
+    top, bottom, left, right = geometry.padding
+    (kh, kw), (sh, sw), (dh, dw) = geometry.kernel, geometry.stride, geometry.dilation
+    extra_h = ceil_overhang(h, kh, sh, top, bottom, dh, True)
+    extra_w = ceil_overhang(w, kw, sw, left, right, dw, True)
+    if not (extra_h or extra_w):
+        return geometry
+    return WindowGeometry(geometry.kernel, geometry.stride,
+                          (top, bottom + extra_h, left, right + extra_w), geometry.dilation)
 
 
 def _check_input(x, owner):
@@ -124,13 +155,15 @@ def _scatter_block(parts, geometry: WindowGeometry, dx_b, out_h, out_w):
     np.copyto(dx_b, dxp[:, top:top + h, left:left + w])
 
 
-def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
-    """Max pooling. ``x (N, C, H, W)`` -> ``y (N, C, Ho, Wo)``, cache with the argmax."""
-    geometry = pool_geometry(kernel_size, stride, padding, owner="max_pool2d")
-    return max_pool2d_forward_geom(x, geometry)
+def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """Max pooling. ``x (N, C, H, W)`` -> ``y (N, C, Ho, Wo)``, cache with the argmax
+    (:func:`max_pool2d_indices` turns it into PyTorch's ``return_indices``)."""
+    geometry = pool_geometry(kernel_size, stride, padding, dilation, owner="max_pool2d")
+    return max_pool2d_forward_geom(x, geometry, ceil_mode=ceil_mode)
 
 
-def max_pool2d_forward_geom(x, geometry: WindowGeometry, owner="max_pool2d"):
+def max_pool2d_forward_geom(x, geometry: WindowGeometry, owner="max_pool2d", *,
+                            ceil_mode=False):
     """:func:`max_pool2d_forward` with a prepared geometry (used by layers).
 
     ``x (N, C, H, W)`` -> ``y (N, C, Ho, Wo)`` in ``x``'s dtype, and a :class:`PoolCache`.
@@ -138,6 +171,7 @@ def max_pool2d_forward_geom(x, geometry: WindowGeometry, owner="max_pool2d"):
     x = np.asarray(x)
     _check_input(x, owner)
     n, c, h, w = x.shape
+    geometry = call_geometry(geometry, ceil_mode, h, w)
     out_h, out_w = geometry.checked_output_size(h, w, owner=owner)
     x_nhwc = x.transpose(0, 2, 3, 1)
     kh, kw = geometry.kernel
@@ -154,10 +188,28 @@ def max_pool2d_forward_geom(x, geometry: WindowGeometry, owner="max_pool2d"):
         for _, view in taps[1:]:
             np.maximum(y_b, view, out=y_b)
         _first_max_index(taps, y_b, argmax_b)
+        nan = np.isnan(y_b)
+        if nan.any():  # rare: point NaN windows at their last NaN, as PyTorch does
+            for k, view in taps:
+                argmax_b[nan & np.isnan(view)] = k
 
     run_blocks(task, count, workers)
     cache = PoolCache(geometry, (n, c, h, w), (out_h, out_w), argmax=argmax, dtype=x.dtype)
     return y.transpose(0, 3, 1, 2), cache
+
+
+def max_pool2d_indices(cache: PoolCache) -> np.ndarray:
+    """PyTorch's ``return_indices``: int64 ``(N, C, Ho, Wo)``, for every output the flat
+    position ``h * W + w`` of its maximum in the unpadded ``(H, W)`` plane."""
+    (_, kw), (sh, sw), (dh, dw) = (cache.geometry.kernel, cache.geometry.stride,
+                                    cache.geometry.dilation)
+    top, _, left, _ = cache.geometry.padding
+    width = cache.input_shape[3]
+    out_h, out_w = cache.out_size
+    k = cache.argmax.transpose(0, 3, 1, 2).astype(np.int64)
+    rows = (np.arange(out_h, dtype=np.int64) * sh - top)[:, None]
+    cols = np.arange(out_w, dtype=np.int64) * sw - left
+    return (rows + (k // kw) * dh) * width + cols + (k % kw) * dw
 
 
 def _first_max_index(taps, y_b, argmax_b):
@@ -236,17 +288,50 @@ def max_pool2d_backward(dy, cache: PoolCache):
     return dx.transpose(0, 3, 1, 2)
 
 
-def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, count_include_pad=True):
-    """Average pooling. ``x (N, C, H, W)`` -> ``y (N, C, Ho, Wo)``.
+def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                       count_include_pad=True, divisor_override=None):
+    """Average pooling. ``x (N, C, H, W)`` -> ``y (N, C, Ho, Wo)``; arguments in
+    PyTorch's order.
 
-    ``count_include_pad`` as in PyTorch: whether padded zeros count in the divisor.
+    ``count_include_pad`` as in PyTorch: whether padded zeros count in the divisor;
+    ``divisor_override``: a nonzero int dividing every window sum instead.
     """
     geometry = pool_geometry(kernel_size, stride, padding, owner="avg_pool2d")
-    return avg_pool2d_forward_geom(x, geometry, count_include_pad)
+    return avg_pool2d_forward_geom(x, geometry, count_include_pad, ceil_mode=ceil_mode,
+                                   divisor_override=divisor_override)
+
+
+def _axis_counts(size, out, kernel, stride, pad, include_pad):
+    """Per output index along one axis, how many positions the divisor counts."""
+    start = np.arange(out) * stride - pad
+    end = np.minimum(start + kernel, size + pad)  # clipped at the padded border
+    if not include_pad:
+        start, end = np.maximum(start, 0), np.minimum(end, size)
+    return end - start
+
+
+def avg_pool_divisor(geometry: WindowGeometry, h, w, out_h, out_w, count_include_pad,
+                     divisor_override, dtype):
+    """The divisor of every window, ``(1, Ho, Wo, 1)`` (or a 0-d array), PyTorch's rule.
+
+    Windows are clipped at the padded border (so the ceil-mode overhang is never
+    counted) and, without ``count_include_pad``, at the input. PyTorch's docs describe
+    the ceil-mode divisor loosely; this follows its kernels (``avg_pool2d`` CPU), which
+    is what it computes.
+    """
+    if divisor_override is not None:
+        return np.asarray(divisor_override, dtype=dtype)
+    (kh, kw), (sh, sw) = geometry.kernel, geometry.stride
+    top, _, left, _ = geometry.padding
+    rows = _axis_counts(h, out_h, kh, sh, top, count_include_pad)
+    cols = _axis_counts(w, out_w, kw, sw, left, count_include_pad)
+    if (rows == kh).all() and (cols == kw).all():
+        return np.asarray(kh * kw, dtype=dtype)
+    return np.multiply.outer(rows, cols).astype(dtype)[None, :, :, None]
 
 
 def avg_pool2d_forward_geom(x, geometry: WindowGeometry, count_include_pad=True,
-                            owner="avg_pool2d"):
+                            owner="avg_pool2d", *, ceil_mode=False, divisor_override=None):
     """:func:`avg_pool2d_forward` with a prepared geometry (used by layers).
 
     ``x (N, C, H, W)`` -> ``y (N, C, Ho, Wo)`` in ``x``'s dtype, and a :class:`PoolCache`.
@@ -254,17 +339,12 @@ def avg_pool2d_forward_geom(x, geometry: WindowGeometry, count_include_pad=True,
     x = np.asarray(x)
     _check_input(x, owner)
     n, c, h, w = x.shape
+    # The divisor uses the layer's padding; only the windows come from the ceil geometry.
+    layer_geometry = geometry
+    geometry = call_geometry(geometry, ceil_mode, h, w)
     out_h, out_w = geometry.checked_output_size(h, w, owner=owner)
-    kh, kw = geometry.kernel
-    if count_include_pad or geometry.padding == (0, 0, 0, 0):
-        divisor = np.asarray(kh * kw, dtype=x.dtype)
-    else:
-        # Count the real (unpadded) input elements under every window.
-        ones = np.ones((1, h, w, 1), dtype=x.dtype)
-        counts = np.zeros((1, out_h, out_w, 1), dtype=x.dtype)
-        for _, view in _taps(ones, geometry, out_h, out_w, 0.0):
-            counts += view
-        divisor = counts
+    divisor = avg_pool_divisor(layer_geometry, h, w, out_h, out_w, count_include_pad,
+                               divisor_override, x.dtype)
     x_nhwc = x.transpose(0, 2, 3, 1)
     y = np.empty((n, out_h, out_w, c), dtype=x.dtype)
     count, workers, bounds = _blocks(n, h * w * c * x.dtype.itemsize)

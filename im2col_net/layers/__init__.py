@@ -1,6 +1,5 @@
 """Layers: thin stateful wrappers over the functional core. They know nothing of training."""
 
-from . import _references  # noqa: F401  (gives the conv and pool layers reference_pair)
 from .activations import (
     ELU,
     GELU,
@@ -36,7 +35,14 @@ from .padding import (
     ReplicationPad2D,
     ZeroPad2D,
 )
-from .pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from .pool import (
+    AdaptiveAvgPool2D,
+    AdaptiveMaxPool2D,
+    AvgPool2D,
+    GlobalAvgPool2D,
+    MaxPool2D,
+    MaxUnpool2D,
+)
 from .resample import (
     PixelShuffle,
     PixelUnshuffle,
@@ -59,3 +65,4 @@ __all__ += ["ZeroPad2D", "ConstantPad2D", "ReflectionPad2D", "ReplicationPad2D",
 __all__ += ["ReLU6", "PReLU", "SELU", "GELU", "SiLU", "Hardswish", "Hardsigmoid", "Softplus",
             "Dropout2D", "Identity", "CrossEntropyLoss", "NLLLoss", "MSELoss",
             "BCEWithLogitsLoss"]
+__all__ += ["AdaptiveAvgPool2D", "AdaptiveMaxPool2D", "MaxUnpool2D"]

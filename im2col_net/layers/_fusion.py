@@ -35,7 +35,8 @@ def fusable(first, second, x) -> bool:
     """True for an exact ``ReLU`` then an exact ``MaxPool2D`` with tiling windows on a
     4-D float array (anything else takes the layer-by-layer path and its error checks)."""
     return (type(first) is ReLU and type(second) is MaxPool2D
-            and second.geometry.tiles_exactly and isinstance(x, np.ndarray)
+            and second.geometry.tiles_exactly and not second.ceil_mode
+            and not second.return_indices and isinstance(x, np.ndarray)
             and x.ndim == 4 and x.dtype.kind == "f" and x.dtype.isnative)
 
 

@@ -119,6 +119,11 @@ class Sequential(Container):
                 i += 2
             else:
                 x = forward_child(layers[i], x)
+                if isinstance(x, tuple):  # would be stacked into one array silently
+                    raise ValueError(
+                        f"Sequential: layer {i} ({layers[i]!r}) returns a tuple (its output and "
+                        f"indices); a Sequential passes one array on: set return_indices=False "
+                        f"or call that layer directly")
                 i += 1
         x = np.asarray(x)
         self._cache = (x.shape, x.dtype)

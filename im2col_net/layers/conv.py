@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import reference as ref
 from ..functional import conv_algorithms
 from ..functional.conv import (
     STRATEGIES,
@@ -177,6 +178,21 @@ class Conv2D(ConvLayerBase):
 
     def get_config(self):
         return dict(self._config)
+
+    def reference_pair(self):
+        g = self.geometry
+        opts = dict(stride=g.stride, padding=g.padding, dilation=g.dilation, groups=self.groups,
+                    padding_mode=self.padding_mode, flip_kernel=self.flip_kernel)
+
+        def forward(x):
+            return ref.conv2d_forward(x, self.params["weight"], self.params.get("bias"), **opts)
+
+        def backward(x, dy):
+            dx, dw, db = ref.conv2d_backward(x, self.params["weight"], dy,
+                                             bias="bias" in self.params, **opts)
+            return dx, {"weight": dw, "bias": db}
+
+        return forward, backward
 
     def extra_repr(self):
         c = self._config

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import reference as ref
 from ..functional.conv_transpose import (
     conv_transpose2d_backward,
     conv_transpose2d_forward_geom,
@@ -64,6 +65,22 @@ class ConvTranspose2D(ConvLayerBase):
 
     def get_config(self):
         return dict(self._config)
+
+    def reference_pair(self):
+        g = self.geometry
+        opts = dict(stride=g.stride, padding=(g.padding[0], g.padding[2]),
+                    output_padding=self.output_padding, groups=self.groups, dilation=g.dilation)
+
+        def forward(x):
+            return ref.conv_transpose2d_forward(x, self.params["weight"],
+                                                self.params.get("bias"), **opts)
+
+        def backward(x, dy):
+            dx, dw, db = ref.conv_transpose2d_backward(x, self.params["weight"], dy,
+                                                       bias="bias" in self.params, **opts)
+            return dx, {"weight": dw, "bias": db}
+
+        return forward, backward
 
     def extra_repr(self):
         c = self._config

@@ -44,6 +44,7 @@ from ..layers import (
 from ..layers.base import batched_inputs
 from ..serialization import named_layers
 from ._norm_export import NORM_LAYERS, emit_norm
+from ._pool_export import POOL_LAYERS, emit_pool
 from .deps import OnnxError, opset_range, require_onnx
 from .export_activations import ACTIVATION_LAYERS, emit_activation
 from .export_shape import SHAPE_LAYERS, emit_shape_layer
@@ -155,15 +156,8 @@ def _emit(b: _Builder, layer: Layer, x: str, path: str) -> str:
                       strides=list(g.stride), dilations=list(g.dilation),
                       pads=[top, left, bottom, right], output_padding=list(layer.output_padding),
                       group=layer.groups)
-    if type(layer) in (MaxPool2D, AvgPool2D):
-        g = layer.geometry
-        top, bottom, left, right = g.padding
-        attrs = dict(kernel_shape=list(g.kernel), strides=list(g.stride),
-                     pads=[top, left, bottom, right])
-        if type(layer) is MaxPool2D:
-            return b.node("MaxPool", [x], path, **attrs)
-        return b.node("AveragePool", [x], path, count_include_pad=int(layer.count_include_pad),
-                      **attrs)
+    if type(layer) in POOL_LAYERS:
+        return emit_pool(b, layer, x, path, prefix, desc)
     if type(layer) is Linear:
         inputs = [x, b.constant(prefix + "weight", layer.params["weight"])]
         if "bias" in layer.params:
@@ -199,7 +193,8 @@ def _supported_names():
                                  MaxPool2D, AvgPool2D, GlobalAvgPool2D, Linear, BatchNorm1D,
                                  BatchNorm2D, Dropout, ReLU, LeakyReLU, Sigmoid, Tanh, ELU,
                                  Flatten, Softmax, LogSoftmax, *NORM_LAYERS,
-                                 *ACTIVATION_LAYERS)] + [c.__name__ for c in SHAPE_LAYERS]
+                                 *ACTIVATION_LAYERS, *POOL_LAYERS[2:4])] + [
+        c.__name__ for c in SHAPE_LAYERS]
 
 
 def _add_chain(b, outs, path):

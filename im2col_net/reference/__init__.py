@@ -6,6 +6,14 @@ only :mod:`im2col_net.geometry` for the output-size arithmetic. Every function c
 in float64 and returns arrays in the input's dtype; arrays are NCHW.
 """
 
+from .adaptive_pool import (
+    adaptive_avg_pool2d_backward,
+    adaptive_avg_pool2d_forward,
+    adaptive_max_pool2d_backward,
+    adaptive_max_pool2d_forward,
+    max_unpool2d_backward,
+    max_unpool2d_forward,
+)
 from .batchnorm import batch_norm_backward, batch_norm_forward
 from .conv import conv2d_backward, conv2d_forward, pad2d, pad2d_backward
 from .conv_transpose import conv_transpose2d_backward, conv_transpose2d_forward
@@ -113,3 +121,6 @@ __all__ += ["activation_forward", "activation_backward", "prelu_forward", "prelu
             "softmax_axis_backward", "cross_entropy_forward", "cross_entropy_backward",
             "nll_forward", "nll_backward", "mse_forward", "mse_backward",
             "bce_with_logits_forward", "bce_with_logits_backward"]
+__all__ += ["adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward",
+            "adaptive_max_pool2d_forward", "adaptive_max_pool2d_backward",
+            "max_unpool2d_forward", "max_unpool2d_backward"]

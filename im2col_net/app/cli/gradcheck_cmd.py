@@ -55,6 +55,8 @@ from ...gradcheck import (
 from ...layers import (
     GELU,
     SELU,
+    AdaptiveAvgPool2D,
+    AdaptiveMaxPool2D,
     AvgPool2D,
     BCEWithLogitsLoss,
     CircularPad2D,
@@ -232,6 +234,12 @@ def _loss(cls, target_kind, **extra):
         return LossCheck(cls(reduction=args.reduction, **options), kind, args.seed)
 
     return build
+def _built(build):
+    """The layer ``build()`` makes, its constructor errors as CLI errors."""
+    try:
+        return build()
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _linear(args, dtype):
@@ -289,9 +297,16 @@ def _lrn(args, dtype):
 # name -> how to build it; add new layers here.
 LAYERS: dict[str, LayerEntry] = {
     "conv2d": LayerEntry(_conv2d),
-    "maxpool2d": LayerEntry(lambda args, dtype: MaxPool2D(**_pool_kwargs(args)), data="tie_free"),
-    "avgpool2d": LayerEntry(lambda args, dtype: AvgPool2D(
-        **_pool_kwargs(args), count_include_pad=not args.exclude_pad)),
+    "maxpool2d": LayerEntry(lambda args, dtype: _built(lambda: MaxPool2D(
+        **_pool_kwargs(args), dilation=_pair(args.dilation, 1), ceil_mode=args.ceil_mode)),
+        data="tie_free"),
+    "avgpool2d": LayerEntry(lambda args, dtype: _built(lambda: AvgPool2D(
+        **_pool_kwargs(args), ceil_mode=args.ceil_mode, count_include_pad=not args.exclude_pad,
+        divisor_override=args.divisor_override))),
+    "adaptiveavgpool2d": LayerEntry(lambda args, dtype: _built(
+        lambda: AdaptiveAvgPool2D(_pair(args.output_size, 2)))),
+    "adaptivemaxpool2d": LayerEntry(lambda args, dtype: _built(
+        lambda: AdaptiveMaxPool2D(_pair(args.output_size, 2))), data="tie_free"),
     "globalavgpool2d": LayerEntry(lambda args, dtype: GlobalAvgPool2D()),
     "linear": LayerEntry(_linear, input_kind="features"),
     "relu": LayerEntry(lambda args, dtype: ReLU(), data="away_from_zero"),
@@ -380,7 +395,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="'same', 'valid', or 1, 2 or 4 ints (top bottom left right) "
                             "(default: 0)")
     layer.add_argument("--dilation", type=int, nargs="+", metavar=("DH", "DW"),
-                       help="conv2d dilation (default: 1)")
+                       help="conv2d / maxpool2d dilation (default: 1)")
     layer.add_argument("--groups", type=int, default=1, metavar="G",
                        help="conv2d groups / groupnorm num_groups (default: 1)")
     layer.add_argument("--padding-mode", default="zeros",
@@ -392,6 +407,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"conv2d lowering strategy (default: {STRATEGIES[0]})")
     layer.add_argument("--exclude-pad", action="store_true",
                        help="avgpool2d: count_include_pad=False")
+    layer.add_argument("--ceil-mode", action="store_true",
+                       help="maxpool2d / avgpool2d: ceil_mode=True")
+    layer.add_argument("--divisor-override", type=int, default=None, metavar="D",
+                       help="avgpool2d: divisor_override (default: none)")
+    layer.add_argument("--output-size", type=int, nargs="+", metavar=("HO", "WO"),
+                       help="adaptive pools: output size (default: 2)")
     layer.add_argument("--negative-slope", type=float, default=0.01, metavar="X",
                        help="leakyrelu slope for x < 0 (default: 0.01)")
     layer.add_argument("--p", type=float, default=0.5, metavar="P",
