@@ -106,3 +106,11 @@ def test_module_entry_point():
     assert result.returncode == 0, result.stderr
     assert "PASSED: 3/3 tensors within tolerance" in result.stdout
     assert result.stdout.count("  ok") == 3
+
+
+def test_maxunpool2d_is_checked_with_fixed_indices_and_refuses_overlaps(capsys):
+    code, out, _ = run_cli(capsys, "maxunpool2d", "--kernel", "2", "--stride", "3", "--size", "3")
+    assert code == 0 and "PASSED" in out
+    code, _, err = run_cli(capsys, "maxunpool2d", "--kernel", "3", "--stride", "2",
+                           "--padding", "1", "--size", "5")
+    assert code == 2 and "picked one element twice" in err

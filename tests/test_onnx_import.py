@@ -13,6 +13,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from test_onnx_export import randomize  # noqa: E402
 
 import im2col_net.onnx as ox  # noqa: E402
 from im2col_net import SoftmaxCrossEntropy, load_model, save_model  # noqa: E402
@@ -23,19 +24,6 @@ from im2col_net.optim import SGD  # noqa: E402
 from im2col_net.testing import assert_passes_gradcheck  # noqa: E402
 
 NEWEST = onnx.defs.onnx_opset_version()
-
-
-def randomize(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for name, p in model.named_parameters():
-        if name.endswith("bias") or p.ndim == 1:
-            p[...] = rng.uniform(-0.5, 0.5, p.shape)
-    for name, b in model.named_buffers():
-        if name.endswith("running_var"):
-            b[...] = rng.uniform(0.5, 2.0, b.shape)
-        elif name.endswith("running_mean"):
-            b[...] = rng.uniform(-0.5, 0.5, b.shape)
-    return model
 
 
 def assert_near(actual, desired, tol=1e-5):

@@ -77,6 +77,7 @@ from ...layers import (
     Linear,
     LocalResponseNorm,
     MaxPool2D,
+    MaxUnpool2D,
     MSELoss,
     NLLLoss,
     PixelShuffle,
@@ -225,6 +226,55 @@ class LossCheck:
         return self.loss.backward(dy if self.loss.reduction == "none" else float(dy))
 
 
+class UnpoolCheck:
+    """MaxUnpool2D seen as a one-input layer for the check: its indices are those a
+    MaxPool2D of the same geometry (``return_indices=True``) picks on an image drawn from
+    ``seed``, the same every call, so only ``x`` varies (the indices get no gradient)."""
+
+    params: dict = {}
+    grads: dict = {}
+
+    def __init__(self, unpool, seed):
+        self.unpool, self.seed = unpool, seed
+        self.pool = MaxPool2D(unpool.kernel, unpool.stride, unpool.padding,
+                              return_indices=True)
+
+    def __repr__(self):
+        return repr(self.unpool)
+
+    def output_shape(self, input_shape):
+        return self.unpool.output_shape(input_shape)
+
+    def parameter_count(self):
+        return 0
+
+    def eval(self):
+        """MaxUnpool2D has no train/eval mode: ``--eval`` changes nothing."""
+        return self
+
+    def _indices(self, x):
+        image_shape = self.unpool.output_shape(x.shape)
+        image = np.random.default_rng([self.seed, 3]).standard_normal(image_shape)
+        _, indices = self.pool.forward(image.astype(x.dtype))
+        if indices.shape != x.shape:
+            raise CliError(f"maxunpool2d: a {image_shape} image pools to {indices.shape}, not "
+                           f"the input's {x.shape}; choose --size, --kernel, --stride and "
+                           f"--padding that invert each other")
+        flat = np.sort(indices.reshape(indices.shape[0], indices.shape[1], -1), axis=-1)
+        if np.any(flat[..., 1:] == flat[..., :-1]):
+            # Two outputs then write one element; the backward (a gather, as torch's) is
+            # not the derivative of that forward, so no check could pass.
+            raise CliError("maxunpool2d: overlapping pooling windows picked one element twice; "
+                           "use a --stride of at least --kernel")
+        return indices
+
+    def forward(self, x):
+        return self.unpool.forward(x, self._indices(x))
+
+    def backward(self, dy):
+        return self.unpool.backward(dy)
+
+
 def _loss(cls, target_kind, **extra):
     def build(args, dtype):
         options = dict(extra)
@@ -308,6 +358,8 @@ LAYERS: dict[str, LayerEntry] = {
     "adaptivemaxpool2d": LayerEntry(lambda args, dtype: _built(
         lambda: AdaptiveMaxPool2D(_pair(args.output_size, 2))), data="tie_free"),
     "globalavgpool2d": LayerEntry(lambda args, dtype: GlobalAvgPool2D()),
+    "maxunpool2d": LayerEntry(lambda args, dtype: UnpoolCheck(_built(lambda: MaxUnpool2D(
+        **_pool_kwargs(args))), args.seed)),
     "linear": LayerEntry(_linear, input_kind="features"),
     "relu": LayerEntry(lambda args, dtype: ReLU(), data="away_from_zero"),
     "leakyrelu": LayerEntry(lambda args, dtype: LeakyReLU(args.negative_slope),
