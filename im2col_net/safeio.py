@@ -12,22 +12,30 @@ its payload is read:
 - :func:`check_json_depth` refuses JSON nested deeper than a limit before ``json.loads``
   (which recurses) sees it.
 
+And the one way files are written: :func:`atomic_file` (temporary file named
+:data:`TEMP_NAME` next to the target, fsync, rename, SIGINT/SIGTERM held meanwhile).
+
 Limits are plain byte counts; each reader takes a keyword to change its default.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
 import re
+import secrets
+import signal
 import stat
 import struct
+import threading
 
 import numpy as np
 
 __all__ = ["KiB", "MiB", "GiB", "NPY_MAGIC", "MAX_NPY_HEADER_BYTES", "file_kind",
-           "open_regular", "read_npy", "json_depth", "check_json_depth", "describe_bytes"]
+           "open_regular", "read_npy", "json_depth", "check_json_depth", "describe_bytes",
+           "TEMP_NAME", "TEMP_TOKEN", "signals_held", "create_temp_file", "atomic_file"]
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 NPY_MAGIC = b"\x93NUMPY"
@@ -205,3 +213,101 @@ def check_json_depth(text: str, limit: int, where: str, error) -> None:
     depth = json_depth(text)
     if depth > limit:
         raise error(f"{where}: JSON nested {depth} levels deep, over the limit of {limit}")
+
+
+# -- atomic writes -----------------------------------------------------------------------
+# Signals that would otherwise cut a write short; they wait until the file is in place.
+_HELD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM")
+                      if hasattr(signal, name))
+# Name of atomic_file's temporary files: "." + target name + "." + 8 random chars + ".tmp"
+# (the 8 chars were tempfile's [a-z0-9_] in older versions, hex now).
+TEMP_NAME = ".{base}.{token}.tmp"
+TEMP_TOKEN = re.compile(r"[a-z0-9_]{8}")
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Hold SIGINT and SIGTERM for the duration of the block, then deliver them.
+
+    A signal arriving inside the block is only recorded; on exit the previous handlers are
+    back and each recorded signal is raised again, so its usual effect (KeyboardInterrupt,
+    termination, a custom handler) happens after the block. Python handlers run in the
+    main thread only, so elsewhere (and for handlers installed outside Python) this does
+    nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = {}
+
+    def hold(signum, frame):
+        received.append(signum)
+
+    try:
+        for signum in _HELD_SIGNALS:
+            handler = signal.getsignal(signum)
+            if handler is not None:  # None: installed from C, cannot be restored later
+                previous[signum] = handler
+                signal.signal(signum, hold)
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(received):
+            signal.raise_signal(signum)
+
+
+def create_temp_file(directory, base) -> tuple[int, str]:
+    """``(fd, path)`` of a new, empty :data:`TEMP_NAME` file for target name ``base`` in
+    ``directory``; created with mode 0666 so the process umask applies, like any other
+    file this program writes (mkstemp would make it 0600)."""
+    directory = os.fspath(directory)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) \
+        | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = os.path.join(directory, TEMP_NAME.format(base=base, token=secrets.token_hex(4)))
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"atomic_file: no free temporary file name in {directory}")
+
+
+def _fsync_directory(directory):
+    with contextlib.suppress(OSError):  # make the rename itself durable where possible
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def atomic_file(path, *, check=None):
+    """Write ``path`` all at once: yields a binary file object for a temporary file in
+    the same directory; on normal exit it is flushed, fsync-ed, ``check(tmp_path)`` is
+    called if given (it may raise to refuse the file), and it is renamed over ``path``.
+
+    On any exception the temporary file is removed and a previous file at ``path`` is
+    untouched. The file gets mode ``0666 & ~umask``. SIGINT/SIGTERM arriving in the
+    block wait until the file is in place (:func:`signals_held`). The directory must
+    exist. Only an uncatchable kill leaves the temporary file behind.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    with signals_held():
+        fd, tmp = create_temp_file(directory, os.path.basename(path))
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            if check is not None:
+                check(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        _fsync_directory(directory)

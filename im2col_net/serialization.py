@@ -51,17 +51,24 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
-import secrets
-import signal
-import threading
 import zipfile
 import zlib
 
 import numpy as np
 
 from .layers.base import Layer, deferred_init
-from .safeio import NPY_MAGIC, GiB, MiB, check_json_depth, describe_bytes, open_regular, read_npy
+from .safeio import (
+    NPY_MAGIC,
+    TEMP_TOKEN,
+    GiB,
+    MiB,
+    atomic_file,
+    check_json_depth,
+    describe_bytes,
+    open_regular,
+    read_npy,
+    signals_held,  # re-exported: the trainer and tests use it from here
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -263,97 +270,21 @@ def load_buffers(layer: Layer, buffers: dict, *, where: str = "load_buffers"):
 
 
 # -- npz files --------------------------------------------------------------------------
-# Signals that would otherwise cut a write short; they wait until the file is in place.
-_HELD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM")
-                      if hasattr(signal, name))
-# Name of atomic_savez's temporary files: "." + target name + "." + 8 random chars + ".tmp"
-# (the 8 chars were tempfile's [a-z0-9_] in older versions, hex now).
-_TEMP_NAME = ".{base}.{token}.tmp"
-_TEMP_TOKEN = re.compile(r"[a-z0-9_]{8}")
-
-
-@contextlib.contextmanager
-def signals_held():
-    """Hold SIGINT and SIGTERM for the duration of the block, then deliver them.
-
-    A signal arriving inside the block is only recorded; on exit the previous handlers are
-    back and each recorded signal is raised again, so its usual effect (KeyboardInterrupt,
-    termination, a custom handler) happens after the block. Python handlers run in the
-    main thread only, so elsewhere (and for handlers installed outside Python) this does
-    nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received = []
-    previous = {}
-
-    def hold(signum, frame):
-        received.append(signum)
-
-    try:
-        for signum in _HELD_SIGNALS:
-            handler = signal.getsignal(signum)
-            if handler is not None:  # None: installed from C, cannot be restored later
-                previous[signum] = handler
-                signal.signal(signum, hold)
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        for signum in dict.fromkeys(received):
-            signal.raise_signal(signum)
-
-
-def _create_temp_file(directory, base):
-    """A new, empty temporary file next to the target; created with mode 0666 so the
-    process umask applies, like any other file this program writes."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) \
-        | getattr(os, "O_CLOEXEC", 0)
-    for _ in range(100):
-        tmp = os.path.join(directory, _TEMP_NAME.format(base=base, token=secrets.token_hex(4)))
-        try:
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"atomic_savez: no free temporary file name in {directory}")
-
-
 def atomic_savez(path, arrays: dict):
-    """Write ``arrays`` as an uncompressed ``.npz`` at exactly ``path`` (no suffix added):
-    temp file in the same directory, fsync, then ``os.replace``. On any failure the
-    temporary file is removed and a previous file at ``path`` is left untouched.
-
-    The file gets mode ``0666 & ~umask``. SIGINT/SIGTERM arriving during the write wait
-    until the file is complete and in place (:func:`signals_held`). Only a kill that
-    cannot be caught (SIGKILL, power loss) can leave the temporary file behind;
-    :func:`remove_stale_temp_files` clears those.
+    """Write ``arrays`` as an uncompressed ``.npz`` at exactly ``path`` (no suffix added),
+    through :func:`~im2col_net.safeio.atomic_file` (creating the directory): a previous
+    file is replaced only by a complete one, with mode ``0666 & ~umask``, SIGINT/SIGTERM
+    held meanwhile. :func:`remove_stale_temp_files` clears what a SIGKILL leaves.
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with signals_held():
-        fd, tmp = _create_temp_file(directory, os.path.basename(path))
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **arrays)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        with contextlib.suppress(OSError):  # make the rename itself durable where possible
-            dir_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_file(path) as handle:
+        np.savez(handle, **arrays)
 
 
 def stale_temp_files(path) -> list[str]:
-    """The temporary files :func:`atomic_savez` may have left for ``path`` (killed mid-write)."""
+    """The temporary files :func:`atomic_savez` (any ``safeio.atomic_file``) may have left
+    for ``path`` (killed mid-write)."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     prefix, suffix = f".{os.path.basename(path)}.", ".tmp"
@@ -363,7 +294,7 @@ def stale_temp_files(path) -> list[str]:
         return []
     return sorted(os.path.join(directory, name) for name in names
                   if name.startswith(prefix) and name.endswith(suffix)
-                  and _TEMP_TOKEN.fullmatch(name[len(prefix):-len(suffix)]))
+                  and TEMP_TOKEN.fullmatch(name[len(prefix):-len(suffix)]))
 
 
 def remove_stale_temp_files(path) -> list[str]:
