@@ -328,3 +328,14 @@ def test_benchmark_closure_runs_onnxruntime():
     inexact = Sequential(Flatten(), Linear(784, 4), LeakyReLU(0.1)).astype(np.float64)
     run, status = ox.make_onnxruntime_predict(inexact, x.astype(np.float64))
     assert run is None and "negative_slope=0.1 is not exactly representable" in status
+
+
+def test_exported_file_respects_the_umask_and_leaves_no_temp_file(tmp_path):
+    model = build_model("lenet5", rng=0)
+    old = os.umask(0o027)
+    try:
+        ox.export(model, tmp_path / "m.onnx", opset=13)
+    finally:
+        os.umask(old)
+    assert (os.stat(tmp_path / "m.onnx").st_mode & 0o777) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 
 import numpy as np
 
@@ -42,6 +41,7 @@ from ..layers import (
     Tanh,
 )
 from ..layers.base import batched_inputs
+from ..safeio import atomic_file
 from ..serialization import named_layers
 from ._norm_export import NORM_LAYERS, emit_norm
 from ._pool_export import POOL_LAYERS, emit_pool
@@ -343,18 +343,6 @@ def export(model: Layer, path, input_shape=(1, 28, 28), opset: int | None = None
     dynamic. Returns the ``onnx.ModelProto``."""
     proto = to_model_proto(model, input_shape, opset)
     data = proto.SerializeToString()
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                               dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_file(os.fspath(path)) as handle:  # umask-respecting, signals held
+        handle.write(data)
     return proto
