@@ -12,6 +12,7 @@ from im2col_net.optim import (
     ConstantLR,
     CosineLR,
     ExponentialLR,
+    OneCycleLR,
     Schedule,
     StepLR,
     TableLR,
@@ -86,6 +87,8 @@ ALL_SCHEDULES = [
     CosineLR(0.1, 8, 0.002),
     WarmupLR(CosineLR(0.1, 8), 1.5, 0.05),
     WarmupLR(TableLR([0.2, 0.1]), 0.5),
+    OneCycleLR(0.01, 3, pct_start=0.2, div_factor=10, final_div_factor=100),
+    OneCycleLR(0.003, 2, steps_per_epoch=7),
 ]
 
 
@@ -109,8 +112,11 @@ def test_make_schedule_by_name():
     assert make_schedule("warmup-cosine", 0.1, 10) == WarmupLR(CosineLR(0.1, 10), 1.0)
     s = make_schedule("warmup-step", 0.1, 10, step_size=4, warmup_epochs=2, start_factor=0.2)
     assert s == WarmupLR(StepLR(0.1, 4), 2, 0.2)
+    assert make_schedule("onecycle", 0.01, 4, pct_start=0.2, steps_per_epoch=50) == \
+        OneCycleLR(0.01, 4, 0.2, steps_per_epoch=50)
     assert set(SCHEDULES) >= {"constant", "table", "step", "exponential", "cosine",
-                              "warmup-cosine"}
+                              "warmup-cosine", "onecycle"}
+    assert "warmup-onecycle" not in SCHEDULES  # it has its own warm-up
     for name in SCHEDULES:
         assert isinstance(name, str)
 
@@ -138,6 +144,13 @@ def test_make_schedule_by_name():
     (lambda: ConstantLR(0.1)(-1), "epoch must be >= 0"),
     (lambda: ConstantLR(0.1)(float("inf")), "epoch must be finite"),
     (lambda: ConstantLR(0.1)("1"), "epoch must be a real number"),
+    (lambda: OneCycleLR(0.1, 0), "total_epochs must be > 0"),
+    (lambda: OneCycleLR(0.1, 2, pct_start=1.0), "pct_start must be < 1"),
+    (lambda: OneCycleLR(0.1, 2, pct_start=0.0), "pct_start must be > 0"),
+    (lambda: OneCycleLR(0.1, 2, div_factor=0), "div_factor must be > 0"),
+    (lambda: OneCycleLR(0.1, 2, steps_per_epoch=0), "steps_per_epoch must be >= 1"),
+    (lambda: make_schedule("onecycle", 0.1), "epochs .* is required"),
+    (lambda: make_schedule("warmup-onecycle", 0.1, 2), "unknown schedule"),
     (lambda: make_schedule("linear", 0.1, 10), "unknown schedule 'linear'"),
     (lambda: make_schedule("cosine", 0.1), "epochs .* is required"),
     (lambda: make_schedule("cosine", None, 10), "lr is required"),
@@ -159,3 +172,50 @@ def test_bad_arguments(build, match):
 def test_base_class_is_abstract():
     with pytest.raises(NotImplementedError):
         Schedule()(0)
+
+
+@pytest.mark.parametrize("epochs,steps,pct,div,final_div", [
+    (2, 469, 0.25, 25.0, 1e4),   # the CLI's default recipe: full MNIST at batch 128
+    (3, 10, 0.3, 25.0, 1e4),     # torch's defaults
+    (1, 37, 0.5, 10.0, 100.0),
+    (4, 3, 0.15, 5.0, 1e3),      # peak at a fractional update index
+])
+def test_onecycle_equals_torch_update_by_update(epochs, steps, pct, div, final_div):
+    torch = pytest.importorskip("torch")
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([weight], lr=1.0)
+    theirs = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=0.004, total_steps=epochs * steps, pct_start=pct,
+        anneal_strategy="cos", div_factor=div, final_div_factor=final_div,
+        cycle_momentum=False)
+    ours = OneCycleLR(0.004, epochs, pct_start=pct, div_factor=div,
+                      final_div_factor=final_div, steps_per_epoch=steps)
+    for step in range(epochs * steps):
+        # the trainer asks for the rate of update `step` at epoch step / steps_per_epoch
+        assert ours(step / steps) == pytest.approx(optimizer.param_groups[0]["lr"],
+                                                   rel=1e-12, abs=0)
+        optimizer.step()
+        theirs.step()
+    final = 0.004 / div / final_div
+    assert ours(epochs) == pytest.approx(final) and ours(epochs + 5) == pytest.approx(final)
+
+
+def test_onecycle_in_continuous_epochs():
+    s = OneCycleLR(0.01, total_epochs=4, pct_start=0.25, div_factor=20, final_div_factor=50)
+    assert s(0) == pytest.approx(0.0005)
+    assert s(0.5) == pytest.approx(0.0005 + 0.0095 * 0.5)  # halfway up the rising cosine
+    assert s(1) == pytest.approx(0.01)
+    assert s(2.5) == pytest.approx(0.00001 + (0.01 - 0.00001) * 0.5)
+    assert s(4) == pytest.approx(0.00001) and s(9) == pytest.approx(0.00001)
+    rising = [s(e / 20) for e in range(21)]
+    falling = [s(1 + e / 20) for e in range(61)]
+    assert all(a < b for a, b in zip(rising, rising[1:], strict=False))
+    assert all(a > b for a, b in zip(falling, falling[1:], strict=False))
+
+
+def test_onecycle_too_short_to_rise_starts_at_the_peak():
+    one = OneCycleLR(0.1, 1, pct_start=0.25, steps_per_epoch=1)
+    assert one(0) == pytest.approx(0.1) and one(1) == pytest.approx(0.1 / 25 / 1e4)
+    four = OneCycleLR(0.1, 1, pct_start=0.25, steps_per_epoch=4)  # peak at update 0
+    assert four(0) == pytest.approx(0.1)
+    assert four(0.25) > four(0.5) > four(0.75) == pytest.approx(0.1 / 25 / 1e4)

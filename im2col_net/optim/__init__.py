@@ -29,6 +29,7 @@ from .schedules import (
     ConstantLR,
     CosineLR,
     ExponentialLR,
+    OneCycleLR,
     Schedule,
     StepLR,
     TableLR,
@@ -41,5 +42,6 @@ __all__ = [
     "Optimizer", "SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "OPTIMIZERS",
     "make_optimizer", "optimizer_from_config",
     "Schedule", "ConstantLR", "TableLR", "StepLR", "ExponentialLR", "CosineLR", "WarmupLR",
+    "OneCycleLR",
     "SCHEDULES", "make_schedule", "schedule_from_config",
 ]

@@ -7,9 +7,9 @@ step with ``epoch = completed_steps / steps_per_epoch`` and assigns the result t
 
 ``get_config()`` gives JSON-serialisable ``{"class": ..., <arguments>}`` and
 :func:`schedule_from_config` rebuilds the schedule. :func:`make_schedule` builds one by
-name: ``"constant"``, ``"table"``, ``"step"``, ``"exponential"``, ``"cosine"``, and
-``"warmup-<name>"`` for any of those wrapped in :class:`WarmupLR` (e.g.
-``"warmup-cosine"``).
+name: ``"constant"``, ``"table"``, ``"step"``, ``"exponential"``, ``"cosine"``,
+``"onecycle"``, and ``"warmup-<name>"`` for any of the first five wrapped in
+:class:`WarmupLR` (e.g. ``"warmup-cosine"``; one-cycle has its own warm-up).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ __all__ = [
     "ExponentialLR",
     "CosineLR",
     "WarmupLR",
+    "OneCycleLR",
     "SCHEDULES",
     "make_schedule",
     "schedule_from_config",
@@ -216,8 +217,72 @@ class WarmupLR(Schedule):
                 "start_factor": self.start_factor}
 
 
+class OneCycleLR(Schedule):
+    """One-cycle policy (Smith & Topin, 2018) with cosine annealing, as torch's
+    ``OneCycleLR(optimizer, max_lr, total_steps, pct_start, anneal_strategy="cos",
+    div_factor, final_div_factor, three_phase=False)``.
+
+    The rate rises from ``max_lr / div_factor`` to ``max_lr`` over the first
+    ``pct_start`` of training, then falls to ``max_lr / (div_factor * final_div_factor)``
+    at the end, both along half-cosines; it stays there afterwards.
+
+    ``steps_per_epoch`` given: the epoch is turned into the update index
+    ``round(epoch * steps_per_epoch)`` and the rates equal torch's update by update for
+    ``total_steps = total_epochs * steps_per_epoch`` (the peak is at update
+    ``pct_start * total_steps - 1``, the last update gets the final rate). None: the same
+    curve in continuous epochs (peak at ``pct_start * total_epochs``, final rate at
+    ``total_epochs``).
+
+    A run too short to rise (``pct_start * total_steps <= 1``) starts at ``max_lr``.
+    Momentum is not cycled (torch's ``cycle_momentum=False``): a schedule gives only the
+    learning rate.
+    """
+
+    def __init__(self, max_lr: float, total_epochs: float, pct_start: float = 0.3,
+                 div_factor: float = 25.0, final_div_factor: float = 1e4,
+                 steps_per_epoch: int | None = None):
+        owner = "OneCycleLR"
+        self.max_lr = _number(owner, "max_lr", max_lr, low=0.0)
+        self.total_epochs = _number(owner, "total_epochs", total_epochs, low=0.0, low_open=True)
+        self.pct_start = _number(owner, "pct_start", pct_start, low=0.0, low_open=True,
+                                 high=1.0, high_open=True)
+        self.div_factor = _number(owner, "div_factor", div_factor, low=0.0, low_open=True)
+        self.final_div_factor = _number(owner, "final_div_factor", final_div_factor, low=0.0,
+                                        low_open=True)
+        self.steps_per_epoch = (None if steps_per_epoch is None else
+                                _integer(owner, "steps_per_epoch", steps_per_epoch, low=1))
+
+    @staticmethod
+    def _anneal(start, end, fraction):
+        return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * fraction))
+
+    def _value(self, epoch):
+        initial = self.max_lr / self.div_factor
+        final = initial / self.final_div_factor
+        if self.steps_per_epoch is None:
+            position, peak, end = epoch, self.pct_start * self.total_epochs, self.total_epochs
+        else:
+            # torch counts updates from 0 and ends its phases one update early
+            total = self.total_epochs * self.steps_per_epoch
+            position = round(epoch * self.steps_per_epoch)
+            # (a run too short to rise peaks at its first update, where torch would
+            # divide by zero or skip the peak)
+            peak, end = max(self.pct_start * total - 1.0, 0.0), total - 1.0
+        if position <= peak:
+            return self._anneal(initial, self.max_lr, position / peak if peak > 0 else 1.0)
+        span = end - peak
+        return self._anneal(self.max_lr, final,
+                            min((position - peak) / span, 1.0) if span > 0 else 1.0)
+
+    def _arguments(self):
+        return {"max_lr": self.max_lr, "total_epochs": self.total_epochs,
+                "pct_start": self.pct_start, "div_factor": self.div_factor,
+                "final_div_factor": self.final_div_factor,
+                "steps_per_epoch": self.steps_per_epoch}
+
+
 _CLASSES = {cls.__name__: cls for cls in
-            (ConstantLR, TableLR, StepLR, ExponentialLR, CosineLR, WarmupLR)}
+            (ConstantLR, TableLR, StepLR, ExponentialLR, CosineLR, WarmupLR, OneCycleLR)}
 
 
 def schedule_from_config(config: Mapping) -> Schedule:
@@ -261,6 +326,11 @@ def _cosine(lr, epochs, min_lr=0.0):
     return CosineLR(lr, epochs, min_lr)
 
 
+def _onecycle(lr, epochs, pct_start=0.3, div_factor=25.0, final_div_factor=1e4,
+              steps_per_epoch=None):
+    return OneCycleLR(lr, epochs, pct_start, div_factor, final_div_factor, steps_per_epoch)
+
+
 # name -> (builder(lr, epochs, **kwargs), required kwargs, optional kwargs)
 _BUILDERS = {
     "constant": (_constant, (), ()),
@@ -268,11 +338,15 @@ _BUILDERS = {
     "step": (_step, ("step_size",), ("gamma",)),
     "exponential": (_exponential, ("gamma",), ()),
     "cosine": (_cosine, (), ("min_lr",)),
+    "onecycle": (_onecycle, (), ("pct_start", "div_factor", "final_div_factor",
+                                 "steps_per_epoch")),
 }
-_NEEDS_LR = {"constant", "step", "exponential", "cosine"}
-_NEEDS_EPOCHS = {"cosine"}
+_NEEDS_LR = {"constant", "step", "exponential", "cosine", "onecycle"}
+_NEEDS_EPOCHS = {"cosine", "onecycle"}
+_NO_WARMUP = {"onecycle"}  # it warms up by itself
 
-SCHEDULES: tuple[str, ...] = tuple(_BUILDERS) + tuple(f"warmup-{n}" for n in _BUILDERS)
+SCHEDULES: tuple[str, ...] = tuple(_BUILDERS) + tuple(
+    f"warmup-{n}" for n in _BUILDERS if n not in _NO_WARMUP)
 _WARMUP_KWARGS = ("warmup_epochs", "start_factor")
 
 
@@ -286,6 +360,8 @@ def make_schedule(name: str, lr: float | None = None, epochs: float | None = Non
     - ``"step"``: ``StepLR(lr, step_size, gamma=0.1)``; requires ``step_size=``.
     - ``"exponential"``: ``ExponentialLR(lr, gamma)``; requires ``gamma=``.
     - ``"cosine"``: ``CosineLR(lr, total_epochs=epochs, min_lr=0.0)``.
+    - ``"onecycle"``: ``OneCycleLR(max_lr=lr, total_epochs=epochs, pct_start=0.3,
+      div_factor=25, final_div_factor=1e4, steps_per_epoch=None)``.
     - ``"warmup-<name>"``: ``WarmupLR(<name schedule>, warmup_epochs=1.0,
       start_factor=0.01)``; ``warmup_epochs`` must be smaller than ``epochs`` when
       ``epochs`` is given.
