@@ -4,7 +4,7 @@ Upsampling is separable: every output row (column) reads at most two input rows
 (columns) with weights, so forward is a gather and a weighted sum along W, then along
 H, and backward the exact adjoint: sums of ``dy`` over the output positions that read
 each input position. The source indices are non-decreasing in the output index, so the
-sums are contiguous runs and ``np.add.reduceat`` makes them without ``np.add.at``. A NaN
+sums are contiguous runs and ``np.add.reduceat`` makes them without an unbuffered scatter-add. A NaN
 stays where it is read (no matrix product spreads it through zero weights).
 
 Index rules (PyTorch's CPU kernels; where its documentation says less, this is what it
