@@ -9,42 +9,23 @@ import math
 __all__ = ["positive_int", "non_negative_int", "positive_float", "fraction"]
 
 
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _parser(convert, accept, expected):
+    """An argument type: ``convert(text)`` and keep the value when ``accept(value)``,
+    else ``ArgumentTypeError("expected <expected>, got <text>")``."""
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got "
-                                         f"{text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text!r}")
-    return value
+positive_int = _parser(int, lambda v: v >= 1, "a positive integer")
+non_negative_int = _parser(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _parser(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
+fraction = _parser(float, lambda v: 0 < v < 1, "a fraction between 0 and 1")
