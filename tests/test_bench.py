@@ -4,6 +4,7 @@ No timing assertions: only structure, consistency and the torch-missing path.
 """
 
 import builtins
+import importlib.util
 import json
 import math
 
@@ -15,7 +16,7 @@ from im2col_net.app.cli import main
 from im2col_net.functional import planner
 
 TOP_KEYS = {"config", "machine", "gemm_roof", "train_step", "breakdown", "memory_roof",
-            "layers", "plans", "strategies", "reference", "memory"}
+            "layers", "plans", "strategies", "reference", "memory", "batch_sweep"}
 
 
 def positive(value):
@@ -190,12 +191,31 @@ def test_cli_writes_json_with_memory(tmp_path, capsys):
     (["--repeats", "0"], "repeats"),
     (["--threads", "0"], "threads"),
     (["--json", "/nonexistent-dir/x.json"], "does not exist"),
+    (["--batch-sizes", "16,0"], "distinct positive batch sizes"),
+    (["--batch-sizes", "16,16"], "distinct positive batch sizes"),
+    (["--batch-sizes", "a"], "got 'a'"),
+    (["--inference", "--batch-sizes", "4"], "--batch-sizes applies only with the training"),
 ])
 def test_cli_rejects_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
         main(["bench", "--quick", "--no-torch", "--no-memory"] + argv)
     assert info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_batch_sweep_times_both_engines_at_each_batch_size(capsys):
+    torch_there = importlib.util.find_spec("torch") is not None
+    assert main(["bench", "--quick", "--batch-size", "2", "--no-memory",
+                 "--batch-sizes", "3,1"] + ([] if torch_there else ["--no-torch"])) == 0
+    out = capsys.readouterr().out
+    assert "training step by batch size" in out
+    lines = [line.split() for line in out.splitlines() if line.strip().startswith("batch ")]
+    assert [line[1] for line in lines] == ["3", "1"]
+    for line in lines:
+        ours_ms, ours_rate = float(line[2]), float(line[4])
+        # images/s is the batch size over the median step time.
+        assert ours_rate == pytest.approx(int(line[1]) / (ours_ms / 1e3), rel=0.01)
+        assert line[5].endswith("x") if torch_there else line[5] == "-"
 
 
 def test_threads_option_sets_the_thread_count():

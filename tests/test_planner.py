@@ -271,3 +271,27 @@ def test_measure_overturns_the_cost_model_only_by_a_clear_margin(rows_time, expe
     plan = planner.measure(problem, True, runner)
     assert plan.algorithm == expected
     assert plan.timings["rows"] == pytest.approx(rows_time)
+
+
+def test_only_warm_times_decide_and_every_survivor_is_timed_warm(monkeypatch):
+    """A cold first run (fresh scratch pages, FFT set-up) can be far slower than the
+    steady state. On a clock where the cold round alone spends the planning budget,
+    every survivor still gets one warm run, and the warm times pick the winner."""
+    problem = _problem()
+    cold = {"im2col": 0.200, "rows": 0.250, "strided": 0.300, "fft": 0.300}
+    warm = {"im2col": 0.200, "rows": 0.250, "strided": 0.300, "fft": 0.100}
+    clock = [0.0]
+    calls = []
+
+    def runner(problem, plan, input_grad):
+        seconds = (warm if plan.algorithm in calls else cold)[plan.algorithm]
+        calls.append(plan.algorithm)
+        clock[0] += seconds
+        return seconds
+
+    monkeypatch.setattr(planner.time, "perf_counter", lambda: clock[0])
+    plan = planner.measure(problem, True, runner)
+    assert plan.algorithm == "fft" and plan.timings["fft"] == pytest.approx(0.100)
+    # Cold, in the model's order, until past the 0.5 s budget: fft, im2col, rows.
+    # Warm: the three survivors once each (fastest cold first), and no second round.
+    assert calls == ["fft", "im2col", "rows", "im2col", "rows", "fft"]

@@ -20,7 +20,9 @@
 4. the identical model and step in PyTorch when it is importable (same initial weights,
    same data, same thread count), and the ratio ours / torch;
 5. the peak resident memory of a process that runs training steps (a fresh
-   subprocess, so the number is not inflated by torch or by the benchmark itself).
+   subprocess, so the number is not inflated by torch or by the benchmark itself);
+6. with ``batch_sizes``, the training step of both engines again at each of those
+   batch sizes (:func:`measure_batch_sweep`), one row and one ratio each.
 
 Timed steps of both engines are interleaved so that load from other processes hits
 both alike; compare ratios, not absolute numbers, across runs. The first conv layer
@@ -66,7 +68,8 @@ LEARNING_RATE = 1e-3
 
 def run_benchmark(batch_size: int = 200, repeats: int = 7, warmup: int = 2,
                   threads: int | None = None, include_torch: bool = True,
-                  quick: bool = False, measure_memory: bool = True, seed: int = 0) -> dict:
+                  quick: bool = False, measure_memory: bool = True, seed: int = 0,
+                  batch_sizes=()) -> dict:
     """Run every measurement; returns a JSON-serialisable dict (see the module docstring).
 
     ``threads``: BLAS threads for our engine and ``torch.set_num_threads`` for PyTorch;
@@ -79,6 +82,9 @@ def run_benchmark(batch_size: int = 200, repeats: int = 7, warmup: int = 2,
             raise ValueError(f"run_benchmark: {name} must be an int >= {low}, got {value!r}")
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ValueError(f"run_benchmark: threads must be a positive int or None, got {threads!r}")
+    batch_sizes = list(batch_sizes)
+    if not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in batch_sizes):
+        raise ValueError(f"run_benchmark: batch_sizes must be positive ints, got {batch_sizes!r}")
     if quick:
         repeats, warmup = min(repeats, 2), min(warmup, 1)
     with _blas_threads(threads), planner.training_planning():
@@ -101,6 +107,8 @@ def run_benchmark(batch_size: int = 200, repeats: int = 7, warmup: int = 2,
         result["plans"] = layer_plans(batch_size, seed)
         result["strategies"] = measure_strategies(batch_size, repeats, warmup, seed)
         result["reference"] = measure_reference_speedup(repeats, seed)
+        result["batch_sweep"] = measure_batch_sweep(batch_sizes, repeats, warmup,
+                                                    threads_used, include_torch, seed)
         last_roof = measure_gemm_roof(roof_size, roof_repeats)
         result["gemm_roof"] = max(first_roof, last_roof, key=lambda r: r["gflops"])
         result["gemm_roof"]["runs_gflops"] = [first_roof["gflops"], last_roof["gflops"]]
@@ -276,6 +284,19 @@ def measure_train_step(batch_size, repeats, warmup, threads, include_torch, seed
     out["ratio"] = (out["ours"]["images_per_s"] / out["torch"]["images_per_s"]
                     if "torch" in out else None)
     return out
+
+
+def measure_batch_sweep(batch_sizes, repeats, warmup, threads, include_torch, seed) -> list:
+    """The training step of both engines at each batch size (a fresh model and batch for
+    each, timed interleaved like :func:`measure_train_step`): one row per batch size."""
+    rows = []
+    for batch_size in batch_sizes:
+        step = measure_train_step(batch_size, repeats, warmup, threads, include_torch, seed)
+        row = {"batch_size": batch_size, "ratio": step["ratio"], "ours": step["ours"]}
+        if "torch" in step:
+            row["torch"] = step["torch"]
+        rows.append(row)
+    return rows
 
 
 # -- the whole step, row by row -----------------------------------------------------------
@@ -774,6 +795,15 @@ def format_report(result: dict) -> str:
         lines.append(f"  {row['strategy'] + mark:<17} {row['index']:>5} {_ms(row['forward'])} "
                      f"{_ms(row['backward'])}  {row['gflops_total']:7.1f} "
                      f"{row['roof_fraction_total']:5.0%}")
+    if result.get("batch_sweep"):
+        lines += ["", "training step by batch size   ours ms   torch ms   ours img/s"
+                      "   ratio ours/torch"]
+        for row in result["batch_sweep"]:
+            torch_ms = f"{row['torch']['median_s'] * 1e3:10.2f}" if "torch" in row else \
+                f"{'-':>10}"
+            ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "-"
+            lines.append(f"  batch {row['batch_size']:<20} {row['ours']['median_s'] * 1e3:9.2f}"
+                         f" {torch_ms}   {row['ours']['images_per_s']:10.1f}   {ratio:>8}")
     ref = result["reference"]
     lines += ["", f"reference loops vs fast path (conv {ref['case']['x']} * "
                   f"{ref['case']['weight']}, forward + backward): "

@@ -10,11 +10,12 @@ is needed, thread count) — and kept for the process. Modes:
 ``"measure"``
     Time the applicable algorithms (those the cost model puts within 3 times its
     cheapest) on random data of the real shape, drawn from a private generator, never
-    the caller's arrays: each once (in the model's order, until the key's planning time
-    passes 0.25 s), then the three fastest (those within 1.5 times the
-    fastest, and the cost model's choice) twice more while the key's planning time stays
-    under 0.25 s; the fastest warm minimum wins, but replaces the cost model's choice
-    only when at least 10 % faster, so that timing noise does not overturn a near tie
+    the caller's arrays: each once, cold (in the model's order, until the key's
+    planning time passes 0.5 s), then the three fastest (those within 2 times the
+    fastest cold time, and the cost model's choice) warm, once and then once more while
+    the key's planning time stays under 0.5 s; only warm times decide: the fastest warm
+    minimum wins, but replaces the cost model's choice only when at least 10 % faster,
+    so that timing noise does not overturn a near tie
     (like ``FFTW_MEASURE`` or ``torch.backends.cudnn.benchmark``). The plan then stays
     fixed for the process.
 an algorithm name
@@ -60,19 +61,20 @@ ENV_CACHE = "IM2COL_NET_PLAN_CACHE"
 FILE_FORMAT = "im2col_net.plans"
 FILE_VERSION = 1
 SOURCES = ("estimate", "measure", "fixed", "checkpoint", "file")
-# Timings of the candidates that survive the first round (the minimum is kept), and the
-# factor over the fastest first time beyond which a candidate is dropped.
+# Warm timings of the candidates that survive the cold first round (the minimum is
+# kept), and the factor over the fastest cold time beyond which a candidate is dropped:
+# wide, because a cold run also pays for first-touch scratch pages and FFT set-up.
 REPEATS = 2
-SURVIVOR_FACTOR = 1.5
+SURVIVOR_FACTOR = 2.0
 MAX_SURVIVORS = 3
 # A measured candidate replaces the cost model's choice only when at least this much
 # faster (times[winner] <= MARGIN * times[model's choice]).
 MARGIN = 0.9
 # Candidates the cost model puts beyond this factor over its cheapest are not timed.
 PRUNE_FACTOR = 3.0
-# A measurement starts no new round on the whole batch once this many seconds went
-# into one key.
-MAX_PLAN_SECONDS = 0.25
+# A measurement starts no new cold timing, nor a warm round after the first, once this
+# many seconds went into one key; every survivor is timed warm at least once.
+MAX_PLAN_SECONDS = 0.5
 MAX_EXPORTED = 256
 
 
@@ -253,12 +255,16 @@ def measure(problem: algos.Problem, input_grad: bool, runner) -> Plan:
     if modelled not in survivors and times[modelled] <= 2 * best:
         survivors.append(modelled)
     if len(survivors) > 1:
+        # Only warm times decide: the cold one is inflated by a different amount for
+        # each algorithm (the FFT's plans and its larger scratch most of all).
+        warm = {}
         for round_ in range(REPEATS):
-            if time.perf_counter() - start > MAX_PLAN_SECONDS:
+            if round_ and time.perf_counter() - start > MAX_PLAN_SECONDS:
                 break
             for name in survivors:
                 t = runner(problem, plans[name], input_grad)
-                times[name] = t if round_ == 0 else min(times[name], t)   # warm runs
+                warm[name] = min(warm.get(name, t), t)
+        times.update(warm)
     winner = min(survivors, key=lambda name: times[name])
     # Timing noise (another process taking a core) must not overturn the cost model
     # for a near tie: another algorithm wins only by a clear margin.

@@ -27,8 +27,12 @@ from ..geometry import WindowGeometry, as_pair, ceil_overhang
 from ..lowering import offset_slices, pad
 from ..runtime import block_bounds, block_count, run_blocks, scratch, worker_count
 
-# Target input bytes per block of images (see :mod:`im2col_net.runtime`).
-BLOCK_BYTES = 1 << 20
+# Target input bytes per block of images (see :mod:`im2col_net.runtime`), and the
+# fewest blocks a batch is cut into: pooling is a dozen short ufunc calls per block,
+# so blocks are kept large; many small ones cost more in calls and in the GIL
+# hand-over between threads than they gain in cache.
+BLOCK_BYTES = 4 << 20
+MIN_BLOCKS = 2
 
 __all__ = [
     "PoolCache",
@@ -123,7 +127,7 @@ def _tile_views(a, geometry, out_h, out_w):
 def _blocks(n, image_bytes):
     """Image ranges for a pooling call, about :data:`BLOCK_BYTES` of input each."""
     workers = worker_count()
-    count = block_count(n, image_bytes, BLOCK_BYTES)
+    count = block_count(n, image_bytes, BLOCK_BYTES, MIN_BLOCKS)
     return count, workers, (lambda b: block_bounds(b, n, count))
 
 

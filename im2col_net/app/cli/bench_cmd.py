@@ -22,10 +22,11 @@ HELP = ("benchmark the convnet training step (and PyTorch's, when installed); al
 # Per mode: batch size, repeats (distributed: timed steps) and warm-up when not given.
 MODE_DEFAULTS = {"train": (200, 7, 2), "inference": (1000, 7, 2), "distributed": (128, 12, 3)}
 # Options that only one mode reads, and that mode's flag.
-MODE_OPTIONS = {"epochs": "tta", "limit": "tta", "eval_every": "tta",
+MODE_OPTIONS = {"batch_sizes": "train", "epochs": "tta", "limit": "tta", "eval_every": "tta",
                 "model": "distributed", "local": "distributed", "baseline": "distributed",
                 "no_onnx": "inference"}
-MODE_FLAGS = {"tta": "--time-to-accuracy", "distributed": "--distributed",
+MODE_FLAGS = {"train": "the training-step benchmark (no mode flag)",
+              "tta": "--time-to-accuracy", "distributed": "--distributed",
               "inference": "--inference"}
 
 
@@ -50,6 +51,9 @@ def add_arguments(parser):
                         help="batch size (default: 200; --inference 1000; --distributed 128, "
                              "the global batch; --time-to-accuracy that of 'im2col-net "
                              "train')")
+    parser.add_argument("--batch-sizes", type=batch_size_list, default=None, metavar="LIST",
+                        help="also time the training step of both engines at each of these "
+                             "batch sizes, e.g. 16,32,64,128,256 (one row and ratio each)")
     parser.add_argument("--repeats", type=_positive_int, default=None, metavar="N",
                         help="timed repetitions; medians are reported (default: 7; "
                              "--distributed: 12 timed steps)")
@@ -82,6 +86,21 @@ def add_arguments(parser):
     dist.add_argument("--baseline", metavar="FILE",
                       help="an earlier --distributed --json result to compute the speed-up "
                            "and scaling efficiency against")
+
+
+def batch_size_list(text):
+    """``"16,32,64"`` -> ``[16, 32, 64]`` (positive, no repeats)."""
+    import argparse
+
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = None
+    if not values or any(v < 1 for v in values) or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(
+            f"expected distinct positive batch sizes separated by commas, e.g. 16,32,64, "
+            f"got {text!r}")
+    return values
 
 
 def _accuracy(text):
@@ -196,7 +215,8 @@ def _measure(args, mode):
 
     result = run_benchmark(batch_size=batch, repeats=repeats, warmup=warmup,
                            threads=args.threads, include_torch=not args.no_torch,
-                           quick=args.quick, measure_memory=not args.no_memory)
+                           quick=args.quick, measure_memory=not args.no_memory,
+                           batch_sizes=args.batch_sizes or ())
     return result, format_report(result)
 
 

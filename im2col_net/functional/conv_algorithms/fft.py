@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...runtime import block_bounds, block_count, call, run_blocks
+from ...runtime import block_bounds, block_count, call, run_blocks, scratch
 from .. import conv_fft
 from .problem import Problem
 
@@ -66,8 +66,10 @@ def backward_batch(prep: Prepared, xp, dy_nhwc, dxp, kept_rows, blocks, workers)
     n, hp, wp, c = xp.shape
     cout = p.cout
     fw = wp // 2 + 1
-    x_conj = np.empty((n, hp, fw, c), dtype=k.dtype)
-    d_spectrum = np.empty((n, hp, fw, cout), dtype=k.dtype)
+    # Whole-batch spectra that never leave this call: kept across steps in the calling
+    # thread's scratch, so that each backward does not fault in fresh pages.
+    x_conj = scratch("fft.x_conj", (n, hp, fw, c), k.dtype)
+    d_spectrum = scratch("fft.d_spectrum", (n, hp, fw, cout), k.dtype)
     db_parts = np.empty((blocks.count, cout), dtype=p.dtype) if p.has_bias else None
 
     def spectra(block, _):
