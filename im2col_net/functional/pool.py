@@ -32,7 +32,7 @@ from ..runtime import block_bounds, block_count, run_blocks, scratch, worker_cou
 # so blocks are kept large; many small ones cost more in calls and in the GIL
 # hand-over between threads than they gain in cache.
 BLOCK_BYTES = 4 << 20
-MIN_BLOCKS = 2
+MIN_BLOCKS = 4
 
 __all__ = [
     "PoolCache",
