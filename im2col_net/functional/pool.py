@@ -125,8 +125,10 @@ def _tile_views(a, geometry, out_h, out_w):
 
 
 def _blocks(n, image_bytes):
-    """Image ranges for a pooling call, about :data:`BLOCK_BYTES` of input each."""
-    workers = worker_count()
+    """Image ranges for a pooling call, about :data:`BLOCK_BYTES` of input each; a batch
+    within one block's budget runs on the calling thread alone (waking a second thread
+    costs more than it saves there)."""
+    workers = worker_count() if n * image_bytes > BLOCK_BYTES else 1
     count = block_count(n, image_bytes, BLOCK_BYTES, MIN_BLOCKS)
     return count, workers, (lambda b: block_bounds(b, n, count))
 
