@@ -36,7 +36,7 @@ import zlib
 
 import numpy as np
 
-from ..safeio import MiB, describe_bytes, open_regular, read_npy
+from ..safeio import MiB, atomic_file, describe_bytes, open_regular, read_npy
 
 __all__ = ["ImageFileError", "read_png_gray", "write_png_gray", "load_images",
            "resize_images", "DEFAULT_MAX_IMAGE_BYTES", "DEFAULT_MAX_PIXELS"]
@@ -269,16 +269,8 @@ def write_png_gray(path, image) -> None:
     data = (b"\x89PNG\r\n\x1a\n"
             + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
-    path = os.fspath(path)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "xb") as handle:  # open(), not mkstemp: the umask applies
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path) as handle:
+        handle.write(data)
 
 
 def load_images(path, size=(28, 28), *, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,

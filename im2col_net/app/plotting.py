@@ -14,12 +14,12 @@ in pixels are ``round(inches * dpi)`` for the sizes given in each docstring.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import secrets
 
 import numpy as np
+
+from ..safeio import atomic_file
 
 __all__ = [
     "PLOT_FILES",
@@ -81,19 +81,9 @@ def _figure(width_in: float, height_in: float, dpi: int, **kwargs):
 def _save(fig, path) -> str:
     """Write ``fig`` as PNG to ``path`` via a temporary file and a rename."""
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    # open(..., "xb") rather than mkstemp: the file gets the usual umask permissions.
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}."
-                                  f"{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as handle:
-            fig.savefig(handle, format="png", dpi=fig.dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_file(path) as handle:
+        fig.savefig(handle, format="png", dpi=fig.dpi)
     return path
 
 

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..runtime import machine_identity, worker_count
+from ..safeio import atomic_file
 from . import conv_algorithms as algos
 
 __all__ = ["MODES", "ALGORITHM_NAMES", "ALIASES", "Plan", "PlanCacheWarning", "planning",
@@ -426,9 +427,8 @@ def _save_file():
             "plans": entries}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
+        with atomic_file(path) as handle:
+            handle.write(json.dumps(data, indent=1).encode("utf-8"))
     except OSError as exc:
         warnings.warn(f"im2col_net: could not write the plan cache {path}: {exc}",
                       PlanCacheWarning, stacklevel=4)

@@ -27,12 +27,11 @@ epoch records after its epoch are dropped, so the file describes one consistent 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 
-from ..serialization import signals_held
+from ..safeio import atomic_file
 
 __all__ = ["MetricsLog", "read_metrics"]
 
@@ -76,20 +75,13 @@ class MetricsLog:
             if record.get("kind") == "epoch" and record.get("epoch", 0) > epoch:
                 continue
             kept.append(record)
-        tmp = f"{self.path}.tmp"
-        with signals_held():  # a Ctrl-C now would only leave the temporary file behind
-            try:
-                with open(tmp, "w", encoding="utf-8") as handle:
-                    for record in kept:
-                        handle.write(json.dumps(record) + "\n")
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, self.path)
-            except OSError as exc:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise type(exc)(exc.errno, f"cannot rewrite the metrics log {self.path}: "
-                                           f"{exc.strerror or exc}") from exc
+        try:
+            with atomic_file(self.path) as handle:   # signals wait until it is in place
+                for record in kept:
+                    handle.write((json.dumps(record) + "\n").encode("utf-8"))
+        except OSError as exc:
+            raise type(exc)(exc.errno, f"cannot rewrite the metrics log {self.path}: "
+                                       f"{exc.strerror or exc}") from exc
 
 
 def read_metrics(path, *, kind: str | None = None, strict: bool = True) -> list[dict]:

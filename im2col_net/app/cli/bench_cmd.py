@@ -154,23 +154,11 @@ def check_json_path(path: str) -> None:
 def write_json(path: str, result: dict) -> None:
     """Write ``result`` to ``path`` atomically: a temporary file in the same directory,
     flushed to disk, then renamed over ``path`` (which is never left half-written)."""
-    directory = os.path.dirname(os.path.abspath(path))
+    from ...safeio import atomic_file
+
     text = json.dumps(result, indent=2) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".bench-", suffix=".json", dir=directory)
-    try:
-        # mkstemp creates the file private (0600); give it the usual permissions.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path) as handle:
+        handle.write(text.encode("utf-8"))
 
 
 def run(args) -> int:
