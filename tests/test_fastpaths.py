@@ -452,6 +452,11 @@ def test_fft_conv_matches_reference(workers, config, data):
         assert_close(db, db_ref, what="db")
 
 
+def _split(full):
+    """A complex spectrum in conv_fft's split layout (..., 2, C)."""
+    return np.stack([full.real, full.imag], axis=-2)
+
+
 @pytest.mark.parametrize("size", [(5, 6), (6, 5), (7, 7), (18, 18), (1, 2)])
 def test_dft_matrix_transforms_match_scipy(size):
     import scipy.fft as sfft
@@ -464,13 +469,67 @@ def test_dft_matrix_transforms_match_scipy(size):
     taps = rng.standard_normal((kh, kw, 3, 4))
     padded = np.zeros((hp, wp, 3, 4))
     padded[:kh, :kw] = taps
-    expected = sfft.rfft2(padded, axes=(0, 1)).reshape(-1, 3, 4)
-    np.testing.assert_allclose(conv_fft.kernel_spectrum(taps, size), expected, atol=1e-12)
-    # weight_gradient inverts a (conjugated) half spectrum at the kernel taps only.
-    g = sfft.rfft2(rng.standard_normal((hp, wp, 3, 4)), axes=(0, 1))
-    full = sfft.irfft2(g, s=size, axes=(0, 1))[:kh, :kw]
-    got = conv_fft.weight_gradient(np.conjugate(g).reshape(-1, 3, 4), size, (kh, kw))
-    np.testing.assert_allclose(got, full, atol=1e-12)
+    k = sfft.rfft2(padded, axes=(0, 1)).reshape(-1, 3, 4)
+    # The kernel's block matrix [[Kr, -Ki], [Ki, Kr]] of conj(K), per frequency.
+    expected = np.block([[k.real, -k.imag], [k.imag, k.real]])
+    np.testing.assert_allclose(conv_fft.kernel_matrix(taps, size), expected, atol=1e-12)
+    # weight_gradient inverts conj(P), P = (g00 - g11) + i (g01 + g10), at the taps only.
+    g = rng.standard_normal((hp * (wp // 2 + 1), 6, 8))
+    p = (g[:, :3, :4] - g[:, 3:, 4:]) + 1j * (g[:, :3, 4:] + g[:, 3:, :4])
+    full = sfft.irfft2(np.conjugate(p).reshape(hp, -1, 3, 4), s=size, axes=(0, 1))[:kh, :kw]
+    np.testing.assert_allclose(conv_fft.weight_gradient(g, size, (kh, kw)), full, atol=1e-12)
+
+
+@pytest.mark.parametrize("matrices", [True, False])
+@pytest.mark.parametrize("grid, block, offset", [
+    ((18, 18), (14, 14), (2, 2)), ((7, 9), (4, 6), (3, 1)), ((5, 4), (5, 4), (0, 0)),
+    ((6, 7), (2, 3), (0, 4)),
+])
+def test_split_spectrum_and_inverse_match_scipy(monkeypatch, matrices, grid, block, offset):
+    """Both transform paths (DFT matrices and scipy.fft) against scipy's rfft2/irfft2:
+    a block placed at an offset in a zero grid, the conjugate spectrum, and the inverse
+    at a window of rows and columns, also into a strided view of a larger array."""
+    import scipy.fft as sfft
+
+    from im2col_net.functional import conv_fft
+
+    monkeypatch.setattr(conv_fft, "MATRIX_DFT_MAX", 64 if matrices else 0)
+    assert conv_fft.uses_matrices(grid) is matrices
+    rng = np.random.default_rng(sum(grid) + 10 * sum(offset))
+    (hp, wp), (h, w) = grid, block
+    a = rng.standard_normal((2, h, w, 3))
+    padded = np.zeros((2, hp, wp, 3))
+    padded[:, offset[0]:offset[0] + h, offset[1]:offset[1] + w] = a
+    full = sfft.rfft2(padded, axes=(1, 2))
+    np.testing.assert_allclose(conv_fft.spectrum(a, grid, offset), _split(full), atol=1e-12)
+    np.testing.assert_allclose(conv_fft.spectrum(a, grid, offset, conjugate=True),
+                               _split(np.conjugate(full)), atol=1e-12)
+    spec = rng.standard_normal(full.shape) + 1j * rng.standard_normal(full.shape)
+    rows, cols = slice(hp // 3, hp), slice(1, wp - 1)
+    expected = sfft.irfft2(spec, s=grid, axes=(1, 2))[:, rows, cols]
+    np.testing.assert_allclose(conv_fft.inverse(_split(spec), wp, rows, cols), expected,
+                               atol=1e-12)
+    big = np.full((2, hp + 1, wp + 2, 3), 7.0)
+    window = big[:, 1:1 + expected.shape[1], 2:2 + expected.shape[2]]
+    conv_fft.inverse(_split(spec), wp, rows, cols, out=window)
+    np.testing.assert_allclose(window, expected, atol=1e-12)
+    outside = np.ones(big.shape, bool)
+    outside[:, 1:1 + expected.shape[1], 2:2 + expected.shape[2]] = False
+    assert np.all(big[outside] == 7.0)
+    # An output that does not reshape to the product's rows as a view (channels not
+    # innermost) still receives the result.
+    channels_first = np.empty((2, 3) + expected.shape[1:3]).transpose(0, 2, 3, 1)
+    conv_fft.inverse(_split(spec), wp, rows, cols, out=channels_first)
+    np.testing.assert_allclose(channels_first, expected, atol=1e-12)
+
+
+def test_split_spectrum_keeps_float32():
+    from im2col_net.functional import conv_fft
+
+    a = np.ones((1, 4, 4, 2), np.float32)
+    spec = conv_fft.spectrum(a, (6, 6), (1, 1))
+    assert spec.dtype == np.float32
+    assert conv_fft.inverse(spec, 6, slice(0, 3), slice(0, 3)).dtype == np.float32
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -229,9 +229,10 @@ def conv2d_backward(dy, cache: ConvCache, *, need_input_grad: bool = True):
     blocks = _Blocks(p.n, algos.block_count_for(plan.algorithm, p, plan.block_bytes))
     algorithm = algos.get(plan.algorithm)
     if hasattr(algorithm, "backward_batch"):
-        # Zero padding drops the border of dxp (pad_grad): the FFT skips those rows.
-        top = p.geometry.padding[0]
-        kept = slice(top, top + p.h) if p.padding_mode == "zeros" else slice(None)
+        # Zero padding drops the border of dxp (pad_grad): the FFT skips it.
+        top, _, left, _ = p.geometry.padding
+        kept = ((slice(top, top + p.h), slice(left, left + p.w)) if p.padding_mode == "zeros"
+                else (slice(None), slice(None)))
         dw_gemm, db = algorithm.backward_batch(prepared, cache.xp, dy_nhwc, dxp, kept,
                                                blocks, worker_count())
     else:

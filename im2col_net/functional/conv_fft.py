@@ -1,11 +1,11 @@
-"""Convolution through the FFT: the transforms behind the ``fft`` algorithm
-(:mod:`.conv_algorithms.fft`).
+"""Convolution through the discrete Fourier transform: the transforms behind the ``fft``
+algorithm (:mod:`.conv_algorithms.fft`).
 
-For stride 1, no dilation and no groups, the ``(Hp, Wp)`` FFT of the padded input
+For stride 1, no dilation and no groups, the ``(Hp, Wp)`` DFT of the padded input
 ``xp`` turns the convolution into one small complex matrix product per frequency:
 
 * forward (cross-correlation): ``Y = X conj(K)``, ``y = irfft2(Y)[:Ho, :Wo]``, where
-  ``K`` is the FFT of the kernel zero-padded to ``(Hp, Wp)``; outputs past ``Ho, Wo``
+  ``K`` is the DFT of the kernel zero-padded to ``(Hp, Wp)``; outputs past ``Ho, Wo``
   would wrap around and are cut off;
 * weight gradient: ``dW = irfft2(sum_n X conj(DY))[:kh, :kw]`` with ``dy`` zero-padded
   to ``(Hp, Wp)``; the sum over the batch happens inside one GEMM per frequency;
@@ -13,10 +13,23 @@ For stride 1, no dilation and no groups, the ``(Hp, Wp)`` FFT of the padded inpu
 
 Per frequency these are ``(n, C) @ (C, Cout)`` products, so a 5x5 kernel costs about
 ``2*Hp*Wp / (Ho*Wo*kh*kw)`` (~0.13 for 14x14 images) of the im2col GEMM work, plus
-the transforms. Arrays are NHWC (channels last, as in :mod:`im2col_net.lowering`);
-the transforms run over axes 1 and 2. Spectra are complex64 for float32 inputs and
-complex128 for float64, so no precision is lost or gained against the GEMM path
-beyond rounding.
+the transforms. Arrays are NHWC (channels last, as in :mod:`im2col_net.lowering`).
+
+**Split spectra.** Every spectrum here is real, ``(n, Hp, Wp//2+1, 2, C)``: per
+frequency the real parts of the ``C`` channels, then their imaginary parts. A complex
+product ``X · M`` per frequency is then one real GEMM ``[Xr Xi] · [[Mr, Mi], [-Mi,
+Mr]]`` (the same multiply-adds as the complex one), and the transforms are real GEMMs
+as well:
+
+* Small grids (:func:`uses_matrices`) are transformed by DFT-matrix products, one along
+  H for each image, then one along W for each image row, with only the columns of the
+  nonzero input (the zero padding is never built or read) and only the output rows and
+  columns that are kept; the matrix rows are ordered so that each product writes the
+  layout the next one reads, and no pass reorders data between them.
+* Larger grids use ``scipy.fft`` and convert to and from the split layout.
+
+Spectra are float32 for float32 inputs and float64 for float64, so no precision is
+lost or gained against the GEMM path beyond rounding.
 """
 
 from __future__ import annotations
@@ -28,10 +41,14 @@ import scipy.fft as sfft
 
 from ..geometry import WindowGeometry
 
-__all__ = ["FFT_DTYPES", "fft_supported", "kernel_spectrum", "forward_block",
-           "backward_spectra", "backward_products", "input_gradient_block", "weight_gradient"]
+__all__ = ["FFT_DTYPES", "MATRIX_DFT_MAX", "fft_supported", "uses_matrices", "spectrum",
+           "inverse", "kernel_matrix", "forward_block", "backward_spectra",
+           "backward_products", "input_gradient_block", "weight_gradient"]
 
 FFT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# Longest transform (padded height or width) done as a DFT-matrix product.
+MATRIX_DFT_MAX = 64
 
 
 def fft_supported(geometry: WindowGeometry, groups: int, dtype) -> str | None:
@@ -47,137 +64,305 @@ def fft_supported(geometry: WindowGeometry, groups: int, dtype) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=64)
-def _dft_matrix(size: int, taps: int, dtype, *, half: bool = False) -> np.ndarray:
-    """``E[f, t] = exp(-2 pi i f t / size)`` for ``t < taps`` and ``f < size`` (``f <=
-    size // 2`` when ``half``), rounded to ``dtype``: the DFT of a signal nonzero in its
-    first ``taps`` entries only. Cached (read-only): a few constants per layer shape."""
-    rows = size // 2 + 1 if half else size
-    f = np.arange(rows).reshape(-1, 1)
-    t = np.arange(taps).reshape(1, -1)
-    # Reduce f*t modulo size first: the angle stays small and exact in float64.
-    matrix = np.exp(-2j * np.pi * ((f * t) % size) / size).astype(dtype)
+def uses_matrices(padded_size) -> bool:
+    """Whether transforms of this ``(Hp, Wp)`` grid run as DFT-matrix products (GEMMs)
+    rather than through ``scipy.fft``.
+
+    A length-``L`` DFT as a matrix product costs ``L`` multiply-adds per point against
+    about ``log2(L)`` for an FFT, but it runs at GEMM speed, while an FFT of a short line
+    pays a fixed cost per line (small transforms are also what FFTW leaves to its
+    straight-line DFT codelets). Up to :data:`MATRIX_DFT_MAX` points the matrix form
+    does at most about ten times the FFT's arithmetic, a margin the GEMM rate covers.
+    """
+    return max(padded_size) <= MATRIX_DFT_MAX
+
+
+def _angles(rows, cols, size) -> np.ndarray:
+    """``2 pi (r * c mod size) / size`` for the index vectors ``rows`` and ``cols``
+    (reduced first, so that the angle stays small and exact in float64)."""
+    r = np.asarray(rows).reshape(-1, 1)
+    c = np.asarray(cols).reshape(1, -1)
+    return 2 * np.pi * ((r * c) % size) / size
+
+
+def _frozen(matrix, dtype) -> np.ndarray:
+    matrix = np.ascontiguousarray(matrix, dtype=dtype)
     matrix.flags.writeable = False
     return matrix
 
 
-@functools.lru_cache(maxsize=64)
-def _inverse_w_matrix(size: int, taps: int, dtype) -> np.ndarray:
-    """``(taps, size//2 + 1)``: inverse real DFT along W at the first ``taps`` points,
-    bins weighted as ``irfft`` does (0 and ``size/2`` once, the others twice)."""
-    bins = size // 2 + 1
-    weights = np.full(bins, 2.0)
+# -- the DFT matrices (cached, read-only: a few constants per layer shape) ---------------
+@functools.lru_cache(maxsize=128)
+def _dft_matrix(size: int, taps: int, dtype, *, half: bool = False) -> np.ndarray:
+    """``E[f, t] = exp(-2 pi i f t / size)`` for ``t < taps`` and ``f < size`` (``f <=
+    size // 2`` when ``half``), complex: the DFT of a signal nonzero in its first
+    ``taps`` entries only (the kernel's transforms)."""
+    rows = size // 2 + 1 if half else size
+    return _frozen(np.exp(-1j * _angles(np.arange(rows), np.arange(taps), size)), dtype)
+
+
+def _irfft_weights(size: int) -> np.ndarray:
+    """How often ``irfft`` counts each bin of a half spectrum: 0 and ``size/2`` once,
+    the others twice (for their mirror images)."""
+    weights = np.full(size // 2 + 1, 2.0)
     weights[0] = 1.0
     if size % 2 == 0:
         weights[-1] = 1.0
-    matrix = (np.conjugate(_dft_matrix(size, taps, np.complex128, half=True))
-              * weights[:, None]).T.astype(dtype)
-    matrix.flags.writeable = False
-    return matrix
+    return weights
 
 
-def kernel_spectrum(w_taps: np.ndarray, padded_size: tuple[int, int]) -> np.ndarray:
-    """``K (F, C, Cout)``, ``F = Hp * (Wp//2 + 1)``: the 2-D real FFT of the ``(kh, kw,
-    C, Cout)`` kernel taps zero-padded to ``(Hp, Wp)``.
+@functools.lru_cache(maxsize=128)
+def _forward_h(size: int, taps: int, offset: int, dtype, conjugate: bool) -> np.ndarray:
+    """``(2*size, taps)``: the DFT along H of ``taps`` real rows at ``offset``, rows in
+    ``(frequency, real/imaginary)`` order (the imaginary parts negated for the conjugate
+    spectrum)."""
+    angle = _angles(np.arange(size), np.arange(offset, offset + taps), size)
+    sine = np.sin(angle) if conjugate else -np.sin(angle)
+    return _frozen(np.stack([np.cos(angle), sine], axis=1).reshape(2 * size, taps), dtype)
 
-    Only ``kh*kw`` taps are nonzero, so two small DFT-matrix products are cheaper than
-    ``C*Cout`` padded transforms.
+
+@functools.lru_cache(maxsize=128)
+def _forward_w(size: int, taps: int, offset: int, dtype, conjugate: bool) -> np.ndarray:
+    """``(2*Fw, 2*taps)``: along W, the half-spectrum DFT of a complex line given as
+    ``taps`` real parts then ``taps`` imaginary parts at ``offset``; rows in ``(bin,
+    real/imaginary)`` order (conjugated with ``conjugate``)."""
+    angle = _angles(np.arange(size // 2 + 1), np.arange(offset, offset + taps), size)
+    cos = np.cos(angle)
+    sin = np.sin(angle) if conjugate else -np.sin(angle)
+    # (a + ib) (cos + i sin) = (a cos - b sin) + i (a sin + b cos)
+    matrix = np.stack([np.concatenate([cos, -sin], axis=1),
+                       np.concatenate([sin, cos], axis=1)], axis=1)
+    return _frozen(matrix.reshape(-1, 2 * taps), dtype)
+
+
+@functools.lru_cache(maxsize=128)
+def _inverse_w(size: int, start: int, stop: int, dtype) -> np.ndarray:
+    """``(2*q, 2*Fw)``, ``q = stop - start``: along W, the inverse DFT of a half spectrum
+    (rows of ``(bin, real/imaginary)`` pairs) at the columns ``start:stop``, weighted as
+    ``irfft`` does, scaled by ``1/size``; output rows are ``q`` real parts, then ``q``
+    imaginary parts."""
+    angle = _angles(np.arange(start, stop), np.arange(size // 2 + 1), size)
+    weights = _irfft_weights(size) / size
+    cos, sin = np.cos(angle) * weights, np.sin(angle) * weights
+    # (a + ib) (cos + i sin) for each bin, the pair (a, b) adjacent in the input.
+    matrix = np.stack([np.stack([cos, -sin], axis=2), np.stack([sin, cos], axis=2)])
+    return _frozen(matrix.reshape(2 * (stop - start), -1), dtype)
+
+
+@functools.lru_cache(maxsize=128)
+def _inverse_h(size: int, start: int, stop: int, dtype) -> np.ndarray:
+    """``(stop - start, 2*size)``: the real part of the inverse DFT along H at rows
+    ``start:stop``, scaled by ``1/size``, of lines given as ``(frequency,
+    real/imaginary)`` rows. (The real part is exact: the 2-D spectrum is that of a real
+    array, the W inverse having already counted each mirror image.)"""
+    angle = _angles(np.arange(start, stop), np.arange(size), size)
+    matrix = np.stack([np.cos(angle), -np.sin(angle)], axis=2) / size
+    return _frozen(matrix.reshape(stop - start, 2 * size), dtype)
+
+
+@functools.lru_cache(maxsize=128)
+def _weight_inverse_w(size: int, taps: int, dtype) -> np.ndarray:
+    """``(taps, Fw)`` complex: the conjugate of the inverse real DFT along W at the first
+    ``taps`` points (bins weighted as ``irfft`` does; unscaled)."""
+    return _frozen(_dft_matrix(size, taps, np.complex128, half=True).T * _irfft_weights(size),
+                   dtype)
+
+
+# -- split spectra ------------------------------------------------------------------------
+def _per_frequency(a: np.ndarray) -> np.ndarray:
+    """``(n, Hp, Fw, 2, C)`` split spectrum -> ``(F, n, 2C)`` view, one ``[real imag]``
+    row per image and frequency."""
+    n, hp, fw, _, c = a.shape
+    return a.reshape(n, hp * fw, 2 * c).transpose(1, 0, 2)
+
+
+def _matmul_into(a, b, out, shape) -> None:
+    """``out[...] = (a @ b)`` with the product computed as ``shape``: straight into
+    ``out`` when it reshapes to that as a view, else through a temporary."""
+    target = out.reshape(shape)
+    if np.may_share_memory(target, out):
+        np.matmul(a, b, out=target)
+    else:
+        np.copyto(out, np.matmul(a, b).reshape(out.shape))
+
+
+def _to_split(full: np.ndarray, out: np.ndarray) -> np.ndarray:
+    out[..., 0, :] = full.real
+    out[..., 1, :] = full.imag
+    return out
+
+
+def spectrum(a: np.ndarray, padded_size, offset=(0, 0), *, conjugate: bool = False,
+             out: np.ndarray | None = None) -> np.ndarray:
+    """The split ``rfft2`` (over H and W) of the ``(n, h, w, C)`` real block ``a`` placed
+    at ``offset`` in a zero ``(Hp, Wp)`` grid: ``(n, Hp, Wp//2+1, 2, C)`` real (the
+    conjugate spectrum with ``conjugate``), written into ``out`` when given.
+    """
+    n, h, w, c = a.shape
+    hp, wp = padded_size
+    fw = wp // 2 + 1
+    if out is None:
+        out = np.empty((n, hp, fw, 2, c), dtype=a.dtype)
+    if not uses_matrices(padded_size):
+        if (h, w) != (hp, wp):
+            grid = np.zeros((n, hp, wp, c), dtype=a.dtype)
+            grid[:, offset[0]:offset[0] + h, offset[1]:offset[1] + w] = a
+            a = grid
+        full = sfft.rfft2(a, axes=(1, 2))
+        return _to_split(np.conjugate(full, out=full) if conjugate else full, out)
+    # Along H, per image: (2*Hp, h) @ (h, w*C) -> rows (frequency, real/imaginary).
+    lines = np.matmul(_forward_h(hp, h, offset[0], a.dtype, conjugate), a.reshape(n, h, w * c))
+    # Along W, per image row: those rows as (real/imaginary, w) x C matrices.
+    _matmul_into(_forward_w(wp, w, offset[1], a.dtype, conjugate),
+                 lines.reshape(n * hp, 2 * w, c), out, (n * hp, 2 * fw, c))
+    return out
+
+
+def inverse(spec: np.ndarray, width: int, rows: slice, cols: slice,
+            out: np.ndarray | None = None) -> np.ndarray:
+    """``irfft2(S, s=(Hp, width), axes=(1, 2))[:, rows, cols]`` for the split half
+    spectrum ``spec (n, Hp, width//2+1, 2, C)`` of ``S``, written into ``out (n, rows,
+    cols, C)`` when given (which may be a strided view, such as the interior of a padded
+    array). Only the rows and columns asked for are computed."""
+    n, hp, fw, _, c = spec.shape
+    r0, r1, _ = rows.indices(hp)
+    c0, c1, _ = cols.indices(width)
+    if out is None:
+        out = np.empty((n, r1 - r0, c1 - c0, c), dtype=spec.dtype)
+    if not uses_matrices((hp, width)):
+        full = spec[..., 0, :] + 1j * spec[..., 1, :]
+        along_h = sfft.ifft(full, axis=1, overwrite_x=True)
+        np.copyto(out, sfft.irfft(along_h[:, r0:r1], n=width, axis=2)[:, :, c0:c1])
+        return out
+    q = c1 - c0
+    # Along W, per frequency row of each image: (2q, 2*Fw) @ (2*Fw, C).
+    lines = np.matmul(_inverse_w(width, c0, c1, spec.dtype), spec.reshape(n * hp, 2 * fw, c))
+    # Along H, per image: the rows (frequency, real/imaginary) -> the kept rows.
+    _matmul_into(_inverse_h(hp, r0, r1, spec.dtype), lines.reshape(n, 2 * hp, q * c),
+                 out, (n, r1 - r0, q * c))
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _kernel_dft(padded_size, kernel, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """``(Re E, Im E)``, each ``(F, kh*kw)``: the 2-D real DFT of a kernel's taps zero-padded
+    to ``padded_size``, as the two real matrices of one GEMM each."""
+    (hp, wp), (kh, kw) = padded_size, kernel
+    e = (_dft_matrix(hp, kh, np.complex128)[:, None, :, None]
+         * _dft_matrix(wp, kw, np.complex128, half=True)[None, :, None, :])
+    e = e.reshape(hp * (wp // 2 + 1), kh * kw)
+    return _frozen(e.real, dtype), _frozen(e.imag, dtype)
+
+
+def kernel_matrix(w_taps: np.ndarray, padded_size: tuple[int, int], channels=slice(None),
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """``(F, 2C, 2Cout)`` real, ``F = Hp * (Wp//2 + 1)``: per frequency the block matrix
+    ``[[Kr, -Ki], [Ki, Kr]]`` of ``conj(K)``, where ``K`` is the 2-D real DFT of the
+    ``(kh, kw, C, Cout)`` kernel taps zero-padded to ``(Hp, Wp)``. A split spectrum
+    times it is ``X conj(K)`` (the forward); times its transpose, ``DY K^T`` (the input
+    gradient).
+
+    Only ``kh*kw`` taps are nonzero: per input channel, ``Kr`` and ``Ki`` are one
+    ``(F, kh*kw) @ (kh*kw, Cout)`` GEMM each, written into their blocks in place. With
+    ``out``, only the input ``channels`` are computed (blocks of channels are
+    independent).
     """
     kh, kw, c, cout = w_taps.shape
     hp, wp = padded_size
-    complex_dtype = np.result_type(w_taps.dtype, np.complex64)
-    e_w = _dft_matrix(wp, kw, complex_dtype, half=True)           # (Fw, kw)
-    e_h = _dft_matrix(hp, kh, complex_dtype)                      # (Hp, kh)
-    along_w = np.matmul(e_w, w_taps.reshape(kh, kw, c * cout))    # (kh, Fw, C*Cout)
-    k = e_h @ along_w.reshape(kh, -1)                             # (Hp, Fw*C*Cout)
-    return k.reshape(-1, c, cout)
+    freqs = hp * (wp // 2 + 1)
+    if out is None:
+        out = np.empty((freqs, 2 * c, 2 * cout), dtype=w_taps.dtype)
+    lo, hi, _ = channels.indices(c)
+    e_real, e_imag = _kernel_dft((hp, wp), (kh, kw), w_taps.dtype)
+    taps = w_taps[:, :, lo:hi].reshape(kh * kw, hi - lo, cout).transpose(1, 0, 2)
+    blocks = out.reshape(freqs, 2, c, 2, cout)[:, :, lo:hi]
+    real, imag = blocks[:, 0, :, 0], blocks[:, 1, :, 0]
+    # (C', F, Cout) views of the left blocks: one GEMM per channel into each.
+    np.matmul(e_real, taps, out=real.transpose(1, 0, 2))
+    np.matmul(e_imag, taps, out=imag.transpose(1, 0, 2))
+    blocks[:, 1, :, 1] = real
+    np.negative(imag, out=blocks[:, 0, :, 1])
+    return out
 
 
-def _per_frequency(a: np.ndarray) -> np.ndarray:
-    """``(n, Hp, Fw, C)`` spectrum -> ``(F, n, C)`` view for per-frequency products."""
-    n, hp, fw, c = a.shape
-    return a.reshape(n, hp * fw, c).transpose(1, 0, 2)
-
-
-def forward_block(xp_b: np.ndarray, k_conj: np.ndarray, bias, y_b: np.ndarray) -> None:
-    """Write ``y_b (n, Ho, Wo, Cout)`` (plus ``bias (Cout,)`` unless None) for the padded
-    images ``xp_b (n, Hp, Wp, C)``; ``k_conj (F, C, Cout)`` is the conjugated kernel
-    spectrum.
+def forward_block(x_b: np.ndarray, padded_size, offset, k_matrix: np.ndarray, bias,
+                  y_b: np.ndarray) -> None:
+    """Write ``y_b (n, Ho, Wo, Cout)`` (plus ``bias (Cout,)`` unless None) for the images
+    ``x_b (n, h, w, C)`` at ``offset`` in their zero-padded ``padded_size`` grid (the
+    padded block itself, offset 0, for other padding modes); ``k_matrix`` is
+    :func:`kernel_matrix`'s.
     """
-    n, hp, wp, _ = xp_b.shape
-    out_h, out_w = y_b.shape[1:3]
-    spectrum = sfft.rfft2(xp_b, axes=(1, 2))
-    product = np.empty(spectrum.shape[:3] + (k_conj.shape[2],), dtype=spectrum.dtype)
-    np.matmul(_per_frequency(spectrum), k_conj, out=_per_frequency(product))
-    rows = _inverse_rows(product, wp, slice(0, out_h))         # (n, Ho, Wp, Cout)
-    if bias is None:
-        np.copyto(y_b, rows[:, :, :out_w])
-    else:
-        np.add(rows[:, :, :out_w], bias, out=y_b)
+    n, _, _, _ = x_b.shape
+    out_h, out_w, cout = y_b.shape[1:]
+    hp, wp = padded_size
+    spec = spectrum(x_b, padded_size, offset)
+    product = np.empty((n, hp, wp // 2 + 1, 2, cout), dtype=spec.dtype)
+    np.matmul(_per_frequency(spec), k_matrix, out=_per_frequency(product))
+    inverse(product, wp, slice(0, out_h), slice(0, out_w), out=y_b)
+    if bias is not None:
+        y_b += bias
 
 
-def _inverse_rows(spectrum: np.ndarray, width: int, rows: slice) -> np.ndarray:
-    """``irfft2(spectrum, axes=(1, 2))[:, rows]``, ``spectrum (n, Hp, Wp//2+1, C)``
-    (overwritten): the inverse along H first, then the real inverse along W of the kept
-    rows only (measured ~15 % faster than irfft2 when 14 of 18 rows are kept)."""
-    along_h = sfft.ifft(spectrum, axis=1, overwrite_x=True)
-    return sfft.irfft(along_h[:, rows], n=width, axis=2)
-
-
-def backward_spectra(xp_b: np.ndarray, dy_b: np.ndarray, x_conj: np.ndarray,
-                     d_spectrum: np.ndarray) -> None:
+def backward_spectra(x_b: np.ndarray, padded_size, offset, dy_b: np.ndarray,
+                     x_conj: np.ndarray, d_spectrum: np.ndarray) -> None:
     """Backward, first phase, one block of images: write ``conj(X)``, the conjugated
-    spectrum of the padded images ``xp_b (n, Hp, Wp, C)`` (recomputed: cheaper than
-    keeping it from the forward pass), into ``x_conj (n, Hp, Wp//2+1, C)``, and the
-    spectrum of ``dy_b (n, Ho, Wo, Cout)`` zero-padded to ``(Hp, Wp)`` into
-    ``d_spectrum (n, Hp, Wp//2+1, Cout)``."""
-    n, hp, wp, _ = xp_b.shape
-    out_h, out_w, cout = dy_b.shape[1:]
-    dy_padded = np.empty((n, hp, wp, cout), dtype=dy_b.dtype)
-    # Zero only the border: the rest is dy.
-    dy_padded[:, out_h:] = 0
-    dy_padded[:, :out_h, out_w:] = 0
-    dy_padded[:, :out_h, :out_w] = dy_b
-    np.copyto(d_spectrum, sfft.rfft2(dy_padded, axes=(1, 2)))
-    np.conjugate(sfft.rfft2(xp_b, axes=(1, 2)), out=x_conj)
+    split spectrum of the images ``x_b`` placed as in :func:`forward_block`
+    (recomputed: cheaper than keeping it from the forward pass), into ``x_conj``, and
+    the split spectrum of ``dy_b (n, Ho, Wo, Cout)`` zero-padded to ``(Hp, Wp)`` into
+    ``d_spectrum``."""
+    spectrum(dy_b, padded_size, out=d_spectrum)
+    spectrum(x_b, padded_size, offset, conjugate=True, out=x_conj)
 
 
-def backward_products(x_conj: np.ndarray, d_spectrum: np.ndarray, k: np.ndarray,
+def backward_products(x_conj: np.ndarray, d_spectrum: np.ndarray, k_matrix: np.ndarray,
                       freqs: slice, g: np.ndarray, input_grad: bool) -> None:
-    """Backward, second phase, the frequencies ``freqs`` of the whole batch (spectra
-    ``(N, Hp, Fw, .)`` from :func:`backward_spectra`): ``g[f] = conj(X)[:, f]^T DY[:, f]``
-    into ``g (F, C, Cout)``, one GEMM per frequency with the batch as its inner
-    dimension; with ``input_grad``, then ``x_conj[:, f]`` is overwritten by ``DY[:, f]
-    K[f]^T``, the padded input gradient's spectrum (``k (F, C, Cout)``)."""
-    x_f = _per_frequency(x_conj)[freqs]              # (f, N, C)
-    d_f = _per_frequency(d_spectrum)[freqs]          # (f, N, Cout)
+    """Backward, second phase, the frequencies ``freqs`` of the whole batch (split
+    spectra from :func:`backward_spectra`): ``g[f] = [Xr Xi]^T [Dr Di]`` into ``g (F,
+    2C, 2Cout)``, one GEMM per frequency with the batch as its inner dimension (its four
+    blocks combine into ``conj(X)^T DY`` in :func:`weight_gradient`); with
+    ``input_grad``, then ``x_conj``'s frequencies ``freqs`` are overwritten by the split
+    ``DY K^T``, the padded input gradient's spectrum."""
+    x_f = _per_frequency(x_conj)[freqs]              # (f, N, 2C)
+    d_f = _per_frequency(d_spectrum)[freqs]          # (f, N, 2Cout)
     np.matmul(x_f.transpose(0, 2, 1), d_f, out=g[freqs])
     if input_grad:
-        np.matmul(d_f, k[freqs].transpose(0, 2, 1), out=x_f)
+        np.matmul(d_f, k_matrix[freqs].transpose(0, 2, 1), out=x_f)
 
 
 def input_gradient_block(dx_spectrum_b: np.ndarray, dxp_b: np.ndarray,
-                         rows: slice = slice(None)) -> None:
+                         rows: slice = slice(None), cols: slice = slice(None)) -> None:
     """Backward, third phase, one block of images: the padded input gradient ``dxp_b (n,
-    Hp, Wp, C)`` from its spectrum (overwritten). ``rows``: the rows of ``dxp_b`` that
-    are needed (zero padding drops the others); only those are written."""
-    np.copyto(dxp_b[:, rows], _inverse_rows(dx_spectrum_b, dxp_b.shape[2], rows))
+    Hp, Wp, C)`` from its split spectrum. ``rows``, ``cols``: the part of ``dxp_b`` that
+    is needed (zero padding drops the border); only that is written."""
+    inverse(dx_spectrum_b, dxp_b.shape[2], rows, cols, out=dxp_b[:, rows, cols])
 
 
-def weight_gradient(g_conj_sum: np.ndarray, padded_size, kernel) -> np.ndarray:
-    """``(kh, kw, C, Cout)`` weight taps from the summed ``conj(X) DY`` products.
+def weight_gradient(g: np.ndarray, padded_size, kernel, channels=slice(None),
+                    out: np.ndarray | None = None) -> np.ndarray:
+    """``(kh, kw, C, Cout)`` weight taps from :func:`backward_products`' summed ``g (F,
+    2C, 2Cout)``; with ``out``, only the input ``channels`` are computed, into its slice.
 
-    The inverse 2-D real FFT, evaluated only at the ``kh*kw`` taps kept: an inverse DFT
-    matrix along H, then along W the half spectrum weighted as ``irfft`` does (bins 0
-    and ``Wp/2`` once, the others twice, real part only).
+    ``g``'s blocks give ``P = conj(X)^T DY = (g00 - g11) + i (g01 + g10)`` per frequency,
+    and ``dW = irfft2(conj(P))`` evaluated only at the ``kh*kw`` taps kept: an inverse
+    DFT matrix along H, then along W the half spectrum weighted as ``irfft`` does, real
+    part only. Since ``Re(z) = Re(conj(z))``, conjugated matrices applied to ``P`` give
+    the taps of ``conj(P)`` without a pass over it.
     """
     hp, wp = padded_size
     kh, kw = kernel
-    _, c, cout = g_conj_sum.shape
+    freqs, c2, cout2 = g.shape
+    c, cout = c2 // 2, cout2 // 2
     fw = wp // 2 + 1
-    g = np.conjugate(g_conj_sum).reshape(hp, fw * c * cout)
-    inv_h = np.conjugate(_dft_matrix(hp, kh, g.dtype)).T                  # (kh, Hp)
-    along_h = (inv_h @ g).reshape(kh, fw, c * cout)
-    taps = np.matmul(_inverse_w_matrix(wp, kw, g.dtype), along_h).real   # (kh, kw, C*Cout)
-    taps /= hp * wp
-    return taps.reshape(kh, kw, c, cout)
+    lo, hi, _ = channels.indices(c)
+    if out is None:
+        out = np.empty((kh, kw, c, cout), dtype=g.dtype)
+    blocks = g.reshape(freqs, 2, c, 2, cout)[:, :, lo:hi]
+    p = np.empty((freqs, hi - lo, cout), dtype=np.result_type(g.dtype, np.complex64))
+    np.subtract(blocks[:, 0, :, 0], blocks[:, 1, :, 1], out=p.real)
+    np.add(blocks[:, 0, :, 1], blocks[:, 1, :, 0], out=p.imag)
+    inv_h = _dft_matrix(hp, kh, p.dtype).T                                # (kh, Hp)
+    along_h = (inv_h @ p.reshape(hp, -1)).reshape(kh, fw, (hi - lo) * cout)
+    taps = np.matmul(_weight_inverse_w(wp, kw, p.dtype), along_h).real   # (kh, kw, C'*Cout)
+    target = out.reshape(kh, kw, c * cout)[:, :, lo * cout:hi * cout]
+    np.multiply(taps, 1.0 / (hp * wp), out=target)
+    return out

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...runtime import block_bounds, block_count, call, run_blocks, scratch
+from ...runtime import block_bounds, block_count, run_blocks, scratch
 from .. import conv_fft
 from .problem import Problem
 
@@ -34,8 +34,7 @@ FREQ_BLOCK_BYTES = 1 << 20
 class Prepared:
     problem: Problem
     w_gemm: np.ndarray         # (1, kh, kw, C, Cout)
-    spectrum: np.ndarray       # (F, C, Cout) kernel spectrum
-    k_conj: np.ndarray
+    k_matrix: np.ndarray       # (F, 2C, 2Cout): conv_fft.kernel_matrix
 
 
 def supported(problem: Problem) -> str | None:
@@ -43,33 +42,61 @@ def supported(problem: Problem) -> str | None:
 
 
 def workspace_per_image(problem: Problem) -> int:
-    """Bytes of one image's input and output spectra (complex, about the padded size)."""
+    """Bytes of one image's input and output split spectra."""
     hp, wp = problem.padded
-    return hp * (wp + 2) * problem.itemsize * (problem.c + problem.cout)
+    return hp * (wp // 2 + 1) * 2 * problem.itemsize * (problem.c + problem.cout)
+
+
+def _channel_blocks(problem: Problem) -> int:
+    """Blocks of input channels for the kernel's transforms (forward and inverse): a
+    fixed cost per call, worth sharing between threads at small batches."""
+    hp, wp = problem.padded
+    per_channel = hp * (wp // 2 + 1) * 4 * problem.cout * problem.itemsize
+    return block_count(problem.c, per_channel, FREQ_BLOCK_BYTES)
 
 
 def prepare(problem: Problem, w_gemm: np.ndarray, bias) -> Prepared:
-    spectrum = call(conv_fft.kernel_spectrum, w_gemm[0], problem.padded)
-    return Prepared(problem, w_gemm, spectrum, np.conjugate(spectrum))
+    p = problem
+    hp, wp = p.padded
+    k_matrix = np.empty((hp * (wp // 2 + 1), 2 * p.c, 2 * p.cout), dtype=p.dtype)
+    parts = _channel_blocks(p)
+
+    def transform(part, _):
+        channels = slice(*block_bounds(part, p.c, parts))
+        conv_fft.kernel_matrix(w_gemm[0], p.padded, channels, k_matrix)
+
+    run_blocks(transform, parts)
+    return Prepared(p, w_gemm, k_matrix)
+
+
+def _images(problem: Problem, xp_b):
+    """``(images, offset)``: with zero padding, the block's unpadded interior and where
+    it sits in the padded grid (the transforms skip the zeros); else the padded block."""
+    top, _, left, _ = problem.geometry.padding
+    if problem.padding_mode != "zeros" or not conv_fft.uses_matrices(problem.padded):
+        return xp_b, (0, 0)
+    return xp_b[:, top:top + problem.h, left:left + problem.w], (top, left)
 
 
 def forward_block(prep: Prepared, xp_b, bias, y_b) -> None:
-    conv_fft.forward_block(xp_b, prep.k_conj, bias, y_b)
+    images, offset = _images(prep.problem, xp_b)
+    conv_fft.forward_block(images, prep.problem.padded, offset, prep.k_matrix, bias, y_b)
 
 
-def backward_batch(prep: Prepared, xp, dy_nhwc, dxp, kept_rows, blocks, workers):
+def backward_batch(prep: Prepared, xp, dy_nhwc, dxp, kept, blocks, workers):
     """Whole-batch backward: ``(dw_gemm (1, kh, kw, C, Cout), db or None)``; writes the
-    rows ``kept_rows`` of the padded input gradient into ``dxp`` unless it is None.
+    part ``kept`` (row and column slices) of the padded input gradient into ``dxp``
+    unless it is None.
     ``blocks``: the executor's image blocks (``.count``, ``.bounds(b)``)."""
     p = prep.problem
-    k = prep.spectrum
+    k = prep.k_matrix
     n, hp, wp, c = xp.shape
     cout = p.cout
     fw = wp // 2 + 1
     # Whole-batch spectra that never leave this call: kept across steps in the calling
     # thread's scratch, so that each backward does not fault in fresh pages.
-    x_conj = scratch("fft.x_conj", (n, hp, fw, c), k.dtype)
-    d_spectrum = scratch("fft.d_spectrum", (n, hp, fw, cout), k.dtype)
+    x_conj = scratch("fft.x_conj", (n, hp, fw, 2, c), p.dtype)
+    d_spectrum = scratch("fft.d_spectrum", (n, hp, fw, 2, cout), p.dtype)
     db_parts = np.empty((blocks.count, cout), dtype=p.dtype) if p.has_bias else None
 
     def spectra(block, _):
@@ -77,13 +104,14 @@ def backward_batch(prep: Prepared, xp, dy_nhwc, dxp, kept_rows, blocks, workers)
         dy_b = dy_nhwc[start:stop]
         if db_parts is not None:
             np.sum(dy_b, axis=(0, 1, 2), out=db_parts[block])
-        conv_fft.backward_spectra(xp[start:stop], dy_b, x_conj[start:stop],
+        images, offset = _images(p, xp[start:stop])
+        conv_fft.backward_spectra(images, (hp, wp), offset, dy_b, x_conj[start:stop],
                                   d_spectrum[start:stop])
 
     run_blocks(spectra, blocks.count, workers)
     g = np.empty(k.shape, dtype=k.dtype)
     freqs = hp * fw
-    chunks = block_count(freqs, n * (c + cout) * k.itemsize, FREQ_BLOCK_BYTES)
+    chunks = block_count(freqs, n * 2 * (c + cout) * k.itemsize, FREQ_BLOCK_BYTES)
 
     def products(chunk, _):
         part = slice(*block_bounds(chunk, freqs, chunks))
@@ -93,9 +121,17 @@ def backward_batch(prep: Prepared, xp, dy_nhwc, dxp, kept_rows, blocks, workers)
     if dxp is not None:
         def inverse(block, _):
             start, stop = blocks.bounds(block)
-            conv_fft.input_gradient_block(x_conj[start:stop], dxp[start:stop], kept_rows)
+            conv_fft.input_gradient_block(x_conj[start:stop], dxp[start:stop], *kept)
 
         run_blocks(inverse, blocks.count, workers)
-    dw_gemm = call(conv_fft.weight_gradient, g, (hp, wp), p.geometry.kernel)[None]
+    kh, kw = p.geometry.kernel
+    dw_gemm = np.empty((1, kh, kw, c, cout), dtype=p.dtype)
+    parts = _channel_blocks(p)
+
+    def taps(part, _):
+        channels = slice(*block_bounds(part, c, parts))
+        conv_fft.weight_gradient(g, (hp, wp), (kh, kw), channels, dw_gemm[0])
+
+    run_blocks(taps, parts, workers)
     db = db_parts.sum(axis=0) if db_parts is not None else None
     return dw_gemm, db
