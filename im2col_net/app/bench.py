@@ -25,7 +25,10 @@
    batch sizes (:func:`measure_batch_sweep`), one row and one ratio each.
 
 Timed steps of both engines are interleaved so that load from other processes hits
-both alike; compare ratios, not absolute numbers, across runs. The first conv layer
+both alike, and each timed step follows an untimed one of the same engine
+(:func:`time_interleaved`): PyTorch's OpenMP threads keep spinning for a while after its
+step, and a step timed right after it would pay for that. Compare ratios, not absolute
+numbers, across runs. The first conv layer
 skips its input gradient (``compute_input_grad=False``), as PyTorch skips it for an
 input that does not require a gradient.
 
@@ -257,6 +260,22 @@ def make_step(model, x, labels):
     return step
 
 
+def time_interleaved(runs: dict, repeats: int) -> dict:
+    """``{name: [seconds] * repeats}`` for the callables ``runs``, taken in turns so that
+    load from other processes hits every engine alike. Each timed call follows an
+    untimed call of the same engine: an engine whose threads spin-wait after a call
+    (PyTorch's OpenMP threads, onnxruntime's pool) would otherwise take cores from the
+    next engine's timed call."""
+    times = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            run()
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
 def measure_train_step(batch_size, repeats, warmup, threads, include_torch, seed) -> dict:
     x, labels = make_batch(batch_size, seed)
     model = make_model(seed)
@@ -272,12 +291,7 @@ def measure_train_step(batch_size, repeats, warmup, threads, include_torch, seed
     for _ in range(warmup):
         for step in steps.values():
             step()
-    times = {name: [] for name in steps}
-    for _ in range(repeats):  # interleaved, so background load hits both engines alike
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
+    times = time_interleaved(steps, repeats)
     out = {"first_loss": first_loss, "torch_status": torch_status}
     for name, ts in times.items():
         out[name] = dict(_summary(ts), images_per_s=batch_size / float(np.median(ts)))

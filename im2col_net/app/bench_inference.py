@@ -6,7 +6,9 @@ The default ``convnet`` in eval mode predicting one batch of fixed random float3
 same model in PyTorch under ``torch.inference_mode()`` (the weights copied through
 :mod:`im2col_net.interop`) and, when onnx and onnxruntime are installed, with
 onnxruntime running the model exported by :mod:`im2col_net.onnx`; all on the same thread
-count, timed interleaved (so that load from other processes hits every engine alike),
+count, timed interleaved (so that load from other processes hits every engine alike;
+each timed run follows an untimed one of the same engine, see
+:func:`im2col_net.app.bench.time_interleaved`),
 with the ratios of images per second in the same run. Each engine's logits are compared
 with ours (the largest absolute difference), so a ratio always compares the same
 computation.
@@ -75,12 +77,7 @@ def run_inference_benchmark(batch_size: int = 1000, repeats: int = 7, warmup: in
         for _ in range(warmup):
             for run in runs.values():
                 run()
-        times = {name: [] for name in runs}
-        for _ in range(repeats):  # interleaved, so background load hits every engine alike
-            for name, run in runs.items():
-                start = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - start)
+        times = bench.time_interleaved(runs, repeats)
         result = {
             "config": dict(mode="inference", model="convnet", dtype="float32",
                            batch_size=batch_size, repeats=repeats, warmup=warmup,
