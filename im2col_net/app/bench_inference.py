@@ -16,8 +16,6 @@ computation.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from .. import runtime
