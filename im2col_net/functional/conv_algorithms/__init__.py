@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 
 from ...runtime import block_count
+from ..conv_fft import MATRIX_DFT_MAX
 from . import fft, im2col, rows, strided
 from .problem import Problem
 
@@ -50,6 +51,9 @@ COPY_BYTES = 2e9           # window copies of long contiguous runs
 CALL_SECONDS = 0.5e-6      # fixed cost of one GEMM or ufunc call from Python
 FFT_FLOPS = 2.5e9          # transforms run far below the GEMM rate
 EDGE = 4                   # a GEMM dimension (or copy run) of d runs at d / (d + EDGE)
+# The FFT path's transforms and products are batches of thousands of small GEMMs on
+# strided operands, which run this much below what _gemm's edge model gives them.
+BATCHED_GEMM_SLOWDOWN = 1.4
 
 
 def _eff(*dims) -> float:
@@ -95,15 +99,33 @@ def estimated_cost(name: str, problem: Problem, blocks: int, input_grad: bool = 
         return gemms + _copy(passes * taps * n * hw * p.c * item, p.cg)
     if name == "fft":
         hp, wp = p.padded
-        freqs = hp * (wp // 2 + 1)
-        planes = n * (2 * p.c + 2 * p.cout + (p.c if input_grad else 0))
-        transforms = planes * 2.5 * hp * wp * math.log2(max(hp * wp, 2)) / FFT_FLOPS
-        # Complex products: 4 real multiply-adds each, per frequency a small GEMM.
-        products = 4 * (_gemm(max(1, n // max(blocks, 1)), p.cout, p.c, freqs * blocks)
-                        + _gemm(p.c, p.cout, n, freqs)
-                        + (_gemm(n, p.c, p.cout, freqs) if input_grad else 0.0))
-        spectra = 2 * n * freqs * (p.c + p.cout) * 2 * item * passes
-        return transforms + products + _copy(spectra, p.c + p.cout)
+        fw = wp // 2 + 1
+        freqs = hp * fw
+        if max(hp, wp) <= MATRIX_DFT_MAX:
+            # DFT-matrix transforms: GEMMs along H per image and along W per image row.
+            def spectrum(h, w, c):
+                return _gemm(2 * hp, w * c, h, n) + _gemm(2 * fw, c, 2 * w, n * hp)
+
+            def inverse(h, w, c):
+                return _gemm(2 * w, c, 2 * fw, n * hp) + _gemm(h, w * c, 2 * hp, n)
+
+            transforms = (2 * spectrum(p.h, p.w, p.c) + spectrum(p.out_h, p.out_w, p.cout)
+                          + inverse(p.out_h, p.out_w, p.cout)
+                          + (inverse(p.h, p.w, p.c) if input_grad else 0.0))
+        else:
+            planes = n * (2 * p.c + 2 * p.cout + (p.c if input_grad else 0))
+            transforms = planes * 2.5 * hp * wp * math.log2(max(hp * wp, 2)) / FFT_FLOPS
+        # Per frequency one real GEMM on split spectra (4 real multiply-adds per complex
+        # one): the forward per block of images, the backward's two over the batch.
+        products = (_gemm(max(1, n // max(blocks, 1)), 2 * p.cout, 2 * p.c, freqs * blocks)
+                    + _gemm(2 * p.c, 2 * p.cout, n, freqs)
+                    + (_gemm(n, 2 * p.c, 2 * p.cout, freqs) if input_grad else 0.0))
+        # The kernel matrix (two GEMMs per input channel and two block copies) and the
+        # weight gradient (its four blocks combined, then one GEMM to the taps).
+        k_bytes = freqs * 4 * p.c * p.cout * item
+        kernel = (2 * _gemm(freqs, p.cout, kh * kw, p.c) + _copy(2 * k_bytes, 2 * p.cout)
+                  + _copy(k_bytes, p.cout) + 4 * _gemm(kh * kw, p.c * p.cout, hp))
+        return BATCHED_GEMM_SLOWDOWN * (transforms + products) + kernel
     raise KeyError(name)
 
 
