@@ -33,6 +33,8 @@ def _exit_code(argv, capsys):
     (["train", "--optimizer", "lbfgs"], "invalid choice"),
     (["train", "--schedule", "sawtooth"], "invalid choice"),
     (["train", "--dtype", "float16"], "invalid choice"),
+    (["train", "--label-smoothing", "1"], "expected a number in [0, 1), got '1'"),
+    (["train", "--label-smoothing", "nan"], "expected a number in [0, 1)"),
     (["train", "--resume"], "--resume needs --out"),
     (["evaluate"], "required"),
     (["predict", "model.npz"], "nothing to predict"),
@@ -188,3 +190,29 @@ def test_predict_missing_file_exits_2(trained_run, tmp_path, capsys):
     code, err = _exit_code(["predict", str(trained_run / "model.npz"),
                             str(tmp_path / "gone.png")], capsys)
     assert code == 2 and "gone.png" in err
+
+
+def test_label_smoothing_setting_and_runs_saved_before_it(tmp_path, capsys):
+    """The default recipe smooths its labels; a run saved before the setting existed
+    resumes with none, and one trained with another value refuses to change it."""
+    import argparse
+
+    from im2col_net.app.cli import train_cmd
+
+    fresh = train_cmd._resolve_settings(argparse.Namespace(**dict.fromkeys(train_cmd.DEFAULTS)),
+                                        None)
+    assert fresh["label_smoothing"] == train_cmd.DEFAULTS["label_smoothing"] > 0
+    old = {k: v for k, v in fresh.items() if k != "label_smoothing"}
+    resumed = train_cmd._resolve_settings(argparse.Namespace(**dict.fromkeys(train_cmd.DEFAULTS)),
+                                          old)
+    assert resumed["label_smoothing"] == 0.0
+    args = ["train", "--out", str(tmp_path), "--model", "lenet5", "--label-smoothing", "0.05",
+            *TRAIN_ARGS]
+    assert main(args) == 0
+    assert "label smoothing 0.05" in capsys.readouterr().out
+    saved = load_checkpoint(tmp_path / "checkpoint.npz")
+    assert saved.run["label_smoothing"] == 0.05
+    assert saved.run["meta"]["settings"]["label_smoothing"] == 0.05
+    code, err = _exit_code(["train", "--resume", "--out", str(tmp_path),
+                            "--label-smoothing", "0.1"], capsys)
+    assert code == 2 and "--label-smoothing 0.1 differs" in err

@@ -351,3 +351,38 @@ def test_confusion_matrix_and_per_class_accuracy():
         confusion_matrix(labels, predictions, num_classes=2)
     with pytest.raises(ValueError, match="predictions must lie in"):
         confusion_matrix(np.zeros(6, int), predictions, num_classes=2)
+
+
+def test_label_smoothing_trains_on_the_smoothed_loss(tmp_path):
+    """The first update's reported loss is the smoothed cross-entropy of the first batch
+    (as torch's CrossEntropyLoss(label_smoothing=...)); the run records the setting, and
+    a resume with another value is refused."""
+    from im2col_net.datasets import iterate_batches
+    from im2col_net.layers import SoftmaxCrossEntropy
+
+    first = {}
+
+    def callback(info):
+        first.setdefault("loss", info["loss"])
+
+    model = _tiny_model()
+    xb, yb = next(iterate_batches(*TRAIN, BATCH, np.random.default_rng(7), shuffle=True))
+    logits = model.forward(xb)        # dropout draws from its own generator: reset below
+    model = _tiny_model()
+    expected_plain = SoftmaxCrossEntropy().forward(logits, yb)
+    expected = SoftmaxCrossEntropy(label_smoothing=0.2).forward(logits, yb)
+    assert expected != pytest.approx(expected_plain)
+    _run(tmp_path, epochs=1, model=model, callback=callback, label_smoothing=0.2)
+    assert first["loss"] == pytest.approx(expected, rel=1e-6)
+    assert load_checkpoint(tmp_path / "checkpoint.npz").run["label_smoothing"] == 0.2
+    with pytest.raises(CheckpointError, match="label_smoothing was 0.2, now 0.0"):
+        _run(tmp_path, resume=True, epochs=2)
+    _run(tmp_path, resume=True, epochs=2, label_smoothing=0.2)
+
+
+@pytest.mark.parametrize("value", [1.0, -0.1, True, "0.1", float("nan")])
+def test_fit_rejects_bad_label_smoothing(value):
+    model = _tiny_model()
+    with pytest.raises(ValueError, match=r"label_smoothing must be a number in \[0, 1\)"):
+        fit(model, TRAIN, epochs=1, batch_size=8, progress=False, label_smoothing=value,
+            optimizer=make_optimizer("adam", model.params))

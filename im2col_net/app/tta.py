@@ -133,7 +133,7 @@ def _train_ours(model, optimizer, schedule, train, test, s, target, every, total
     try:
         fit(model, train, None, epochs=s["epochs"], batch_size=s["batch_size"],
             optimizer=optimizer, schedule=schedule, seed=s["seed"], progress=False,
-            callback=callback, log_every=max(1, total))
+            callback=callback, log_every=max(1, total), label_smoothing=s["label_smoothing"])
     except _Reached:
         pass
     return _summarise(curve, clock, target, first.get("loss"))
@@ -141,7 +141,8 @@ def _train_ours(model, optimizer, schedule, train, test, s, target, every, total
 
 def _train_torch(torch, net, optimizer, schedule, train, test, s, target, every,
                  total, steps_per_epoch):
-    loss_fn = torch.nn.CrossEntropyLoss()
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=s["label_smoothing"])
+    test_loss_fn = torch.nn.CrossEntropyLoss()     # evaluations: the plain loss, as ours
     test_x = torch.from_numpy(np.ascontiguousarray(test[0], dtype=np.float32))
     test_y = torch.from_numpy(np.asarray(test[1], dtype=np.int64))
     curve, first = [], None
@@ -168,7 +169,7 @@ def _train_torch(torch, net, optimizer, schedule, train, test, s, target, every,
         with torch.inference_mode():
             logits = torch.cat([net(test_x[i:i + EVAL_BATCH])
                                 for i in range(0, len(test_x), EVAL_BATCH)])
-            test_loss = float(loss_fn(logits, test_y))
+            test_loss = float(test_loss_fn(logits, test_y))
             accuracy = float((logits.argmax(1) == test_y).double().mean())
         net.train()
         clock.paused += time.perf_counter() - paused
@@ -269,7 +270,8 @@ def format_tta_report(result: dict) -> str:
              f"{cfg['n_test']:,} test images, at most {cfg['max_epochs']} "
              f"epoch{'s' * (cfg['max_epochs'] != 1)}",
              f"recipe of 'im2col-net train': {cfg['optimizer']['class']} lr "
-             f"{cfg['optimizer']['lr']:g}, {s['schedule']} schedule, batch {cfg['batch_size']}, "
+             f"{cfg['optimizer']['lr']:g}, {s['schedule']} schedule, label smoothing "
+             f"{s.get('label_smoothing', 0.0):g}, batch {cfg['batch_size']}, "
              f"seed {s['seed']}; test set evaluated every {cfg['eval_every_steps']} updates "
              f"({cfg['eval_every_epochs']:g} epoch)"]
     lines += bench.format_machine(result["machine"], cfg["threads"])

@@ -174,6 +174,13 @@ def max_pool2d_forward_geom(x, geometry: WindowGeometry, owner="max_pool2d", *,
 
     ``x (N, C, H, W)`` -> ``y (N, C, Ho, Wo)`` in ``x``'s dtype, and a :class:`PoolCache`.
     """
+    y, cache, _ = _max_pool_forward(x, geometry, owner, ceil_mode, relu=False)
+    return y, cache
+
+
+def _max_pool_forward(x, geometry: WindowGeometry, owner, ceil_mode, relu):
+    """Max pooling, with ``relu`` also the ReLU of the pooled output in the same pass
+    over each block: ``(y, cache, positive or None)``."""
     x = np.asarray(x)
     _check_input(x, owner)
     n, c, h, w = x.shape
@@ -184,24 +191,34 @@ def max_pool2d_forward_geom(x, geometry: WindowGeometry, owner="max_pool2d", *,
     y = np.empty((n, out_h, out_w, c), dtype=x.dtype)
     index_dtype = np.uint8 if kh * kw <= 256 else np.int32
     argmax = np.empty(y.shape, dtype=index_dtype)
+    positive = np.empty(y.shape, dtype=bool) if relu else None
     count, workers, bounds = _blocks(n, h * w * c * x.dtype.itemsize)
 
     def task(block, _):
         start, stop = bounds(block)
         taps = list(_taps(x_nhwc[start:stop], geometry, out_h, out_w, -np.inf))
         y_b, argmax_b = y[start:stop], argmax[start:stop]
+        # A copy, then in-place maxima: faster than a maximum of two strided views.
         np.copyto(y_b, taps[0][1])
         for _, view in taps[1:]:
             np.maximum(y_b, view, out=y_b)
         _first_max_index(taps, y_b, argmax_b)
-        nan = np.isnan(y_b)
-        if nan.any():  # rare: point NaN windows at their last NaN, as PyTorch does
+        # np.maximum propagates NaN, so one reduction tells whether any window has one.
+        if y_b.size and np.isnan(np.min(y_b)):
+            # rare: point NaN windows at their last NaN, as PyTorch does
+            nan = np.isnan(y_b)
             for k, view in taps:
                 argmax_b[nan & np.isnan(view)] = k
+        if relu:
+            positive_b = positive[start:stop]
+            np.greater(y_b, 0, out=positive_b)
+            argmax_b *= positive_b
+            np.maximum(y_b, 0, out=y_b)
 
     run_blocks(task, count, workers)
     cache = PoolCache(geometry, (n, c, h, w), (out_h, out_w), argmax=argmax, dtype=x.dtype)
-    return y.transpose(0, 3, 1, 2), cache
+    return (y.transpose(0, 3, 1, 2), cache,
+            None if positive is None else positive.transpose(0, 3, 1, 2))
 
 
 def max_pool2d_indices(cache: PoolCache) -> np.ndarray:
@@ -250,35 +267,41 @@ def relu_max_pool2d_forward_geom(x, geometry: WindowGeometry, owner="max_pool2d"
     _check_input(x, owner)
     if not geometry.tiles_exactly:
         raise ValueError(f"{owner}: the fused ReLU path needs tiling windows, got {geometry}")
-    y, cache = max_pool2d_forward_geom(x, geometry, owner)
-    y_nhwc = y.transpose(0, 2, 3, 1)
-    positive = np.empty(y_nhwc.shape, dtype=bool)
-    n = y_nhwc.shape[0]
-    count, workers, bounds = _blocks(n, y_nhwc[:1].nbytes)
-
-    def task(block, _):
-        start, stop = bounds(block)
-        y_b = y_nhwc[start:stop]
-        np.greater(y_b, 0, out=positive[start:stop])
-        cache.argmax[start:stop] *= positive[start:stop]
-        np.maximum(y_b, 0, out=y_b)
-
-    run_blocks(task, count, workers)
-    return y, cache, positive.transpose(0, 3, 1, 2)
+    return _max_pool_forward(x, geometry, owner, False, relu=True)
 
 
-def max_pool2d_backward(dy, cache: PoolCache):
-    """``dy (N, C, Ho, Wo)`` -> ``dx (N, C, H, W)``; each gradient goes to its window's argmax."""
+def max_pool2d_backward(dy, cache: PoolCache, mask=None):
+    """``dy (N, C, Ho, Wo)`` -> ``dx (N, C, H, W)``; each gradient goes to its window's
+    argmax. ``mask`` (bool, ``dy``'s shape): only where it is True (the fused ReLU's
+    backward, applied in the same pass)."""
     dy_nhwc = _check_dy(dy, cache, "max_pool2d")
+    mask_nhwc = None if mask is None else np.asarray(mask).transpose(0, 2, 3, 1)
     kh, kw = cache.geometry.kernel
     n, c, h, w = cache.input_shape
     out_h, out_w = cache.out_size
     dx = np.empty((n, h, w, c), dtype=cache.dtype)
     count, workers, bounds = _blocks(n, h * w * c * dx.itemsize)
+    tiles = cache.geometry.tiles_exactly
+    # Window offset k = i*kw + j at its place in a (Ho, kh, Wo, kw) tiling.
+    offsets = np.arange(kh * kw, dtype=cache.argmax.dtype).reshape(1, 1, kh, 1, kw, 1)
 
     def task(block, _):
         start, stop = bounds(block)
         dy_b, argmax_b = dy_nhwc[start:stop], cache.argmax[start:stop]
+        if mask_nhwc is not None:
+            dy_b = np.multiply(dy_b, mask_nhwc[start:stop],
+                               out=scratch("pool.masked", dy_b.shape, dx.dtype))
+        if tiles:
+            # Disjoint windows: every tile of dx in two broadcast passes.
+            dx_b = dx[start:stop]
+            dx_b[:, out_h * kh:] = 0
+            dx_b[:, :, out_w * kw:] = 0
+            shape = (stop - start, out_h, kh, out_w, kw, c)
+            hit = scratch("pool.hits", shape, bool)
+            np.equal(argmax_b[:, :, None, :, None, :], offsets, out=hit)
+            np.multiply(dy_b[:, :, None, :, None, :], hit,
+                        out=dx_b[:, :out_h * kh, :out_w * kw].reshape(shape))
+            return
         hit = scratch("pool.hit", argmax_b.shape, bool)
 
         def writer(k):

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..functional import basic as B
 from ..functional import pool as P
 from .dense import ReLU
 from .pool import MaxPool2D
@@ -56,4 +55,4 @@ def still_valid(relu: ReLU, pool: MaxPool2D, record: FusedRecord) -> bool:
 def backward_pair(relu: ReLU, pool: MaxPool2D, dy, record: FusedRecord):
     """Gradient through both layers: mask at the pooled size, then route to the argmax."""
     dy, cache = pool._dy(dy)
-    return P.max_pool2d_backward(B.relu_backward(dy, record.positive), cache)
+    return P.max_pool2d_backward(dy, cache, mask=record.positive)

@@ -186,6 +186,12 @@ def _restore(checkpoint: Checkpoint, model, optimizer, run, shuffle_rng, batches
             raise CheckpointError(
                 f"{path}: cannot resume exactly: {key} was {checkpoint.run.get(key)!r}, "
                 f"now {run.get(key)!r}")
+    # Recorded only when nonzero, so checkpoints from before the option still resume.
+    saved_smoothing = checkpoint.run.get("label_smoothing", 0.0)
+    if saved_smoothing != run.get("label_smoothing", 0.0):
+        raise CheckpointError(
+            f"{path}: cannot resume exactly: label_smoothing was {saved_smoothing!r}, now "
+            f"{run.get('label_smoothing', 0.0)!r}")
     saved_opt = _config_without_lr(checkpoint.optimizer_config)
     own_opt = _config_without_lr(optimizer.get_config())
     if saved_opt != own_opt:
@@ -235,7 +241,7 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
         seed=0, out_dir=None, resume=False, overwrite=False, progress=True, log_every=50,
         eval_batch_size=256, callback=None, run_meta=None, handle_sigint=True,
         stream=None, val_data=None, early_stop=None, test_every_epoch=None,
-        communicator=None) -> FitResult:
+        communicator=None, label_smoothing=0.0) -> FitResult:
     """Train ``model`` with softmax cross-entropy.
 
     ``train_data``/``test_data``: ``(images (N, C, H, W) float, labels (N,) int)``, all
@@ -256,6 +262,11 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
     ``mpiexec`` (every rank calls ``fit`` alike; ``batch_size`` is the global batch; only
     rank 0 locks and writes the run directory; see ``docs/distributed.md``); None trains
     in this process alone.
+
+    ``label_smoothing``: in ``[0, 1)``, the training loss's target mixes the label with
+    the uniform distribution over the classes (torch's ``CrossEntropyLoss(label_smoothing=
+    ...)``); the reported training loss includes it, evaluations use the plain
+    cross-entropy.
 
     ``val_data``: an ``(images, labels)`` pair (e.g. from :func:`split_validation`)
     evaluated after every epoch (``val_loss``, ``val_accuracy`` in the epoch records).
@@ -289,6 +300,11 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
         raise ValueError(f"fit: seed must be a non-negative int, got {seed!r}")
     if model.dtype is None:
         raise ValueError("fit: the model has no parameters to train")
+    if isinstance(label_smoothing, (bool, np.bool_)) or not isinstance(
+            label_smoothing, (int, float, np.number)) or not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"fit: label_smoothing must be a number in [0, 1), got "
+                         f"{label_smoothing!r}")
+    label_smoothing = float(label_smoothing)
     if isinstance(optimizer, str):
         from ..optim import make_optimizer
 
@@ -315,7 +331,8 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
             resume=resume, show=make_progress(progress if comm.is_writer else False, stream),
             log_every=log_every, eval_batch_size=eval_batch_size, callback=callback,
             run_meta=run_meta, handle_sigint=handle_sigint, val=val, early_stop=early_stop,
-            test_every_epoch=bool(test_every_epoch), comm=comm)
+            test_every_epoch=bool(test_every_epoch), comm=comm,
+            label_smoothing=label_smoothing)
 
 
 def _model_state_problem(model, optimizer=None):
@@ -332,7 +349,7 @@ def _model_state_problem(model, optimizer=None):
 def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer, schedule,
                  seed, out_dir, paths, resume, show, log_every, eval_batch_size, callback,
                  run_meta, handle_sigint, val, early_stop, test_every_epoch,
-                 comm) -> FitResult:
+                 comm, label_smoothing) -> FitResult:
     """:func:`fit` after argument checks, with the run directory (if any) locked."""
     from ..datasets import iterate_batches
 
@@ -345,6 +362,8 @@ def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer
            "epochs": epochs, "meta": run_meta}
     if val is not None:
         run["n_val"] = len(val[0])
+    if label_smoothing:
+        run["label_smoothing"] = label_smoothing
     best_path = paths.get(BEST_NAME)
     # The lowest validation loss so far, its epoch, and (with early stopping) its weights.
     best = {"loss": math.inf, "epoch": None, "params": None, "buffers": None}
@@ -377,7 +396,7 @@ def _fit_session(model, train_x, train_y, test, *, epochs, batch_size, optimizer
                    else None})
     comm.start(model, optimizer, run, train_x)
     shuffle_start = generator_state(shuffle_rng)
-    loss_fn = SoftmaxCrossEntropy()
+    loss_fn = SoftmaxCrossEntropy(label_smoothing=label_smoothing)
     saved_input_grad = None  # the model's own input-gradient setting, put back at the end
     session_start = time.perf_counter()
     elapsed_before = state.elapsed

@@ -53,6 +53,7 @@ DEFAULTS = {
     "optimizer": "adam",
     "lr": None,          # None: the optimizer's own default
     "schedule": "onecycle",
+    "label_smoothing": 0.1,
     "seed": 0,
     "limit": None,
     "dtype": "float32",
@@ -66,6 +67,8 @@ DEFAULTS = {
     "progress": "auto",
     "plot": False,
 }
+# Settings added after runs were first saved: their value for a run saved without them.
+SAVED_BEFORE = {"label_smoothing": 0.0}
 # Command-line conveniences: plain "--optimizer sgd" means SGD with Nesterov momentum at a
 # usable rate (torch's 1e-3 without momentum barely moves in a few epochs).
 DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3, "sgd": 0.05}
@@ -85,6 +88,18 @@ _PER_UPDATE = {"onecycle"}
 RESUME_OVERRIDABLE = ("epochs", "eval_test_every_epoch", "threads", "data_dir", "log_every",
                       "progress", "plot")
 PROGRESS_CHOICES = ("auto", "bar", "lines", "none")
+
+
+def _smoothing(text):
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
 
 
 # Kept under these names for the other commands (and helpers) that import them from here.
@@ -141,6 +156,11 @@ def add_arguments(parser):
                              "at the end (as torch's OneCycleLR), step divides it by 10 every "
                              "epochs/3, exponential multiplies it by 0.7 per epoch, warmup-* "
                              f"ramp up over the first epoch (default: {d['schedule']})")
+    parser.add_argument("--label-smoothing", type=_smoothing, metavar="X",
+                        help="mix each training target with the uniform distribution over "
+                             "the classes by X in [0, 1), as torch's CrossEntropyLoss "
+                             f"(default: {d['label_smoothing']}; evaluation uses the plain "
+                             "cross-entropy)")
     parser.add_argument("--seed", type=_non_negative_int, metavar="N",
                         help=f"seed of initialisation and shuffling (default: {d['seed']})")
     parser.add_argument("--out", metavar="DIR",
@@ -217,6 +237,8 @@ def _resolve_settings(args, saved, notes=None):
                 if notes is not None:
                     notes.append(f"{_option(key)} {given} replaces the saved {saved[key]}")
             settings[key] = given if given is not None else saved[key]
+        elif saved is not None and key in SAVED_BEFORE:
+            settings[key] = given if given is not None else SAVED_BEFORE[key]
         else:
             settings[key] = given if given is not None else default
     if settings["lr"] is None:
@@ -264,6 +286,9 @@ def _check_saved_settings(saved, path):
             good = is_int(value, 0)
         elif key == "limit":
             good = value is None or is_int(value, 1)
+        elif key == "label_smoothing":
+            good = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                    and 0 <= value < 1)
         elif key == "lr":
             good = value is None or (isinstance(value, (int, float))
                                      and not isinstance(value, bool)
@@ -467,8 +492,9 @@ def _train(args, out_dir, started, communicator=None) -> int:
 
     print(f"training {s['model']} ({model.parameter_count():,} parameters, {dtype.name}) on "
           f"{len(train[0]):,} {s['dataset']} images for {s['epochs']} epochs: "
-          f"{optimizer!r}, {s['schedule']} schedule, batch "
-          f"{s['batch_size']}, seed {s['seed']} -> {out_dir}", flush=True)
+          f"{optimizer!r}, {s['schedule']} schedule, label smoothing "
+          f"{s['label_smoothing']:g}, batch {s['batch_size']}, seed {s['seed']} -> {out_dir}",
+          flush=True)
     if val is not None:
         when = "after every epoch" if s["eval_test_every_epoch"] else "at the end"
         patience = s["early_stop"]
@@ -491,7 +517,7 @@ def _train(args, out_dir, started, communicator=None) -> int:
                          progress=progress, log_every=s["log_every"],
                          run_meta={"settings": s}, val_data=val, early_stop=s["early_stop"],
                          test_every_epoch=bool(s["eval_test_every_epoch"]) or val is None,
-                         communicator=communicator)
+                         communicator=communicator, label_smoothing=s["label_smoothing"])
     except TrainingInterrupted as exc:
         print(f"{exc}", file=sys.stderr)
         print(f"continue with: im2col-net train --resume --out {out_dir}", file=sys.stderr)
