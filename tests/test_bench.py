@@ -225,15 +225,15 @@ def test_threads_option_sets_the_thread_count():
     assert result["config"]["threads"] == 1
 
 
-def test_time_interleaved_times_each_engine_after_an_untimed_call(monkeypatch):
-    """Engines take turns, and the timed call of each is the second of a pair: the
-    first absorbs whatever the previous engine left running (spinning threads)."""
+def test_time_interleaved_times_each_engine_after_untimed_calls(monkeypatch):
+    """Engines take turns, and the timed call of each is the last of a group: the ones
+    before it absorb whatever the previous engine left running (spinning threads)."""
     clock = [0.0]
     monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
     calls = []
 
     def engine(name, settle, timed):
-        durations = iter([settle, timed] * 3)
+        durations = iter(([settle] * bench.SETTLE_CALLS + [timed]) * 3)
 
         def run():
             calls.append(name)
@@ -242,5 +242,7 @@ def test_time_interleaved_times_each_engine_after_an_untimed_call(monkeypatch):
 
     times = bench.time_interleaved({"a": engine("a", 100.0, 1.0),
                                     "b": engine("b", 50.0, 2.0)}, 3)
-    assert calls == ["a", "a", "b", "b"] * 3
+    group = bench.SETTLE_CALLS + 1
+    assert bench.SETTLE_CALLS >= 1
+    assert calls == (["a"] * group + ["b"] * group) * 3
     assert times == {"a": [1.0] * 3, "b": [2.0] * 3}

@@ -25,7 +25,7 @@
    batch sizes (:func:`measure_batch_sweep`), one row and one ratio each.
 
 Timed steps of both engines are interleaved so that load from other processes hits
-both alike, and each timed step follows an untimed one of the same engine
+both alike, and each timed step follows two untimed ones of the same engine
 (:func:`time_interleaved`): PyTorch's OpenMP threads keep spinning for a while after its
 step, and a step timed right after it would pay for that. Compare ratios, not absolute
 numbers, across runs. The first conv layer
@@ -203,6 +203,12 @@ def machine_info() -> dict:
 
 
 # -- timing helpers -----------------------------------------------------------------------
+# Untimed calls of an engine before each of its timed ones (time_interleaved): after a
+# torch step, our second step is still slowed, the third is at its steady time
+# (docs/performance.md, "the benchmark").
+SETTLE_CALLS = 2
+
+
 def _time(fn, repeats, warmup) -> list[float]:
     for _ in range(warmup):
         fn()
@@ -260,16 +266,17 @@ def make_step(model, x, labels):
     return step
 
 
-def time_interleaved(runs: dict, repeats: int) -> dict:
+def time_interleaved(runs: dict, repeats: int, settle: int = SETTLE_CALLS) -> dict:
     """``{name: [seconds] * repeats}`` for the callables ``runs``, taken in turns so that
-    load from other processes hits every engine alike. Each timed call follows an
-    untimed call of the same engine: an engine whose threads spin-wait after a call
+    load from other processes hits every engine alike. Each timed call follows ``settle``
+    untimed calls of the same engine: an engine whose threads spin-wait after a call
     (PyTorch's OpenMP threads, onnxruntime's pool) would otherwise take cores from the
     next engine's timed call."""
     times = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
-            run()
+            for _ in range(settle):
+                run()
             start = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - start)

@@ -7,7 +7,7 @@ same model in PyTorch under ``torch.inference_mode()`` (the weights copied throu
 :mod:`im2col_net.interop`) and, when onnx and onnxruntime are installed, with
 onnxruntime running the model exported by :mod:`im2col_net.onnx`; all on the same thread
 count, timed interleaved (so that load from other processes hits every engine alike;
-each timed run follows an untimed one of the same engine, see
+each timed run follows untimed ones of the same engine, see
 :func:`im2col_net.app.bench.time_interleaved`),
 with the ratios of images per second in the same run. Each engine's logits are compared
 with ours (the largest absolute difference), so a ratio always compares the same
