@@ -38,6 +38,7 @@ def tiny_blocks(workers):
         patch.setattr(fft_algorithm, "FREQ_BLOCK_BYTES", 1)
         planner.reset()      # no plan made with the usual block sizes
         patch.setattr(pool_ops, "BLOCK_BYTES", 1)
+        patch.setattr(pool_ops, "SERIAL_BYTES", 0)
         patch.setattr(runtime_threads, "ROW_BLOCK_BYTES", 1)
         patch.setattr(runtime_threads, "SMALL_JOB_BYTES", 0)
         patch.setattr(runtime_threads, "SMALL_GEMM", 0)

@@ -33,6 +33,9 @@ from ..runtime import block_bounds, block_count, run_blocks, scratch, worker_cou
 # hand-over between threads than they gain in cache.
 BLOCK_BYTES = 4 << 20
 MIN_BLOCKS = 4
+# A call on at most this many input bytes runs on the calling thread alone: below it,
+# waking a second thread costs more than it saves (docs/performance.md).
+SERIAL_BYTES = 2 << 20
 
 __all__ = [
     "PoolCache",
@@ -126,9 +129,8 @@ def _tile_views(a, geometry, out_h, out_w):
 
 def _blocks(n, image_bytes):
     """Image ranges for a pooling call, about :data:`BLOCK_BYTES` of input each; a batch
-    within one block's budget runs on the calling thread alone (waking a second thread
-    costs more than it saves there)."""
-    workers = worker_count() if n * image_bytes > BLOCK_BYTES else 1
+    of at most :data:`SERIAL_BYTES` runs on the calling thread alone."""
+    workers = worker_count() if n * image_bytes > SERIAL_BYTES else 1
     count = block_count(n, image_bytes, BLOCK_BYTES, MIN_BLOCKS)
     return count, workers, (lambda b: block_bounds(b, n, count))
 
