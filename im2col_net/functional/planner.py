@@ -71,8 +71,8 @@ MAX_SURVIVORS = 3
 # A measured candidate replaces the cost model's choice only when at least this much
 # faster (times[winner] <= MARGIN * times[model's choice]).
 MARGIN = 0.9
-# Candidates the cost model puts beyond this factor over its cheapest are not timed (the
-# model's ratios are off by up to ~1.5x on the machines measured, so a wide margin).
+# Candidates the cost model puts beyond this factor over its cheapest are not timed (a
+# wide margin: the model's ratios were off by up to ~1.5x on the machine measured).
 PRUNE_FACTOR = 5.0
 # A measurement starts no new cold timing, nor a warm round after the first, once this
 # many seconds went into one key; every survivor is timed warm at least once.
