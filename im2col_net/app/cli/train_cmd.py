@@ -38,7 +38,7 @@ import warnings
 import numpy as np
 
 from . import CliError
-from .argtypes import fraction, non_negative_int, positive_float, positive_int
+from .argtypes import fraction, non_negative_int, positive_float, positive_int, unit_interval
 
 NAME = "train"
 HELP = "train a model (default: the convnet on MNIST) and save it"
@@ -89,18 +89,6 @@ _PER_UPDATE = {"onecycle"}
 RESUME_OVERRIDABLE = ("epochs", "eval_test_every_epoch", "threads", "data_dir", "log_every",
                       "progress", "plot")
 PROGRESS_CHOICES = ("auto", "bar", "lines", "none")
-
-
-def _smoothing(text):
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
 
 
 # Kept under these names for the other commands (and helpers) that import them from here.
@@ -157,7 +145,7 @@ def add_arguments(parser):
                              "at the end (as torch's OneCycleLR), step divides it by 10 every "
                              "epochs/3, exponential multiplies it by 0.7 per epoch, warmup-* "
                              f"ramp up over the first epoch (default: {d['schedule']})")
-    parser.add_argument("--label-smoothing", type=_smoothing, metavar="X",
+    parser.add_argument("--label-smoothing", type=unit_interval, metavar="X",
                         help="mix each training target with the uniform distribution over "
                              "the classes by X in [0, 1), as torch's CrossEntropyLoss "
                              f"(default: {d['label_smoothing']}; evaluation uses the plain "
