@@ -47,8 +47,9 @@ __all__ = ["FFT_DTYPES", "MATRIX_DFT_MAX", "fft_supported", "uses_matrices", "sp
 
 FFT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
-# Longest transform (padded height or width) done as a DFT-matrix product.
-MATRIX_DFT_MAX = 64
+# Longest transform (padded height or width) done as a DFT-matrix product (the measured
+# crossover with scipy.fft is between 48 and 64 points, docs/performance.md).
+MATRIX_DFT_MAX = 48
 
 
 def fft_supported(geometry: WindowGeometry, groups: int, dtype) -> str | None:
@@ -71,8 +72,8 @@ def uses_matrices(padded_size) -> bool:
     A length-``L`` DFT as a matrix product costs ``L`` multiply-adds per point against
     about ``log2(L)`` for an FFT, but it runs at GEMM speed, while an FFT of a short line
     pays a fixed cost per line (small transforms are also what FFTW leaves to its
-    straight-line DFT codelets). Up to :data:`MATRIX_DFT_MAX` points the matrix form
-    does at most about ten times the FFT's arithmetic, a margin the GEMM rate covers.
+    straight-line DFT codelets). The extra arithmetic grows with ``L``, so above
+    :data:`MATRIX_DFT_MAX` points the FFT wins.
     """
     return max(padded_size) <= MATRIX_DFT_MAX
 
