@@ -429,31 +429,6 @@ fft_configs = conv2d_configs(max_batch=5, max_stride=1, max_dilation=1, max_grou
                              max_kernel=4, strategies=("fft",))
 
 
-@given(config=fft_configs, data=st.data())
-def test_fft_conv_through_scipy_fft_matches_reference(config, data):
-    """The transforms of grids above MATRIX_DFT_MAX go through scipy.fft (with the zero
-    padding built and the split layout converted); here every grid does."""
-    from im2col_net.functional import conv_fft
-
-    x = data.draw(arrays(config.input_shape, config.dtype))
-    w = data.draw(arrays(config.weight_shape, config.dtype))
-    b = data.draw(arrays((config.out_channels,), config.dtype)) if config.bias else None
-    dy = data.draw(arrays(config.output_shape, config.dtype))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(conv_fft, "MATRIX_DFT_MAX", 0)
-        y, cache = F.conv2d_forward(x, w, b, **config.functional_kwargs())
-        assert cache.strategy == "fft"
-        dx, dw, db = F.conv2d_backward(dy, cache)
-    assert y.dtype == dx.dtype == dw.dtype == config.dtype
-    assert_close(y, ref.conv2d_forward(x, w, b, **config.reference_kwargs()), what="y")
-    dx_ref, dw_ref, db_ref = ref.conv2d_backward(x, w, dy, bias=config.bias,
-                                                 **config.reference_kwargs())
-    assert_close(dx, dx_ref, what="dx")
-    assert_close(dw, dw_ref, what="dw")
-    if config.bias:
-        assert_close(db, db_ref, what="db")
-
-
 def test_fft_conv_on_a_grid_above_the_matrix_limit_matches_im2col():
     """A real grid past MATRIX_DFT_MAX (a 66x66 image padded to 68x68): scipy.fft's path,
     against the im2col algorithm, forward and both gradients."""
@@ -474,14 +449,22 @@ def test_fft_conv_on_a_grid_above_the_matrix_limit_matches_im2col():
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9, err_msg=what)
 
 
+@pytest.mark.parametrize("matrix_limit", [None, 0])
 @pytest.mark.parametrize("workers", [1, 3])
 @given(config=fft_configs, data=st.data())
-def test_fft_conv_matches_reference(workers, config, data):
+def test_fft_conv_matches_reference(workers, matrix_limit, config, data):
+    """Both transform paths: DFT matrices (the small grids drawn here) and, with the
+    matrix limit at 0, scipy.fft with the zero padding built and the split layout
+    converted (what grids above MATRIX_DFT_MAX take)."""
+    from im2col_net.functional import conv_fft
+
     x = data.draw(arrays(config.input_shape, config.dtype, noncontiguous=True))
     w = data.draw(arrays(config.weight_shape, config.dtype))
     b = data.draw(arrays((config.out_channels,), config.dtype)) if config.bias else None
     dy = data.draw(arrays(config.output_shape, config.dtype, noncontiguous=True))
-    with tiny_blocks(workers):
+    with tiny_blocks(workers), pytest.MonkeyPatch.context() as patch:
+        if matrix_limit is not None:
+            patch.setattr(conv_fft, "MATRIX_DFT_MAX", matrix_limit)
         y, cache = F.conv2d_forward(x, w, b, **config.functional_kwargs())
         assert cache.strategy == "fft"
         dx, dw, db = F.conv2d_backward(dy, cache)
