@@ -165,6 +165,38 @@ def test_blocked_relu_and_linear_match_reference(workers):
     assert_close(dw, g.T @ a, what="linear dw")
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["C", "F", "nhwc view", "strided slice", "negative stride"])
+def test_relu_forward_is_np_maximum_bit_for_bit_in_every_layout(dtype, layout):
+    # relu_forward compares against runtime.zeros laid out like x, not the scalar 0:
+    # same values (NaN kept, -0.0 and infinities as np.maximum gives them), x's layout.
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((6, 5, 4, 8)).astype(dtype)
+    base.reshape(-1)[:5] = [np.nan, -0.0, 0.0, np.inf, -np.inf]
+    x = {"C": base, "F": np.asfortranarray(base),
+         "nhwc view": base.transpose(0, 3, 1, 2), "strided slice": base[:, ::2, :, 1::3],
+         "negative stride": base[::-1, :, ::-1]}[layout]
+    with tiny_blocks(3):
+        y, cache = F.relu_forward(x)
+    assert cache is x and y.dtype == x.dtype
+    assert y.strides == np.empty_like(x).strides
+    bits = np.ascontiguousarray(y).view(np.uint8)
+    np.testing.assert_array_equal(bits, np.ascontiguousarray(np.maximum(x, 0)).view(np.uint8))
+
+
+def test_runtime_zeros_is_shared_read_only_and_zero():
+    from im2col_net import runtime
+
+    a = runtime.zeros((3, 4), np.float32)
+    b = runtime.zeros((70000,), np.float32)  # past the first buffer: a larger one
+    assert a.shape == (3, 4) and a.dtype == np.float32 and a.flags.c_contiguous
+    assert not a.flags.writeable and not b.flags.writeable
+    with pytest.raises(ValueError):
+        b[0] = 1.0
+    assert not a.any() and not b.any()
+    assert runtime.zeros((2,), np.float64).dtype == np.float64
+
+
 def test_relu_backward_still_accepts_a_boolean_mask():
     x = np.array([[-1.0, 0.0, 2.0]], dtype=np.float32)
     dy = np.array([[5.0, 6.0, 7.0]], dtype=np.float32)

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..geometry import WindowGeometry, as_pair, ceil_overhang
 from ..lowering import offset_slices, pad
-from ..runtime import block_bounds, block_count, run_blocks, scratch, worker_count
+from ..runtime import block_bounds, block_count, run_blocks, scratch, worker_count, zeros
 
 # Target input bytes per block of images (see :mod:`im2col_net.runtime`), and the
 # fewest blocks a batch is cut into: pooling is a dozen short ufunc calls per block,
@@ -215,7 +215,7 @@ def _max_pool_forward(x, geometry: WindowGeometry, owner, ceil_mode, relu):
             positive_b = positive[start:stop]
             np.greater(y_b, 0, out=positive_b)
             argmax_b *= positive_b
-            np.maximum(y_b, 0, out=y_b)
+            np.maximum(y_b, zeros(y_b.shape, y_b.dtype), out=y_b)
 
     run_blocks(task, count, workers)
     cache = PoolCache(geometry, (n, c, h, w), (out_h, out_w), argmax=argmax, dtype=x.dtype)

@@ -11,7 +11,7 @@ from .blas import (
     machine_identity,
     single_threaded_blas,
 )
-from .scratch import scratch
+from .scratch import scratch, zeros
 from .threads import (
     block_bounds,
     block_count,
@@ -25,5 +25,5 @@ from .threads import (
 )
 
 __all__ = ["blas_controllable", "blas_info", "blas_thread_count", "machine_identity",
-           "single_threaded_blas", "scratch", "block_bounds", "block_count", "call", "chains",
-           "for_row_blocks", "forced_workers", "matmul", "run_blocks", "worker_count"]
+           "single_threaded_blas", "scratch", "zeros", "block_bounds", "block_count", "call",
+           "chains", "for_row_blocks", "forced_workers", "matmul", "run_blocks", "worker_count"]

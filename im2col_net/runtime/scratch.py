@@ -9,9 +9,10 @@ import threading
 
 import numpy as np
 
-__all__ = ["scratch"]
+__all__ = ["scratch", "zeros"]
 
 _local = threading.local()
+_zeros: dict[str, np.ndarray] = {}
 
 
 def scratch(slot: str, shape, dtype) -> np.ndarray:
@@ -28,4 +29,22 @@ def scratch(slot: str, shape, dtype) -> np.ndarray:
     if buffer is None or buffer.size < size:
         buffer = np.empty(max(size, 1), dtype=dtype)
         store[key] = buffer
+    return buffer[:size].reshape(shape)
+
+
+def zeros(shape, dtype) -> np.ndarray:
+    """A read-only C-contiguous array of zeros, shared by all callers and never written.
+
+    For ``np.maximum(x, zeros(x.shape, x.dtype))``: NumPy's maximum against a scalar
+    takes a slow element-by-element loop, against an array its vector loop. The buffer
+    comes from ``np.zeros``, whose untouched pages the OS maps to one shared zero page,
+    so reading it costs little memory traffic and no resident memory.
+    """
+    dtype = np.dtype(dtype)
+    size = math.prod(shape)
+    buffer = _zeros.get(dtype.str)
+    if buffer is None or buffer.size < size:
+        buffer = np.zeros(max(size, 1 << 16), dtype=dtype)
+        buffer.flags.writeable = False
+        _zeros[dtype.str] = buffer
     return buffer[:size].reshape(shape)

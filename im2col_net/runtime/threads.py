@@ -48,9 +48,11 @@ CHAIN_BYTES = 16 << 20
 MATMUL_BLOCKS = 4
 MIN_GEMM_SPLIT = 32
 SMALL_GEMM = 1 << 21
-# for_row_blocks: block size, and the job size below which splitting is not worth it.
+# for_row_blocks: block size, and the job size up to which one thread does it all: an
+# element-wise pass over a few MiB is over before a woken thread would start on its
+# share (docs/performance.md has the measurement; pool.SERIAL_BYTES is the same bound).
 ROW_BLOCK_BYTES = 1 << 20
-SMALL_JOB_BYTES = 1 << 18
+SMALL_JOB_BYTES = 2 << 20
 
 _region_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
