@@ -40,6 +40,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from ..geometry import WindowGeometry
+from ..runtime import scratch
 
 __all__ = ["FFT_DTYPES", "MATRIX_DFT_MAX", "fft_supported", "uses_matrices", "spectrum",
            "inverse", "kernel_matrix", "forward_block", "backward_spectra",
@@ -162,11 +163,25 @@ def _inverse_h(size: int, start: int, stop: int, dtype) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=128)
+def _weight_inverse_h(size: int, taps: int, dtype) -> np.ndarray:
+    """``(2*taps, 2*size)`` real: for the weight gradient, the inverse DFT along H at the
+    first ``taps`` rows (the conjugate DFT matrix), scaled by ``1/size``, of lines given
+    as ``size`` real parts then ``size`` imaginary parts; output rows in ``(tap,
+    real/imaginary)`` order."""
+    h = _dft_matrix(size, taps, np.complex128).T / size           # (taps, size)
+    matrix = np.stack([np.concatenate([h.real, -h.imag], axis=1),
+                       np.concatenate([h.imag, h.real], axis=1)], axis=1)
+    return _frozen(matrix.reshape(2 * taps, 2 * size), dtype)
+
+
+@functools.lru_cache(maxsize=128)
 def _weight_inverse_w(size: int, taps: int, dtype) -> np.ndarray:
-    """``(taps, Fw)`` complex: the conjugate of the inverse real DFT along W at the first
-    ``taps`` points (bins weighted as ``irfft`` does; unscaled)."""
-    return _frozen(_dft_matrix(size, taps, np.complex128, half=True).T * _irfft_weights(size),
-                   dtype)
+    """``(taps, 2*Fw)`` real: for the weight gradient, the real part of the inverse real
+    DFT along W (conjugated) at the first ``taps`` points, bins weighted as ``irfft``
+    does, scaled by ``1/size``, of lines given as ``Fw`` real parts then ``Fw``
+    imaginary parts."""
+    w = _dft_matrix(size, taps, np.complex128, half=True).T * (_irfft_weights(size) / size)
+    return _frozen(np.concatenate([w.real, -w.imag], axis=1), dtype)
 
 
 # -- split spectra ------------------------------------------------------------------------
@@ -347,7 +362,9 @@ def weight_gradient(g: np.ndarray, padded_size, kernel, channels=slice(None),
     and ``dW = irfft2(conj(P))`` evaluated only at the ``kh*kw`` taps kept: an inverse
     DFT matrix along H, then along W the half spectrum weighted as ``irfft`` does, real
     part only. Since ``Re(z) = Re(conj(z))``, conjugated matrices applied to ``P`` give
-    the taps of ``conj(P)`` without a pass over it.
+    the taps of ``conj(P)`` without a pass over it. ``P`` stays split (real parts, then
+    imaginary parts) and both inverse DFTs are real GEMMs on it
+    (:func:`_weight_inverse_h`, :func:`_weight_inverse_w`): no complex array is built.
     """
     hp, wp = padded_size
     kh, kw = kernel
@@ -358,12 +375,14 @@ def weight_gradient(g: np.ndarray, padded_size, kernel, channels=slice(None),
     if out is None:
         out = np.empty((kh, kw, c, cout), dtype=g.dtype)
     blocks = g.reshape(freqs, 2, c, 2, cout)[:, :, lo:hi]
-    p = np.empty((freqs, hi - lo, cout), dtype=np.result_type(g.dtype, np.complex64))
-    np.subtract(blocks[:, 0, :, 0], blocks[:, 1, :, 1], out=p.real)
-    np.add(blocks[:, 0, :, 1], blocks[:, 1, :, 0], out=p.imag)
-    inv_h = _dft_matrix(hp, kh, p.dtype).T                                # (kh, Hp)
-    along_h = (inv_h @ p.reshape(hp, -1)).reshape(kh, fw, (hi - lo) * cout)
-    taps = np.matmul(_weight_inverse_w(wp, kw, p.dtype), along_h).real   # (kh, kw, C'*Cout)
+    # Work arrays of the calling thread (fresh ones would fault in their pages each call).
+    split = scratch("fft.weight_split", (2, freqs, hi - lo, cout), g.dtype)
+    np.subtract(blocks[:, 0, :, 0], blocks[:, 1, :, 1], out=split[0])
+    np.add(blocks[:, 0, :, 1], blocks[:, 1, :, 0], out=split[1])
+    # Along H: rows (tap, real/imaginary), so that each tap's W line reshapes for free.
+    along_h = scratch("fft.weight_along_h", (2 * kh, fw * (hi - lo) * cout), g.dtype)
+    np.matmul(_weight_inverse_h(hp, kh, g.dtype), split.reshape(2 * hp, -1), out=along_h)
+    along_h = along_h.reshape(kh, 2 * fw, (hi - lo) * cout)
     target = out.reshape(kh, kw, c * cout)[:, :, lo * cout:hi * cout]
-    np.multiply(taps, 1.0 / (hp * wp), out=target)
+    np.matmul(_weight_inverse_w(wp, kw, g.dtype), along_h, out=target)
     return out

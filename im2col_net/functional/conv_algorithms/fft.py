@@ -5,8 +5,9 @@ The forward pass runs per block of images like the others. The backward pass is 
 exception to the per-block interface: the weight gradient is a sum over the batch of
 per-frequency products, which is cheapest as one GEMM per frequency with the whole
 batch as its inner dimension, so :func:`backward_batch` runs three phases (spectra per
-block of images, products per block of frequencies, inverse transforms per block of
-images) on the runtime's threads itself. Every sum is inside one GEMM or in block
+block of images, products per block of frequencies, then in one region the inverse
+transforms per block of images and the weight taps per block of channels) on the
+runtime's threads itself. Every sum is inside one GEMM or in block
 order, so the result does not depend on the thread count.
 
 The FFT mixes every pixel of an image into every frequency: one NaN would spread over
@@ -118,20 +119,21 @@ def backward_batch(prep: Prepared, xp, dy_nhwc, dxp, kept, blocks, workers):
         conv_fft.backward_products(x_conj, d_spectrum, k, part, g, dxp is not None)
 
     run_blocks(products, chunks, workers)
-    if dxp is not None:
-        def inverse(block, _):
-            start, stop = blocks.bounds(block)
-            conv_fft.input_gradient_block(x_conj[start:stop], dxp[start:stop], *kept)
-
-        run_blocks(inverse, blocks.count, workers)
     kh, kw = p.geometry.kernel
     dw_gemm = np.empty((1, kh, kw, c, cout), dtype=p.dtype)
     parts = _channel_blocks(p)
+    inverses = blocks.count if dxp is not None else 0
 
-    def taps(part, _):
-        channels = slice(*block_bounds(part, c, parts))
-        conv_fft.weight_gradient(g, (hp, wp), (kh, kw), channels, dw_gemm[0])
+    # Both read only the products: one region for the weight taps (blocks of channels)
+    # and the input gradient's inverse transforms (blocks of images).
+    def last_phase(task, _):
+        if task < parts:
+            channels = slice(*block_bounds(task, c, parts))
+            conv_fft.weight_gradient(g, (hp, wp), (kh, kw), channels, dw_gemm[0])
+        else:
+            start, stop = blocks.bounds(task - parts)
+            conv_fft.input_gradient_block(x_conj[start:stop], dxp[start:stop], *kept)
 
-    run_blocks(taps, parts, workers)
+    run_blocks(last_phase, parts + inverses, workers)
     db = db_parts.sum(axis=0) if db_parts is not None else None
     return dw_gemm, db
