@@ -37,8 +37,8 @@ def zeros(shape, dtype) -> np.ndarray:
 
     For ``np.maximum(x, zeros(x.shape, x.dtype))``: NumPy's maximum against a scalar
     takes a slow element-by-element loop, against an array its vector loop. The buffer
-    comes from ``np.zeros``, whose untouched pages the OS maps to one shared zero page,
-    so reading it costs little memory traffic and no resident memory.
+    comes from ``np.zeros`` and is never written: a large one stays untouched pages that
+    the OS maps to its shared zero page, so reading it costs no resident memory.
     """
     dtype = np.dtype(dtype)
     size = math.prod(shape)
