@@ -83,7 +83,11 @@ def check_result(result, *, with_torch):
     for index in (0, 3):
         assert sum(r["auto_choice"] for r in result["strategies"] if r["index"] == index) == 1
     plans = {row["index"]: row for row in result["plans"]}
-    assert set(plans) == {0, 3}
+    assert set(plans) == {0, 3, 7, 9}           # the two convs and the two Linear layers
+    for index in (7, 9):
+        assert plans[index]["layer"].startswith("linear ")
+        assert plans[index]["algorithm"] in planner.LINEAR_ALGORITHMS
+        assert plans[index]["source"] in ("measure", "estimate")
     for conv in (conv0, conv1):
         plan = plans[conv["index"]]
         assert plan["algorithm"] == conv["strategy"] and plan["block_bytes"] > 0

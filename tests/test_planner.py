@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from im2col_net import Conv2D
+from im2col_net import reference as ref
+from im2col_net.functional import basic, conv_algorithms, planner
 from im2col_net.functional import conv as conv_module
-from im2col_net.functional import conv_algorithms, planner
 from im2col_net.geometry import WindowGeometry
 from im2col_net.layers import Dropout, Flatten, Linear, MaxPool2D, ReLU, Sequential
 from im2col_net.optim import make_optimizer
@@ -213,9 +214,16 @@ def _favouring(box):
     return runner
 
 
+def _favouring_linear(box):
+    def timer(n, weight, bias):
+        return lambda algorithm: 0.001 if algorithm == box["linear"] else 0.01
+    return timer
+
+
 def test_resume_reuses_the_checkpointed_plans_and_is_bit_exact(tmp_path, monkeypatch):
-    box = {"algorithm": "strided"}
+    box = {"algorithm": "strided", "linear": "wx"}
     monkeypatch.setattr(conv_module, "_time_plan", _favouring(box))
+    monkeypatch.setattr(basic, "_linear_timer", _favouring_linear(box))
     reference = _run(tmp_path / "whole")          # training plans in "measure" by default
     planner.reset()
 
@@ -225,9 +233,12 @@ def test_resume_reuses_the_checkpointed_plans_and_is_bit_exact(tmp_path, monkeyp
     with pytest.raises(TrainingInterrupted):
         _run(tmp_path / "split", callback=stop)
     saved = load_checkpoint(tmp_path / "split" / "checkpoint.npz")
-    assert saved.plans and {e["plan"]["algorithm"] for e in saved.plans} == {"strided"}
-    planner.reset()                               # a new process, where another algorithm
-    box["algorithm"] = "im2col"                   # would now measure fastest
+    by_op = {}
+    for entry in saved.plans:
+        by_op.setdefault(entry["key"].split("|")[0], set()).add(entry["plan"]["algorithm"])
+    assert by_op == {"conv2d": {"strided"}, "linear": {"wx"}}
+    planner.reset()                               # a new process, where other algorithms
+    box.update(algorithm="im2col", linear="xw")   # would now measure fastest
     resumed = _run(tmp_path / "split", resume=True)
     for name in reference:
         assert np.array_equal(resumed[name], reference[name]), name
@@ -295,3 +306,114 @@ def test_only_warm_times_decide_and_every_survivor_is_timed_warm(monkeypatch):
     # Cold, in the model's order, until past the 0.5 s budget: fft, im2col, rows.
     # Warm: the three survivors once each (fastest cold first), and no second round.
     assert calls == ["fft", "im2col", "rows", "im2col", "rows", "fft"]
+
+
+# -- the Linear layer's GEMM orientation ------------------------------------------------------
+def _linear_arrays(n, fan_in, fan_out, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, fan_in)).astype(dtype),
+            rng.standard_normal((fan_out, fan_in)).astype(dtype),
+            rng.standard_normal(fan_out).astype(dtype))
+
+
+@pytest.mark.parametrize("n, fan_in, fan_out", [(1, 5, 3), (7, 33, 4), (32, 300, 70),
+                                                (200, 64, 10)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_both_linear_orientations_match_the_reference_loops(n, fan_in, fan_out, dtype):
+    x, w, b = _linear_arrays(n, fan_in, fan_out, dtype)
+    expected = ref.linear_forward(x, w, b)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    for strategy in planner.LINEAR_ALGORITHMS:
+        y, cache = basic.linear_forward(x, w, b, strategy=strategy)
+        assert y.dtype == dtype and y.shape == (n, fan_out)
+        np.testing.assert_allclose(y, expected, rtol=tolerance, atol=tolerance * fan_in)
+        # The backward takes a dy in either memory order.
+        dy = np.asfortranarray(np.random.default_rng(1).standard_normal(y.shape).astype(dtype))
+        dx, dw, db = basic.linear_backward(dy, cache)
+        rdx, rdw, rdb = ref.linear_backward(x, w, dy, bias=True)
+        for got, want in ((dx, rdx), (dw, rdw), (db, rdb)):
+            np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance * max(n, 8))
+    # "wx" hands back the transposed product without a copy.
+    assert basic.linear_forward(x, w, b, strategy="wx")[0].flags.f_contiguous
+    assert basic.linear_forward(x, w, b, strategy="xw")[0].flags.c_contiguous
+
+
+def _linear_runner(times):
+    calls = []
+
+    def runner(algorithm):
+        calls.append(algorithm)
+        return times[algorithm]
+    runner.calls = calls
+    return runner
+
+
+@pytest.mark.parametrize("wx_time, expected", [(0.5, "wx"), (0.95, "xw"), (1.5, "xw")])
+def test_linear_measure_takes_the_transposed_product_only_by_a_clear_margin(wx_time,
+                                                                             expected):
+    runner = _linear_runner({"xw": 1.0, "wx": wx_time})
+    plan = planner.measure_linear(runner)
+    assert plan.algorithm == expected and plan.source == "measure" and plan.block_bytes == 0
+    assert plan.timings == {"xw": 1.0, "wx": wx_time}
+    # Each once cold, then warm rounds: only warm times decide.
+    assert runner.calls.count("xw") == runner.calls.count("wx") >= 2
+
+
+def test_linear_plans_follow_the_mode_and_are_kept_per_key(monkeypatch):
+    x, w, b = _linear_arrays(32, 64, 16, np.float32)
+    monkeypatch.setattr(basic, "_linear_timer", lambda n, weight, bias: _no_timing)
+    with planner.planning("estimate"):            # no timing, always "xw"
+        assert basic.linear_plan(32, w, b).to_dict()["algorithm"] == "xw"
+        assert basic.linear_forward(x, w, b)[0].flags.c_contiguous
+    runner = _linear_runner({"xw": 1.0, "wx": 0.1})
+    monkeypatch.setattr(basic, "_linear_timer", lambda n, weight, bias: runner)
+    layer = Linear(64, 16)
+    with planner.planning("measure"):
+        y = layer.forward(x)
+        assert y.flags.f_contiguous                 # the measured "wx" ran
+        calls = len(runner.calls)
+        layer.forward(x[:20])                       # the same batch bucket: no new timing
+        assert len(runner.calls) == calls
+    keys = [e["key"] for e in planner.export_plans()]
+    assert planner.linear_key(32, 64, 16, np.float32, True) in keys
+    assert planner.linear_key(32, 64, 16, np.float32, True) != planner.linear_key(
+        64, 64, 16, np.float32, True)
+    assert basic.linear_plan(0, w, b).algorithm == "xw"      # an empty batch: nothing timed
+    with pytest.raises(ValueError, match="linear: strategy must be one of"):
+        basic.linear_forward(x, w, b, strategy="fft")
+
+
+def test_linear_plans_are_validated_like_the_conv_plans():
+    key = planner.linear_key(32, 64, 16, np.float32, True)
+    good = {"algorithm": "wx", "block_bytes": 0, "source": "measure",
+            "timings": {"xw": 0.2, "wx": 0.1}}
+    assert planner.install([{"key": key, "plan": good}]) == 1
+    with planner.planning("estimate"):            # an installed plan wins over every mode
+        x, w, b = _linear_arrays(32, 64, 16, np.float32)
+        assert basic.linear_plan(32, w, b).algorithm == "wx"
+    conv_key = planner.plan_key(_problem())
+    bad = [({"key": key, "plan": {**good, "algorithm": "fft"}}, "plan algorithm"),
+           ({"key": key, "plan": {**good, "timings": {"fft": 0.1}}}, "plan timings"),
+           ({"key": key, "plan": {**good, "block_bytes": -1}}, "block_bytes"),
+           ({"key": conv_key, "plan": {**good, "algorithm": "wx"}}, "plan algorithm"),
+           ({"key": conv_key, "plan": {"algorithm": "fft", "block_bytes": 0}}, "block_bytes"),
+           ({"key": "dense|x=1", "plan": good}, "unknown key")]
+    for entry, message in bad:
+        with pytest.raises(ValueError, match=message):
+            planner.validate_entries([entry])
+
+
+def test_linear_plans_live_in_the_plan_cache_file(tmp_path, monkeypatch):
+    path = tmp_path / "plans.json"
+    planner.use_plan_cache(path)
+    x, w, b = _linear_arrays(8, 40, 12, np.float32)
+    monkeypatch.setattr(basic, "_linear_timer",
+                        lambda n, weight, bias: _linear_runner({"xw": 1.0, "wx": 0.2}))
+    with planner.planning("measure"):
+        basic.linear_forward(x, w, b)
+    planner.reset()                                # a new process
+    planner.use_plan_cache(path)
+    monkeypatch.setattr(basic, "_linear_timer", lambda n, weight, bias: _no_timing)
+    with planner.planning("measure"):
+        plan = basic.linear_plan(8, w, b)
+    assert plan.algorithm == "wx" and plan.source == "file"

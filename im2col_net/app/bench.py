@@ -49,6 +49,7 @@ from contextlib import contextmanager, nullcontext
 import numpy as np
 
 from .. import runtime
+from ..functional import basic as F
 from ..functional import conv_algorithms, planner
 from ..functional.conv import conv2d_backward, conv2d_forward, conv_problem
 from ..layers import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential
@@ -548,7 +549,10 @@ def measure_layers(batch_size, repeats, warmup, seed) -> list[dict]:
 
 
 def describe(layer) -> str:
-    """Short name of a conv or pool layer for the table, e.g. ``conv 1->32 5x5 pad 2``."""
+    """Short name of a conv, pool or Linear layer for the table, e.g. ``conv 1->32 5x5
+    pad 2``."""
+    if isinstance(layer, Linear):
+        return f"linear {layer.in_features}->{layer.out_features}"
     g = layer.geometry
     kernel = f"{g.kernel[0]}x{g.kernel[1]}"
     if isinstance(layer, Conv2D):
@@ -579,8 +583,9 @@ def _add_roof_fractions(row: dict, roof: float) -> None:
 
 
 def layer_plans(batch_size, seed) -> list[dict]:
-    """Each conv layer's plan for its input shape (what the timed steps ran, from the
-    planner's per-process cache), with the candidates' times when measured."""
+    """Each conv and Linear layer's plan for its input shape (what the timed steps ran,
+    from the planner's per-process cache), with the candidates' times when measured
+    (a conv's forward + backward, a Linear's forward)."""
     model = make_model(seed)
     shape = (batch_size,) + INPUT_SHAPE
     rows = []
@@ -589,6 +594,10 @@ def layer_plans(batch_size, seed) -> list[dict]:
             plan = layer.plan(shape)
             rows.append({"index": index, "layer": describe(layer), "input_shape": list(shape),
                          "compute_input_grad": layer.compute_input_grad, **plan.to_dict()})
+        elif isinstance(layer, Linear):
+            plan = F.linear_plan(shape[0], layer.params["weight"], layer.params.get("bias"))
+            rows.append({"index": index, "layer": describe(layer), "input_shape": list(shape),
+                         "compute_input_grad": True, **plan.to_dict()})
         shape = layer.output_shape(shape)
     return rows
 
@@ -802,7 +811,7 @@ def format_report(result: dict) -> str:
             text += f" {row['strategy']}" + ("" if row["compute_input_grad"] else ", no dx")
         lines.append(text)
     lines += ["", f"plans (mode {mach['plan_mode']})  layer  algorithm  block KiB  "
-                  "planning ms  candidates, fwd+bwd ms"]
+                  "planning ms  candidates, ms (conv: fwd+bwd, linear: fwd)"]
     for row in result["plans"]:
         times = ", ".join(f"{name} {t * 1e3:.1f}" for name, t in
                           sorted(row["timings"].items(), key=lambda item: item[1]))

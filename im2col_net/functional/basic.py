@@ -5,11 +5,15 @@ Shapes are in the docstrings; every result keeps the input's dtype.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ..runtime import for_row_blocks, matmul, zeros
+from . import planner
 
 __all__ = [
+    "LINEAR_STRATEGIES",
     "linear_forward",
     "linear_backward",
     "relu_forward",
@@ -28,8 +32,17 @@ __all__ = [
 ]
 
 
-def linear_forward(x, weight, bias=None):
-    """``x (N, in) @ weight.T (in, out) + bias (out,)`` -> ``y (N, out)``."""
+LINEAR_STRATEGIES = planner.LINEAR_ALGORITHMS + ("auto",) + planner.MODES
+
+
+def linear_forward(x, weight, bias=None, *, strategy="auto"):
+    """``x (N, in) @ weight.T (in, out) + bias (out,)`` -> ``y (N, out)``.
+
+    ``strategy``: the GEMM orientation, ``"xw"`` (``y`` C-ordered) or ``"wx"`` (``yᵀ =
+    W xᵀ``; ``y`` is returned as a transposed, Fortran-ordered view), or ``"auto"`` /
+    a planner mode to let the planner choose per shape (:mod:`.planner`). Both give the
+    same values up to rounding.
+    """
     x, weight = np.asarray(x), np.asarray(weight)
     if x.ndim != 2 or weight.ndim != 2 or weight.shape[1] != x.shape[1]:
         raise ValueError(
@@ -40,10 +53,53 @@ def linear_forward(x, weight, bias=None):
         raise ValueError(
             f"linear: expected bias of shape ({weight.shape[0]},), got {np.shape(bias)}"
         )
-    y = matmul(x, weight.T)
+    y = _linear_product(x, weight, linear_plan(x.shape[0], weight, bias, strategy).algorithm)
     if bias is not None:
         y += bias
     return y, (x, weight, bias is not None)
+
+
+def linear_plan(n, weight, bias=None, strategy="auto") -> planner.Plan:
+    """The plan a :func:`linear_forward` of ``n`` rows with this weight and bias runs."""
+    if strategy not in LINEAR_STRATEGIES:
+        raise ValueError(f"linear: strategy must be one of {LINEAR_STRATEGIES}, got "
+                         f"{strategy!r}")
+    if n == 0 or strategy in planner.LINEAR_ALGORITHMS:
+        return planner.Plan(planner.LINEAR_ALGORITHMS[0] if n == 0 else strategy, 0, "fixed")
+    out_features, in_features = weight.shape
+    args = (n, in_features, out_features, weight.dtype, bias is not None, None,
+            _linear_timer(n, weight, bias))
+    if strategy in planner.MODES:
+        with planner.planning(strategy):
+            return planner.choose_linear(*args)
+    return planner.choose_linear(*args)
+
+
+def _linear_product(x, weight, algorithm):
+    if algorithm == "wx":
+        return matmul(weight, x.T).T
+    return matmul(x, weight.T)
+
+
+def _linear_timer(n, weight, bias):
+    """The planner's runner: seconds of one forward in a given orientation, on random
+    arrays of the real shape from a private generator (made once, on the first call)."""
+    data = []
+
+    def run(algorithm):
+        if not data:
+            rng = np.random.default_rng(0x11E)
+            data.extend([rng.standard_normal((n, weight.shape[1])).astype(weight.dtype),
+                         rng.standard_normal(weight.shape).astype(weight.dtype),
+                         None if bias is None else np.zeros(weight.shape[0], weight.dtype)])
+        x, w, b = data
+        start = time.perf_counter()
+        y = _linear_product(x, w, algorithm)
+        if b is not None:
+            y += b
+        return time.perf_counter() - start
+
+    return run
 
 
 def linear_backward(dy, cache):

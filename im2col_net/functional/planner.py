@@ -1,4 +1,5 @@
-"""The planner: which convolution algorithm (and block size) runs a given problem.
+"""The planner: which convolution algorithm (and block size) runs a given problem, and
+which GEMM orientation runs a Linear layer's forward.
 
 A plan is chosen once per key — (operation, input shape with the batch rounded up to a
 power of two, weight shape, geometry, groups, dtype, padding mode, bias, whether ``dx``
@@ -27,6 +28,15 @@ the ``IM2COL_NET_PLAN`` environment variable, else ``"estimate"``; training runs
 installed from a checkpoint (:func:`install`) win over every mode, so a resumed run
 repeats the original run's arithmetic.
 
+The Linear layer's forward GEMM has a plan of its own, keyed by (batch rounded up to a
+power of two, features in and out, dtype, bias, thread count): ``"xw"`` computes ``y = x
+@ Wᵀ`` (the batch is the GEMM's row dimension; a C-ordered ``y``), ``"wx"`` computes
+``yᵀ = W @ xᵀ`` (the output features are; ``y`` comes back as the transposed view, in
+Fortran order). Which is faster depends on the batch and the BLAS: a small batch makes
+a GEMM with few rows, which some BLAS kernels run far below their peak. ``"estimate"``
+always gives ``"xw"``; ``"measure"`` times both forwards (:func:`measure_linear`, with
+the same cold and warm rounds and the same margin as the convolutions).
+
 Measured plans can also be kept in a JSON file (opt-in: ``IM2COL_NET_PLAN_CACHE`` set to
 a file, a directory, or ``1`` for ``$XDG_CACHE_HOME/im2col_net/plans.json``; or
 :func:`use_plan_cache`). The file records the CPU, the BLAS and the format version; a
@@ -44,17 +54,25 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..runtime import machine_identity, worker_count
 from ..safeio import atomic_file
 from . import conv_algorithms as algos
 
-__all__ = ["MODES", "ALGORITHM_NAMES", "ALIASES", "Plan", "PlanCacheWarning", "planning",
-           "set_mode", "current_mode", "training_planning", "resolve", "choose", "measure",
-           "estimate", "plan_key", "export_plans", "install", "validate_entries", "reset",
-           "use_plan_cache", "plan_cache_path"]
+__all__ = ["MODES", "ALGORITHM_NAMES", "LINEAR_ALGORITHMS", "ALIASES", "Plan",
+           "PlanCacheWarning", "planning", "set_mode", "current_mode", "training_planning",
+           "resolve", "choose", "measure", "estimate", "plan_key", "linear_key",
+           "choose_linear", "measure_linear", "export_plans", "install", "validate_entries",
+           "reset", "use_plan_cache", "plan_cache_path"]
 
 MODES = ("measure", "estimate")
 ALGORITHM_NAMES = tuple(algos.ALGORITHMS)
+# The Linear forward's two GEMM orientations (see the module docstring); the first is
+# the estimate.
+LINEAR_ALGORITHMS = ("xw", "wx")
+# Which algorithms the plans of each operation (a key's first field) may name.
+OP_ALGORITHMS = {"conv2d": ALGORITHM_NAMES, "linear": LINEAR_ALGORITHMS}
 # Earlier spellings of strategy=: "auto" means "whatever the planner's mode picks".
 ALIASES = {"auto": None}
 ENV_MODE = "IM2COL_NET_PLAN"
@@ -101,21 +119,27 @@ class Plan:
                 "seconds": float(self.seconds)}
 
     @classmethod
-    def from_dict(cls, d) -> Plan:
+    def from_dict(cls, d, op: str = "conv2d") -> Plan:
+        """Parse :meth:`to_dict` output for a plan of operation ``op`` (a key's first
+        field); ``ValueError`` naming the first bad field."""
         if not isinstance(d, dict):
             raise ValueError(f"a plan must be an object, got {type(d).__name__}")
+        names = OP_ALGORITHMS[op]
         algorithm, block = d.get("algorithm"), d.get("block_bytes")
-        if algorithm not in ALGORITHM_NAMES:
-            raise ValueError(f"plan algorithm must be one of {ALGORITHM_NAMES}, "
-                             f"got {algorithm!r}")
-        if not isinstance(block, int) or isinstance(block, bool) or not 1 <= block <= 1 << 40:
-            raise ValueError(f"plan block_bytes must be a positive int, got {block!r}")
+        if algorithm not in names:
+            raise ValueError(f"plan algorithm must be one of {names}, got {algorithm!r}")
+        # The Linear plans cut nothing into blocks: their budget is 0.
+        least = 1 if op == "conv2d" else 0
+        if (not isinstance(block, int) or isinstance(block, bool)
+                or not least <= block <= 1 << 40):
+            raise ValueError(f"plan block_bytes must be an int of at least {least}, "
+                             f"got {block!r}")
         source = d.get("source", "checkpoint")
         if source not in SOURCES:
             raise ValueError(f"plan source must be one of {SOURCES}, got {source!r}")
         timings = d.get("timings", {})
         if not isinstance(timings, dict) or not all(
-                k in ALGORITHM_NAMES and isinstance(v, (int, float)) and not isinstance(v, bool)
+                k in names and isinstance(v, (int, float)) and not isinstance(v, bool)
                 for k, v in timings.items()):
             raise ValueError(f"plan timings must map algorithm names to seconds, got "
                              f"{timings!r}")
@@ -288,7 +312,15 @@ def choose(problem: algos.Problem, requested: str | None, input_grad: bool, runn
         if algos.supported(mode, problem) is None:
             return Plan(mode, algos.DEFAULT_BLOCK_BYTES[mode], "fixed")
         mode = "estimate"
-    key = plan_key(problem, input_grad)
+    return _planned(plan_key(problem, input_grad), mode,
+                    lambda: estimate(problem, input_grad),
+                    lambda: measure(problem, input_grad, runner))
+
+
+def _planned(key, mode, estimated, measured) -> Plan:
+    """The plan kept for ``key`` in ``mode``: a checkpoint's first, then (measure) one
+    measured before or kept in the plan cache file, else ``measured()`` (kept and saved);
+    in estimate mode ``estimated()``, kept apart from the measured plans."""
     with _lock:
         plan = _plans.get(key)
         if plan is not None and (plan.source == "checkpoint" or mode == "measure"):
@@ -296,14 +328,60 @@ def choose(problem: algos.Problem, requested: str | None, input_grad: bool, runn
         if mode == "estimate":
             plan = _estimates.get(key)
             if plan is None:
-                plan = _estimates[key] = estimate(problem, input_grad)
+                plan = _estimates[key] = estimated()
             return _record(key, plan)
         _load_file()
         plan = _plans.get(key)
         if plan is None:
-            plan = _plans[key] = measure(problem, input_grad, runner)
+            plan = _plans[key] = measured()
             _save_file()
         return _record(key, plan)
+
+
+def linear_key(n: int, in_features: int, out_features: int, dtype, has_bias: bool,
+               threads: int | None = None) -> str:
+    """The text key of a Linear forward's plan (see the module docstring)."""
+    threads = worker_count() if threads is None else threads
+    return (f"linear|x=n{_batch_bucket(n)}x{in_features}|w={out_features}x{in_features}"
+            f"|{np.dtype(dtype).name}|bias={int(has_bias)}|t={threads}")
+
+
+def measure_linear(runner) -> Plan:
+    """Time both orientations with ``runner(algorithm) -> seconds`` (one forward on
+    random data of the real shape; tests inject timings): each once cold, then warm
+    rounds while the time budget lasts; the faster warm minimum wins, but replaces
+    ``"xw"`` only when at least 10 % faster (:data:`MARGIN`)."""
+    start = time.perf_counter()
+    for name in LINEAR_ALGORITHMS:
+        runner(name)                  # cold: first-touch pages, BLAS buffers
+    times = {}
+    for round_ in range(REPEATS):
+        if round_ and time.perf_counter() - start > MAX_PLAN_SECONDS:
+            break
+        for name in LINEAR_ALGORITHMS:
+            t = runner(name)
+            times[name] = min(times.get(name, t), t)
+    default = LINEAR_ALGORITHMS[0]
+    winner = min(LINEAR_ALGORITHMS, key=times.get)
+    if times[winner] > MARGIN * times[default]:
+        winner = default
+    return Plan(winner, 0, "measure", {name: float(t) for name, t in times.items()},
+                time.perf_counter() - start)
+
+
+def choose_linear(n: int, in_features: int, out_features: int, dtype, has_bias: bool,
+                  requested: str | None, runner) -> Plan:
+    """The plan for one Linear forward of ``n`` rows: ``requested`` names an orientation
+    (:data:`LINEAR_ALGORITHMS`), or None for the mode in effect (a mode naming a
+    convolution algorithm means "estimate" here)."""
+    if requested is not None:
+        return Plan(requested, 0, "fixed")
+    mode = current_mode()
+    if mode not in MODES:
+        mode = "estimate"
+    return _planned(linear_key(n, in_features, out_features, dtype, has_bias), mode,
+                    lambda: Plan(LINEAR_ALGORITHMS[0], 0, "estimate"),
+                    lambda: measure_linear(runner))
 
 
 def _record(key, plan):
@@ -328,10 +406,11 @@ def validate_entries(entries) -> list[tuple[str, Plan]]:
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
             raise ValueError(f"plan entry {i} must be an object with a text 'key'")
-        if not entry["key"].startswith("conv2d|"):
+        op = entry["key"].split("|", 1)[0]
+        if op not in OP_ALGORITHMS or "|" not in entry["key"]:
             raise ValueError(f"plan entry {i} has an unknown key {entry['key'][:60]!r}")
         try:
-            parsed.append((entry["key"], Plan.from_dict(entry.get("plan"))))
+            parsed.append((entry["key"], Plan.from_dict(entry.get("plan"), op)))
         except ValueError as exc:
             raise ValueError(f"plan entry {i}: {exc}") from None
     return parsed
