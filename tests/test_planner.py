@@ -85,8 +85,56 @@ def test_measure_picks_the_fastest_candidate_and_keeps_it():
         # Another thread count or batch bucket is another key.
         assert planner.plan_key(problem, True, 1) != planner.plan_key(problem, True, 2)
         assert planner.plan_key(problem) != planner.plan_key(problem.with_batch(200))
-    # The clear loser is timed once, the candidates within 1.5x of the fastest again.
+    # The clear loser is timed once, the candidates within 1.5x of the fastest again (a
+    # batch of 16 this large is cut into 8 blocks either way: no blocking round).
     assert runner.calls.count("fft") == 1 and runner.calls.count("rows") == 3
+
+
+@pytest.mark.parametrize("fewer_time, expected", [(0.005, planner.FEWER_BLOCKS),
+                                                   (0.0095, planner.MIN_BLOCKS)])
+def test_measure_cuts_a_small_batch_into_fewer_blocks_only_by_a_clear_margin(fewer_time,
+                                                                             expected):
+    calls = []
+
+    def runner(problem, plan, input_grad):
+        calls.append(plan.min_blocks)
+        if plan.algorithm != "rows":
+            return 0.05
+        return fewer_time if plan.min_blocks == planner.FEWER_BLOCKS else 0.010
+
+    problem = _problem(16, 1, 28, 32)             # conv 1 at batch 16: 8 blocks by default
+    plan = planner.measure(problem, False, runner)
+    assert plan.algorithm == "rows" and plan.min_blocks == expected
+    assert calls.count(planner.FEWER_BLOCKS) == planner.REPEATS
+    blocks = conv_algorithms.block_count_for("rows", problem, plan.block_bytes, plan.min_blocks)
+    assert blocks == expected
+    # The executor runs the plan's blocking, and the plan survives a checkpoint.
+    assert planner.Plan.from_dict(plan.to_dict()).min_blocks == expected
+    assert planner.Plan.from_dict({"algorithm": "rows", "block_bytes": 1}).min_blocks == 8
+    with pytest.raises(ValueError, match="min_blocks"):
+        planner.Plan.from_dict({"algorithm": "rows", "block_bytes": 1, "min_blocks": 0})
+    # A large batch has as many blocks either way: nothing more is timed.
+    calls.clear()
+    planner.measure(_problem(512, 1, 28, 32), False, runner)
+    assert planner.FEWER_BLOCKS not in calls
+
+
+def test_a_plan_in_fewer_blocks_gives_the_same_gradients_up_to_rounding():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((16, 3, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((8, 3, 3, 3)).astype(np.float32)
+    problem = conv_module.conv_problem(x.shape, w.shape, WindowGeometry.make(3, 1, 1),
+                                       dtype=np.float32)
+    results = []
+    for least in (planner.MIN_BLOCKS, planner.FEWER_BLOCKS):
+        plan = planner.Plan("rows", conv_algorithms.DEFAULT_BLOCK_BYTES["rows"], "fixed",
+                            min_blocks=least)
+        y, cache = conv_module._forward(problem, plan, x, w, None)
+        dy = np.random.default_rng(5).standard_normal(y.shape).astype(np.float32)
+        results.append((y, *conv_module.conv2d_backward(dy, cache)[:2]))
+    assert conv_algorithms.block_count_for("rows", problem, 2 << 20) == 8
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_measure_skips_unsupported_algorithms():
@@ -304,8 +352,10 @@ def test_only_warm_times_decide_and_every_survivor_is_timed_warm(monkeypatch):
     plan = planner.measure(problem, True, runner)
     assert plan.algorithm == "fft" and plan.timings["fft"] == pytest.approx(0.100)
     # Cold, in the model's order, until past the 0.5 s budget: fft, im2col, rows.
-    # Warm: the three survivors once each (fastest cold first), and no second round.
-    assert calls == ["fft", "im2col", "rows", "im2col", "rows", "fft"]
+    # Warm: the three survivors once each (fastest cold first), and no second round;
+    # then the winner in fewer blocks and again as it is, once.
+    assert calls == ["fft", "im2col", "rows", "im2col", "rows", "fft", "fft", "fft"]
+    assert plan.min_blocks == planner.MIN_BLOCKS          # no faster in fewer blocks
 
 
 # -- the Linear layer's GEMM orientation ------------------------------------------------------

@@ -811,13 +811,14 @@ def format_report(result: dict) -> str:
             text += f" {row['strategy']}" + ("" if row["compute_input_grad"] else ", no dx")
         lines.append(text)
     lines += ["", f"plans (mode {mach['plan_mode']})  layer  algorithm  block KiB  "
-                  "planning ms  candidates, ms (conv: fwd+bwd, linear: fwd)"]
+                  "blocks  planning ms  candidates, ms (conv: fwd+bwd, linear: fwd)"]
     for row in result["plans"]:
         times = ", ".join(f"{name} {t * 1e3:.1f}" for name, t in
                           sorted(row["timings"].items(), key=lambda item: item[1]))
+        blocks = f">={row['min_blocks']}" if row["block_bytes"] else "-"
         lines.append(f"  {row['source']:<17} {row['index']:>5}  {row['algorithm']:<9} "
-                     f"{row['block_bytes'] / 1024:9.0f}  {row['seconds'] * 1e3:11.1f}  "
-                     f"{times or '(not timed)'}")
+                     f"{row['block_bytes'] / 1024:9.0f}  {blocks:>6}  "
+                     f"{row['seconds'] * 1e3:11.1f}  {times or '(not timed)'}")
     lines += ["", "algorithm           layer    fwd ms    bwd ms  GFLOP/s  roof"
               "   (* = the plan's choice; GFLOP/s counts direct-convolution FLOPs)"]
     for row in result["strategies"]:

@@ -189,7 +189,8 @@ def _forward(problem: algos.Problem, plan: planner.Plan, x, w_eff, bias):
     w_gemm = np.ascontiguousarray(
         w_eff.reshape(p.groups, p.coutg, p.cg, kh, kw).transpose(0, 3, 4, 2, 1))
     prepared = algorithm.prepare(p, w_gemm, bias)
-    blocks = _Blocks(p.n, algos.block_count_for(plan.algorithm, p, plan.block_bytes))
+    blocks = _Blocks(p.n, algos.block_count_for(plan.algorithm, p, plan.block_bytes,
+                                                plan.min_blocks))
     hp, wp = p.padded
     x_nhwc = x.transpose(0, 2, 3, 1)
     # Zero padding: np.zeros gives the border (lazily zeroed pages for large arrays), so
@@ -226,7 +227,8 @@ def conv2d_backward(dy, cache: ConvCache, *, need_input_grad: bool = True):
         plan = _exact_plan()    # keep NaN/inf local (see the module docstring)
         prepared = algos.get("im2col").prepare(p, cache.w_gemm, _bias_of(cache))
     dxp = np.empty(cache.xp.shape, dtype=p.dtype) if need_input_grad else None
-    blocks = _Blocks(p.n, algos.block_count_for(plan.algorithm, p, plan.block_bytes))
+    blocks = _Blocks(p.n, algos.block_count_for(plan.algorithm, p, plan.block_bytes,
+                                                plan.min_blocks))
     algorithm = algos.get(plan.algorithm)
     if hasattr(algorithm, "backward_batch"):
         # Zero padding drops the border of dxp (pad_grad): the FFT skips it.

@@ -13,6 +13,8 @@ from .blas import (
 )
 from .scratch import scratch, zeros
 from .threads import (
+    BALANCE,
+    MIN_BLOCKS,
     block_bounds,
     block_count,
     call,
@@ -24,6 +26,7 @@ from .threads import (
     worker_count,
 )
 
-__all__ = ["blas_controllable", "blas_info", "blas_thread_count", "machine_identity",
-           "single_threaded_blas", "scratch", "zeros", "block_bounds", "block_count", "call",
-           "chains", "for_row_blocks", "forced_workers", "matmul", "run_blocks", "worker_count"]
+__all__ = ["BALANCE", "MIN_BLOCKS", "blas_controllable", "blas_info", "blas_thread_count",
+           "machine_identity", "single_threaded_blas", "scratch", "zeros", "block_bounds",
+           "block_count", "call", "chains", "for_row_blocks", "forced_workers", "matmul",
+           "run_blocks", "worker_count"]

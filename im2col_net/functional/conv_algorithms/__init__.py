@@ -136,7 +136,10 @@ DEFAULT_BLOCK_BYTES = {"im2col": 2 << 20, "rows": 2 << 20, "strided": 2 << 20,
                        "fft": 4 << 20}
 
 
-def block_count_for(name: str, problem: Problem, block_bytes: int) -> int:
+def block_count_for(name: str, problem: Problem, block_bytes: int,
+                    min_blocks: int | None = None) -> int:
     """Blocks of whole images the executor cuts ``problem``'s batch into for algorithm
-    ``name`` with a ``block_bytes`` budget (a function of the shapes only)."""
-    return block_count(problem.n, ALGORITHMS[name].workspace_per_image(problem), block_bytes)
+    ``name`` with a ``block_bytes`` budget and at least ``min_blocks`` blocks when the
+    batch allows (None: the runtime's default; a function of the shapes only)."""
+    return block_count(problem.n, ALGORITHMS[name].workspace_per_image(problem), block_bytes,
+                       min_blocks)
