@@ -224,14 +224,17 @@ def test_the_current_directory_is_not_left_on_sys_path(user_dir, monkeypatch):
 
 
 def _stable(text):
-    """The output without the columns set by rounding noise (errors, worst element)."""
+    """The output without the columns set by rounding noise (errors, worst element) and
+    without the column widths, which follow those values' lengths."""
     lines = []
     for line in text.strip().splitlines():
         cells = line.split()
         if line.startswith(("input 0", "weight", "bias")):
-            shape_end = next(i for i, cell in enumerate(cells) if cell.endswith(")"))
-            line = " ".join(cells[:shape_end + 2] + cells[-2:])    # name shape n .. kinks result
-        lines.append(line)
+            cells = cells[:next(i for i, cell in enumerate(cells) if cell.endswith(")")) + 2] \
+                + cells[-2:]                                      # name shape n .. kinks result
+        elif cells and set(line) <= {"-", " "}:
+            cells = ["-"] * len(cells)                            # the rule under the header
+        lines.append(" ".join(cells))
     return lines
 
 
