@@ -76,7 +76,7 @@ def check_result(result, *, with_torch):
     assert conv0["gflop_backward"] == pytest.approx(conv0["gflop_forward"])
     assert conv1["gflop_backward"] == pytest.approx(2 * conv1["gflop_forward"])
 
-    algorithms = ["im2col", "rows", "strided", "fft"]
+    algorithms = ["im2col", "rows", "strided", "fft", "im2col_t"]
     assert [(r["index"], r["strategy"]) for r in result["strategies"]] == [
         (i, a) for i in (0, 3) for a in algorithms]
     # Exactly one algorithm per layer is the one the plan (the default "auto") picks.

@@ -44,30 +44,36 @@ def _check_against_reference(config, data):
         np.testing.assert_array_equal(db_only, db)
 
 
+@pytest.mark.parametrize("algorithm", ["rows", "im2col_t"])
 @pytest.mark.parametrize("workers, block_bytes", [(1, None), (2, None), (2, 1)])
-@given(config=conv2d_configs(max_groups=1, max_channels=3, max_kernel=4, max_size=12,
-                             strategies=("rows",)), data=st.data())
-def test_rows_algorithm_matches_reference(workers, block_bytes, config, data):
-    """Every path of the rows algorithm, with the usual blocks and with one image per
-    block (``block_bytes=1``)."""
+@given(data=st.data())
+def test_few_channel_algorithms_match_reference(algorithm, workers, block_bytes, data):
+    """Every path of the rows and im2col_t algorithms, with the usual blocks and with
+    one image per block (``block_bytes=1``)."""
+    config = data.draw(conv2d_configs(max_groups=1, max_channels=3, max_kernel=4,
+                                      max_size=12, strategies=(algorithm,)))
     with pytest.MonkeyPatch.context() as patch, runtime.forced_workers(workers):
         if block_bytes is not None:
-            patch.setitem(conv_algorithms.DEFAULT_BLOCK_BYTES, "rows", block_bytes)
+            patch.setitem(conv_algorithms.DEFAULT_BLOCK_BYTES, algorithm, block_bytes)
         _check_against_reference(config, data)
 
 
+@pytest.mark.parametrize("algorithm", ["rows", "im2col_t"])
 @pytest.mark.parametrize("batch", [5, 6])
-def test_first_layer_shape_on_the_rows_algorithm(batch):
+def test_first_layer_shape_on_the_few_channel_algorithms(algorithm, batch):
     """The default convnet's first layer (1 -> 32 channels, 5x5, 28x28) on the rows
-    algorithm (one GEMM per output row forward, per kernel row and image for dW)
-    matches a float64 direct convolution."""
+    algorithm (one GEMM per output row forward, per kernel row and image for dW) and on
+    im2col_t (one GEMM per block on the transposed columns) matches a float64 direct
+    convolution."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, 1, 28, 28), dtype=np.float32)
     w = rng.standard_normal((32, 1, 5, 5), dtype=np.float32)
     b = rng.standard_normal(32, dtype=np.float32)
     dy = rng.standard_normal((batch, 32, 28, 28), dtype=np.float32)
-    y, cache = F.conv2d_forward(x, w, b, padding=2, strategy="rows")
-    assert cache.prepared.w_rows is not None and cache.prepared.plane_wgrad
+    y, cache = F.conv2d_forward(x, w, b, padding=2, strategy=algorithm)
+    assert cache.strategy == algorithm
+    if algorithm == "rows":
+        assert cache.prepared.w_rows is not None and cache.prepared.plane_wgrad
     _, dw, db = F.conv2d_backward(dy, cache, need_input_grad=False)
     assert y.dtype == dw.dtype == db.dtype == np.float32
     windows = sliding_window_view(np.pad(x[:, 0].astype(np.float64), ((0, 0), (2, 2), (2, 2))),
@@ -80,13 +86,14 @@ def test_first_layer_shape_on_the_rows_algorithm(batch):
                                atol=1e-2)
 
 
-def test_rows_algorithm_refuses_groups():
+@pytest.mark.parametrize("algorithm", ["rows", "im2col_t"])
+def test_few_channel_algorithms_refuse_groups(algorithm):
     x = np.zeros((1, 4, 6, 6), np.float32)
     w = np.zeros((4, 2, 3, 3), np.float32)
-    with pytest.raises(ValueError, match="conv2d: strategy 'rows' needs groups=1"):
-        F.conv2d_forward(x, w, groups=2, strategy="rows")
+    with pytest.raises(ValueError, match=f"conv2d: strategy '{algorithm}' needs groups=1"):
+        F.conv2d_forward(x, w, groups=2, strategy=algorithm)
     assert planner.estimate(F.conv_problem(x.shape, w.shape, WindowGeometry.make(3),
-                                           groups=2)).algorithm != "rows"
+                                           groups=2)).algorithm != algorithm
 
 
 @given(kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 2), sw=st.integers(1, 2),

@@ -128,9 +128,10 @@ def test_asymmetric_quad_padding_matches_torch_pad_then_conv(mode, dtype):
     assert_close(dw, wt.grad.numpy(), what="dw", **tol)
 
 
-# What each algorithm needs (conv_algorithms.supported): rows no groups, fft also stride
-# and dilation 1.
-_LIMITS = {"rows": dict(max_groups=1), "fft": dict(max_groups=1, max_stride=1, max_dilation=1)}
+# What each algorithm needs (conv_algorithms.supported): rows and im2col_t no groups, fft
+# also stride and dilation 1.
+_LIMITS = {"rows": dict(max_groups=1), "im2col_t": dict(max_groups=1),
+           "fft": dict(max_groups=1, max_stride=1, max_dilation=1)}
 
 
 @pytest.mark.parametrize("strategy", ALGORITHMS)

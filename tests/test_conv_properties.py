@@ -65,12 +65,14 @@ def test_functional_conv2d_matches_reference(config, data):
 
 
 # Each algorithm on the configurations it supports (the FFT: stride and dilation 1, no
-# groups; rows: no groups), drawn explicitly rather than through what "auto" picks.
+# groups; rows and im2col_t: no groups), drawn explicitly rather than through what "auto"
+# picks.
 ALGORITHM_CONFIGS = {
     "im2col": conv2d_configs(strategies=("im2col",)),
     "rows": conv2d_configs(max_groups=1, strategies=("rows",)),
     "strided": conv2d_configs(strategies=("strided",)),
     "fft": conv2d_configs(max_stride=1, max_dilation=1, max_groups=1, strategies=("fft",)),
+    "im2col_t": conv2d_configs(max_groups=1, strategies=("im2col_t",)),
 }
 
 

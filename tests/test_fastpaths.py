@@ -92,6 +92,26 @@ def test_thread_count_does_not_change_conv_results(config, data):
                 np.testing.assert_array_equal(c, a, err_msg=what)
 
 
+@given(config=conv2d_configs(max_batch=5, max_groups=1, dtypes=(np.dtype(np.float32),),
+                             strategies=("rows", "im2col_t")), data=st.data())
+def test_thread_count_does_not_change_few_channel_results(config, data):
+    """The rows and im2col_t algorithms (no groups): bit-identical on 1, 2 and 4 threads."""
+    x = data.draw(arrays(config.input_shape, config.dtype))
+    w = data.draw(arrays(config.weight_shape, config.dtype))
+    b = data.draw(arrays((config.out_channels,), config.dtype)) if config.bias else None
+    dy = data.draw(arrays(config.output_shape, config.dtype))
+    results = []
+    for workers in (1, 2, 4):
+        with tiny_blocks(workers):
+            results.append(conv_all(x, w, b, dy, config.functional_kwargs()))
+    for other in results[1:]:
+        for a, c, what in zip(results[0], other, ("y", "dx", "dw", "db"), strict=True):
+            if a is None:
+                assert c is None
+            else:
+                np.testing.assert_array_equal(c, a, err_msg=what)
+
+
 @given(config=conv2d_configs(max_batch=5, max_stride=1, max_dilation=1, max_groups=1,
                              strategies=("fft",)), data=st.data())
 def test_thread_count_does_not_change_fft_results(config, data):
@@ -436,7 +456,7 @@ def test_fused_pair_reports_errors_like_the_layers():
 
 
 # -- first layer without input gradient -----------------------------------------------------------
-@pytest.mark.parametrize("algorithm", ["im2col", "rows", "strided", "fft"])
+@pytest.mark.parametrize("algorithm", ["im2col", "rows", "strided", "fft", "im2col_t"])
 def test_first_layer_without_input_gradient_keeps_all_parameter_gradients(algorithm):
     """Under one plan, skipping dx changes no other gradient, bit for bit (the planner
     may pick another algorithm for a layer without dx: the plan key includes it)."""
@@ -646,7 +666,7 @@ def test_default_model_shapes_match_torch(workers):
             ty = tf.conv2d(tx, tw, tb, padding=2)
             dy = rng.standard_normal(ty.shape).astype(np.float32)
             ty.backward(torch.from_numpy(dy))
-            for strategy in ("im2col", "rows", "strided", "fft", "auto"):
+            for strategy in ("im2col", "rows", "strided", "fft", "im2col_t", "auto"):
                 y, cache = F.conv2d_forward(x, w, b, padding=2, strategy=strategy)
                 dx, dw, db = F.conv2d_backward(dy, cache)
                 for ours, theirs, what in ((y, ty, "y"), (dx, tx.grad, "dx"),

@@ -23,13 +23,13 @@ import math
 
 from ...runtime import block_count
 from ..conv_fft import MATRIX_DFT_MAX
-from . import fft, im2col, rows, strided
+from . import fft, im2col, im2col_t, rows, strided
 from .problem import Problem
 
 __all__ = ["ALGORITHMS", "DEFAULT_BLOCK_BYTES", "Problem", "block_count_for", "estimated_cost",
            "get", "supported"]
 
-ALGORITHMS = {m.NAME: m for m in (im2col, rows, strided, fft)}
+ALGORITHMS = {m.NAME: m for m in (im2col, rows, strided, fft, im2col_t)}
 
 
 def get(name: str):
@@ -93,6 +93,11 @@ def estimated_cost(name: str, problem: Problem, blocks: int, input_grad: bool = 
         dx = _gemm(hw, p.k, p.cout, images) if input_grad else 0.0
         copies = (2 * kw * in_bytes + (2 * n * hw * p.k * item if input_grad else 0))
         return fwd + dw + dx + _copy(copies, p.out_w)
+    if name == "im2col_t":
+        cols = n * hw * (p.k + 1) * item
+        return (_gemm(m, p.cout, p.k + 1, blocks) + _gemm(p.k + 1, p.cout, m, blocks)
+                + (_gemm(p.k, m, p.cout, blocks) if input_grad else 0.0)
+                + _copy((2 + int(input_grad)) * cols, p.out_w))
     if name == "strided":
         taps = kh * kw
         gemms = passes * _gemm(m, p.coutg, p.cg, blocks * p.groups * taps)
@@ -133,7 +138,7 @@ def estimated_cost(name: str, problem: Problem, blocks: int, input_grad: bool = 
 # cache between the copy that writes it and the GEMM that reads it; the FFT's blocks
 # are fewer and larger because each block pays per-call transform overheads.
 DEFAULT_BLOCK_BYTES = {"im2col": 2 << 20, "rows": 2 << 20, "strided": 2 << 20,
-                       "fft": 4 << 20}
+                       "fft": 4 << 20, "im2col_t": 2 << 20}
 
 
 def block_count_for(name: str, problem: Problem, block_bytes: int,
