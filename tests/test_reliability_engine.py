@@ -39,7 +39,7 @@ F32 = np.float32
 # "auto" strategy takes the FFT path at this size (checked below), so its NaN fallback
 # is tested through "auto" as well as through an explicit "fft".
 SHAPE, COUT, KERNEL, PAD = (16, 8, 10, 10), 8, 5, 2
-STRATEGIES = ("im2col", "strided", "fft", "auto")
+STRATEGIES = ("im2col", "rows", "im2col_t", "strided", "fft", "auto")
 BAD_VALUES = (np.nan, np.inf, -np.inf)
 
 

@@ -10,8 +10,8 @@ backward ``(dy, cache) -> (dx, dw, db)``
     in chain order, so the result depends on the plan and the shapes, never on the
     thread count or the timing. ``dx`` blocks are disjoint.
 
-``strategy=`` picks the algorithm: ``"im2col"``, ``"rows"``, ``"strided"`` or
-``"fft"``, or ``"auto"`` (the planner's mode in effect), ``"measure"`` or
+``strategy=`` picks the algorithm: ``"im2col"``, ``"rows"``, ``"im2col_t"``,
+``"strided"`` or ``"fft"``, or ``"auto"`` (the planner's mode in effect), ``"measure"`` or
 ``"estimate"``. Non-finite values stay local whatever the algorithm: the FFT would
 spread one NaN over the whole image, so a call whose input, weights or bias (forward)
 or ``dy`` (backward) is not all finite runs im2col instead, even when ``"fft"`` was asked

@@ -21,7 +21,8 @@ is needed, thread count) — and kept for the process. Modes:
     (like ``FFTW_MEASURE`` or ``torch.backends.cudnn.benchmark``). The plan then stays
     fixed for the process.
 an algorithm name
-    That algorithm (``"im2col"``, ``"rows"``, ``"strided"``, ``"fft"``), no planning.
+    That algorithm (``"im2col"``, ``"rows"``, ``"im2col_t"``, ``"strided"``, ``"fft"``),
+    no planning.
 
 The mode for ``strategy="auto"`` comes from :func:`planning` / :func:`set_mode`, else
 the ``IM2COL_NET_PLAN`` environment variable, else ``"estimate"``; training runs use

@@ -1,8 +1,8 @@
 """The convolution algorithms, siblings behind one interface, and the cost model the
 planner's ``estimate`` mode ranks them by.
 
-Each module (:mod:`.im2col`, :mod:`.rows`, :mod:`.strided`, :mod:`.fft`) works on one
-block of padded NHWC images and knows nothing of threads:
+Each module (:mod:`.im2col`, :mod:`.rows`, :mod:`.im2col_t`, :mod:`.strided`, :mod:`.fft`)
+works on one block of padded NHWC images and knows nothing of threads:
 
 ``supported(problem)``          None, or why the algorithm cannot run this problem
 ``workspace_per_image(problem)`` bytes of work per image (sizes the blocks)
