@@ -94,10 +94,13 @@ def estimated_cost(name: str, problem: Problem, blocks: int, input_grad: bool = 
         copies = (2 * kw * in_bytes + (2 * n * hw * p.k * item if input_grad else 0))
         return fwd + dw + dx + _copy(copies, p.out_w)
     if name == "im2col_t":
+        # The transposed columns are built in the forward and again in the backward (the
+        # column planes, kw copies of the input, then the rows), and each GEMM's BLAS
+        # packs them once more, reading the transposed operand with a stride.
         cols = n * hw * (p.k + 1) * item
         return (_gemm(m, p.cout, p.k + 1, blocks) + _gemm(p.k + 1, p.cout, m, blocks)
                 + (_gemm(p.k, m, p.cout, blocks) if input_grad else 0.0)
-                + _copy((2 + int(input_grad)) * cols, p.out_w))
+                + _copy(2 * (2 + int(input_grad)) * cols + 2 * kw * in_bytes, p.out_w))
     if name == "strided":
         taps = kh * kw
         gemms = passes * _gemm(m, p.coutg, p.cg, blocks * p.groups * taps)
