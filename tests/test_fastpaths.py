@@ -76,12 +76,16 @@ def test_blocked_conv_matches_reference(workers, config, data):
                              strategies=("im2col", "strided", "auto")), data=st.data())
 def test_thread_count_does_not_change_conv_results(config, data):
     """Blocks and reduction chains do not depend on the thread count: bit-identical."""
+    _assert_same_on_any_thread_count(config, data)
+
+
+def _assert_same_on_any_thread_count(config, data, worker_counts=(1, 2, 4)):
     x = data.draw(arrays(config.input_shape, config.dtype))
     w = data.draw(arrays(config.weight_shape, config.dtype))
     b = data.draw(arrays((config.out_channels,), config.dtype)) if config.bias else None
     dy = data.draw(arrays(config.output_shape, config.dtype))
     results = []
-    for workers in (1, 2, 4):
+    for workers in worker_counts:
         with tiny_blocks(workers):
             results.append(conv_all(x, w, b, dy, config.functional_kwargs()))
     for other in results[1:]:
@@ -96,36 +100,13 @@ def test_thread_count_does_not_change_conv_results(config, data):
                              strategies=("rows", "im2col_t")), data=st.data())
 def test_thread_count_does_not_change_few_channel_results(config, data):
     """The rows and im2col_t algorithms (no groups): bit-identical on 1, 2 and 4 threads."""
-    x = data.draw(arrays(config.input_shape, config.dtype))
-    w = data.draw(arrays(config.weight_shape, config.dtype))
-    b = data.draw(arrays((config.out_channels,), config.dtype)) if config.bias else None
-    dy = data.draw(arrays(config.output_shape, config.dtype))
-    results = []
-    for workers in (1, 2, 4):
-        with tiny_blocks(workers):
-            results.append(conv_all(x, w, b, dy, config.functional_kwargs()))
-    for other in results[1:]:
-        for a, c, what in zip(results[0], other, ("y", "dx", "dw", "db"), strict=True):
-            if a is None:
-                assert c is None
-            else:
-                np.testing.assert_array_equal(c, a, err_msg=what)
+    _assert_same_on_any_thread_count(config, data)
 
 
 @given(config=conv2d_configs(max_batch=5, max_stride=1, max_dilation=1, max_groups=1,
                              strategies=("fft",)), data=st.data())
 def test_thread_count_does_not_change_fft_results(config, data):
-    x = data.draw(arrays(config.input_shape, config.dtype))
-    w = data.draw(arrays(config.weight_shape, config.dtype))
-    b = data.draw(arrays((config.out_channels,), config.dtype)) if config.bias else None
-    dy = data.draw(arrays(config.output_shape, config.dtype))
-    results = []
-    for workers in (1, 3):
-        with tiny_blocks(workers):
-            results.append(conv_all(x, w, b, dy, config.functional_kwargs()))
-    for a, c, what in zip(*results, ("y", "dx", "dw", "db"), strict=True):
-        if a is not None:
-            np.testing.assert_array_equal(c, a, err_msg=what)
+    _assert_same_on_any_thread_count(config, data, (1, 3))
 
 
 def test_thread_count_does_not_change_linear_results():

@@ -81,7 +81,7 @@ def prepare(problem: Problem, w_gemm: np.ndarray, bias) -> Prepared:
     return Prepared(p, w_mat, w_t, w_rows, fold, p.k + int(fold), p.geometry.stride[0] == 1)
 
 
-def _columns_t(prep: Prepared, xp_b, fill=True):
+def columns_t(prep: Prepared, xp_b, fill=True):
     """This thread's ``(kb, m)`` transposed column matrix of the block (filled unless
     ``fill`` is False: then only the buffer, for ``dcols``)."""
     p = prep.problem
@@ -112,7 +112,7 @@ def forward_block(prep: Prepared, xp_b, bias, y_b) -> None:
                          work=scratch("conv.rows", (size,), p.dtype))
         np.matmul(windows, prep.w_rows, out=y_b)
         return
-    cols = _columns_t(prep, xp_b).T
+    cols = columns_t(prep, xp_b).T
     np.matmul(_per_image(cols, images), prep.w_mat, out=_per_image(y_b.reshape(-1, p.cout),
                                                                    images))
 
@@ -146,9 +146,9 @@ def backward_block(prep: Prepared, xp_b, dy_rows, dw_acc, dxp_b) -> None:
     images = xp_b.shape[0]
     if prep.plane_wgrad:
         _plane_weight_grad(prep, xp_b, dy_rows, dw_acc[0])
-        buffer = _columns_t(prep, xp_b, fill=False) if dxp_b is not None else None
+        buffer = columns_t(prep, xp_b, fill=False) if dxp_b is not None else None
     else:
-        buffer = _columns_t(prep, xp_b)
+        buffer = columns_t(prep, xp_b)
         parts = scratch("conv.dw_images", (images, prep.kb, p.cout), p.dtype)
         np.matmul(buffer.reshape(prep.kb, images, -1).transpose(1, 0, 2),
                   _per_image(dy_rows, images), out=parts)
