@@ -80,7 +80,8 @@ ALIASES = {"auto": None}
 ENV_MODE = "IM2COL_NET_PLAN"
 ENV_CACHE = "IM2COL_NET_PLAN_CACHE"
 FILE_FORMAT = "im2col_net.plans"
-FILE_VERSION = 1
+# 2: im2col_t joined the candidates, which plans of version 1 never timed.
+FILE_VERSION = 2
 SOURCES = ("estimate", "measure", "fixed", "checkpoint", "file")
 # Warm timings of the candidates that survive the cold first round (the minimum is
 # kept), and the factor over the fastest cold time beyond which a candidate is dropped:
