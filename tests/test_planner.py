@@ -145,6 +145,25 @@ def test_measure_skips_unsupported_algorithms():
     assert "fft" not in runner.calls and plan.algorithm == "rows"
 
 
+@pytest.mark.parametrize("t_time, expected", [(0.5, "im2col_t"), (0.95, "rows")])
+def test_measure_takes_im2col_t_for_a_first_layer_only_by_the_clear_margin(t_time, expected):
+    """The model's choice for a one-channel layer is rows; im2col_t, timed like every
+    candidate, replaces it when at least 10 % faster (as under BLAS kernels without a
+    small-matrix path), not on a near tie."""
+    problem = _problem(200, 1, 28, 32)
+    assert planner.estimate(problem).algorithm == "rows"
+    runner = _fake_times({"im2col": 2.0, "rows": 1.0, "strided": 5.0, "fft": 4.0,
+                          "im2col_t": t_time})
+    plan = planner.measure(problem, True, runner)
+    assert "im2col_t" in plan.timings and plan.algorithm == expected
+    # With groups neither few-channel algorithm is a candidate.
+    grouped = conv_module.conv_problem((8, 4, 12, 12), (4, 2, 3, 3), WindowGeometry.make(3),
+                                       groups=2)
+    runner = _fake_times({"im2col": 1.0, "strided": 2.0, "fft": 3.0})
+    planner.measure(grouped, True, runner)
+    assert not {"rows", "im2col_t"} & set(runner.calls)
+
+
 def test_measure_on_the_real_engine_is_bounded_and_at_least_as_fast_as_what_it_timed():
     """The convnet's two conv shapes at batch 128: planning stays bounded and returns
     the candidate with the smallest measured time (or the model's, in a near tie)."""
