@@ -514,6 +514,45 @@ def test_fft_conv_matches_reference(workers, matrix_limit, config, data):
         assert_close(db, db_ref, what="db")
 
 
+# (h, w, kernel, padding (top, bottom, left, right), transform grid): the grid is the
+# padded size less the smaller pad on each axis, but never below the output or the kernel.
+SHORT_GRIDS = [
+    ((14, 14), (5, 5), (2, 2, 2, 2), (16, 16)),      # the default model's second conv
+    ((7, 9), (3, 2), (1, 2, 1, 1), (9, 10)),         # uneven pads, an odd grid
+    ((5, 5), (1, 3), (2, 2, 1, 1), (9, 6)),          # one tap per column: the output bounds
+    ((1, 2), (3, 3), (1, 1, 1, 1), (3, 3)),          # the kernel bounds
+]
+
+
+@pytest.mark.parametrize("size, kernel, padding, grid", SHORT_GRIDS)
+def test_fft_conv_on_a_grid_shorter_than_the_padded_input(size, kernel, padding, grid):
+    """With zero padding the transforms run on a circular grid shorter than the padded
+    input (the reads that wrap land on zeros): the grid is as small as claimed and the
+    results match the reference loops, on one thread and on three."""
+    from im2col_net.functional import conv_fft
+
+    geometry = WindowGeometry.make(kernel, 1, padding, 1)
+    out = geometry.output_size(*size)
+    problem = conv_algorithms.Problem(2, 3, *size, 4, 1, geometry, *out,
+                                      np.dtype(np.float64), True)
+    assert fft_algorithm.transform_size(problem) == grid != geometry.padded_size(*size)
+    assert conv_fft.uses_matrices(geometry.padded_size(*size))
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, *size))
+    w = rng.standard_normal((4, 3, *kernel))
+    b = rng.standard_normal(4)
+    dy = rng.standard_normal((2, 4, *out))
+    want = (ref.conv2d_forward(x, w, b, padding=padding),
+            *ref.conv2d_backward(x, w, dy, bias=True, padding=padding))
+    for workers in (1, 3):
+        with tiny_blocks(workers):
+            y, cache = F.conv2d_forward(x, w, b, padding=padding, strategy="fft")
+            assert cache.strategy == "fft"
+            got = (y, *F.conv2d_backward(dy, cache))
+        for g, e, what in zip(got, want, ("y", "dx", "dw", "db"), strict=True):
+            np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-9, err_msg=what)
+
+
 def _split(full):
     """A complex spectrum in conv_fft's split layout (..., 2, C)."""
     return np.stack([full.real, full.imag], axis=-2)

@@ -345,12 +345,13 @@ def backward_products(x_conj: np.ndarray, d_spectrum: np.ndarray, k_matrix: np.n
         np.matmul(d_f, k_matrix[freqs].transpose(0, 2, 1), out=x_f)
 
 
-def input_gradient_block(dx_spectrum_b: np.ndarray, dxp_b: np.ndarray,
+def input_gradient_block(dx_spectrum_b: np.ndarray, width: int, dxp_b: np.ndarray,
                          rows: slice = slice(None), cols: slice = slice(None)) -> None:
     """Backward, third phase, one block of images: the padded input gradient ``dxp_b (n,
-    Hp, Wp, C)`` from its split spectrum. ``rows``, ``cols``: the part of ``dxp_b`` that
-    is needed (zero padding drops the border); only that is written."""
-    inverse(dx_spectrum_b, dxp_b.shape[2], rows, cols, out=dxp_b[:, rows, cols])
+    Hp, Wp, C)`` from its split spectrum on a grid ``width`` columns wide. ``rows``,
+    ``cols``: the part of ``dxp_b`` that is needed (zero padding drops the border), at
+    the same positions in the grid; only that is written."""
+    inverse(dx_spectrum_b, width, rows, cols, out=dxp_b[:, rows, cols])
 
 
 def weight_gradient(g: np.ndarray, padded_size, kernel, channels=slice(None),

@@ -106,10 +106,10 @@ def estimated_cost(name: str, problem: Problem, blocks: int, input_grad: bool = 
         gemms = passes * _gemm(m, p.coutg, p.cg, blocks * p.groups * taps)
         return gemms + _copy(passes * taps * n * hw * p.c * item, p.cg)
     if name == "fft":
-        hp, wp = p.padded
+        hp, wp = fft.transform_size(p)
         fw = wp // 2 + 1
         freqs = hp * fw
-        if max(hp, wp) <= MATRIX_DFT_MAX:
+        if max(p.padded) <= MATRIX_DFT_MAX:
             # DFT-matrix transforms: GEMMs along H per image and along W per image row.
             def spectrum(h, w, c):
                 return _gemm(2 * hp, w * c, h, n) + _gemm(2 * fw, c, 2 * w, n * hp)

@@ -1,6 +1,11 @@
 """The FFT algorithm: per-frequency products of the padded input's spectrum (stride 1, no
 dilation or groups, float32/float64; the transforms are in :mod:`..conv_fft`).
 
+With zero padding and DFT-matrix transforms, the transforms run on a grid shorter than
+the padded input (:func:`transform_size`: 16x16 instead of 18x18 for 14x14 images and a
+5x5 kernel, a fifth fewer frequencies), on which the wrap-around of the circular
+convolution reads only zeros.
+
 The forward pass runs per block of images like the others. The backward pass is the one
 exception to the per-block interface: the weight gradient is a sum over the batch of
 per-frequency products, which is cheapest as one GEMM per frequency with the whole
@@ -42,46 +47,70 @@ def supported(problem: Problem) -> str | None:
     return conv_fft.fft_supported(problem.geometry, problem.groups, problem.dtype)
 
 
+def transform_size(problem: Problem) -> tuple[int, int]:
+    """``(P, Q)``: the grid the transforms run on. It is the padded size, except where
+    the images are transformed from their unpadded interior (:func:`_images`): then a
+    circular grid of ``h + max(top, bottom)`` rows (and likewise for columns) gives the
+    same results, because every position a window reads past the grid's end wraps onto
+    the zeros before the interior or after it. It is kept at least as long as the
+    output and the kernel, whose rows and taps are read from it by position.
+    """
+    if not _from_interior(problem):
+        return problem.padded
+    top, bottom, left, right = problem.geometry.padding
+    kh, kw = problem.geometry.kernel
+    return (max(problem.h + max(top, bottom), problem.out_h, kh),
+            max(problem.w + max(left, right), problem.out_w, kw))
+
+
 def workspace_per_image(problem: Problem) -> int:
     """Bytes of one image's input and output split spectra."""
-    hp, wp = problem.padded
+    hp, wp = transform_size(problem)
     return hp * (wp // 2 + 1) * 2 * problem.itemsize * (problem.c + problem.cout)
 
 
 def _channel_blocks(problem: Problem) -> int:
     """Blocks of input channels for the kernel's transforms (forward and inverse): a
     fixed cost per call, worth sharing between threads at small batches."""
-    hp, wp = problem.padded
+    hp, wp = transform_size(problem)
     per_channel = hp * (wp // 2 + 1) * 4 * problem.cout * problem.itemsize
     return block_count(problem.c, per_channel, FREQ_BLOCK_BYTES)
 
 
 def prepare(problem: Problem, w_gemm: np.ndarray, bias) -> Prepared:
     p = problem
-    hp, wp = p.padded
-    k_matrix = np.empty((hp * (wp // 2 + 1), 2 * p.c, 2 * p.cout), dtype=p.dtype)
+    grid = transform_size(p)
+    k_matrix = np.empty((grid[0] * (grid[1] // 2 + 1), 2 * p.c, 2 * p.cout), dtype=p.dtype)
     parts = _channel_blocks(p)
 
     def transform(part, _):
         channels = slice(*block_bounds(part, p.c, parts))
-        conv_fft.kernel_matrix(w_gemm[0], p.padded, channels, k_matrix)
+        conv_fft.kernel_matrix(w_gemm[0], grid, channels, k_matrix)
 
     run_blocks(transform, parts)
     return Prepared(p, w_gemm, k_matrix)
 
 
+def _from_interior(problem: Problem) -> bool:
+    """Whether the transforms read only the unpadded images (zero padding, DFT-matrix
+    transforms); ``scipy.fft`` and the other padding modes transform the padded block."""
+    return problem.padding_mode == "zeros" and conv_fft.uses_matrices(problem.padded)
+
+
 def _images(problem: Problem, xp_b):
     """``(images, offset)``: with zero padding, the block's unpadded interior and where
-    it sits in the padded grid (the transforms skip the zeros); else the padded block."""
+    it sits in the transform grid (the transforms skip the zeros); else the padded
+    block."""
     top, _, left, _ = problem.geometry.padding
-    if problem.padding_mode != "zeros" or not conv_fft.uses_matrices(problem.padded):
+    if not _from_interior(problem):
         return xp_b, (0, 0)
     return xp_b[:, top:top + problem.h, left:left + problem.w], (top, left)
 
 
 def forward_block(prep: Prepared, xp_b, bias, y_b) -> None:
     images, offset = _images(prep.problem, xp_b)
-    conv_fft.forward_block(images, prep.problem.padded, offset, prep.k_matrix, bias, y_b)
+    conv_fft.forward_block(images, transform_size(prep.problem), offset, prep.k_matrix,
+                           bias, y_b)
 
 
 def backward_batch(prep: Prepared, xp, dy_nhwc, dxp, kept, blocks, workers):
@@ -91,7 +120,8 @@ def backward_batch(prep: Prepared, xp, dy_nhwc, dxp, kept, blocks, workers):
     ``blocks``: the executor's image blocks (``.count``, ``.bounds(b)``)."""
     p = prep.problem
     k = prep.k_matrix
-    n, hp, wp, c = xp.shape
+    n, c = xp.shape[0], xp.shape[3]
+    hp, wp = transform_size(p)
     cout = p.cout
     fw = wp // 2 + 1
     # Whole-batch spectra that never leave this call: kept across steps in the calling
@@ -132,7 +162,7 @@ def backward_batch(prep: Prepared, xp, dy_nhwc, dxp, kept, blocks, workers):
             conv_fft.weight_gradient(g, (hp, wp), (kh, kw), channels, dw_gemm[0])
         else:
             start, stop = blocks.bounds(task - parts)
-            conv_fft.input_gradient_block(x_conj[start:stop], dxp[start:stop], *kept)
+            conv_fft.input_gradient_block(x_conj[start:stop], wp, dxp[start:stop], *kept)
 
     run_blocks(last_phase, parts + inverses, workers)
     db = db_parts.sum(axis=0) if db_parts is not None else None
