@@ -11,8 +11,12 @@ For stride 1, no dilation and no groups, the ``(Hp, Wp)`` DFT of the padded inpu
   to ``(Hp, Wp)``; the sum over the batch happens inside one GEMM per frequency;
 * input gradient: ``dxp = irfft2(DY K)`` (the full convolution; nothing wraps).
 
+``(Hp, Wp)`` is the transform grid. It may be shorter than the padded input when the
+input is zero-padded: then the products wrap around, but only onto the zeros of the
+padding and onto the border of ``dxp`` that zero padding drops.
+
 Per frequency these are ``(n, C) @ (C, Cout)`` products, so a 5x5 kernel costs about
-``2*Hp*Wp / (Ho*Wo*kh*kw)`` (~0.13 for 14x14 images) of the im2col GEMM work, plus
+``2*Hp*Wp / (Ho*Wo*kh*kw)`` (~0.1 for 14x14 images) of the im2col GEMM work, plus
 the transforms. Arrays are NHWC (channels last, as in :mod:`im2col_net.lowering`).
 
 **Split spectra.** Every spectrum here is real, ``(n, Hp, Wp//2+1, 2, C)``: per
