@@ -574,9 +574,9 @@ def test_dft_matrix_transforms_match_scipy(size):
     # The kernel's block matrix [[Kr, -Ki], [Ki, Kr]] of conj(K), per frequency.
     expected = np.block([[k.real, -k.imag], [k.imag, k.real]])
     np.testing.assert_allclose(conv_fft.kernel_matrix(taps, size), expected, atol=1e-12)
-    # weight_gradient inverts conj(P), P = (g00 - g11) + i (g01 + g10), at the taps only.
+    # weight_gradient inverts conj(P), P = (g00 + g11) + i (g01 - g10), at the taps only.
     g = rng.standard_normal((hp * (wp // 2 + 1), 6, 8))
-    p = (g[:, :3, :4] - g[:, 3:, 4:]) + 1j * (g[:, :3, 4:] + g[:, 3:, :4])
+    p = (g[:, :3, :4] + g[:, 3:, 4:]) + 1j * (g[:, :3, 4:] - g[:, 3:, :4])
     full = sfft.irfft2(np.conjugate(p).reshape(hp, -1, 3, 4), s=size, axes=(0, 1))[:kh, :kw]
     np.testing.assert_allclose(conv_fft.weight_gradient(g, size, (kh, kw)), full, atol=1e-12)
 

@@ -203,7 +203,7 @@ def _forward(problem: algos.Problem, plan: planner.Plan, x, w_eff, bias):
         start, stop = blocks.bounds(block)
         xp_b = pad(x_nhwc[start:stop], p.geometry.padding, p.padding_mode,
                    out=xp[start:stop], border_filled=zeroed)
-        algorithm.forward_block(prepared, xp_b, bias, y[start:stop])
+        algorithm.forward_block(prepared, xp_b, bias, y[start:stop], start)
 
     run_blocks(task, blocks.count, worker_count())
     cache = ConvCache(p, plan, False, xp, w_gemm, prepared)

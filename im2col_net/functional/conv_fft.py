@@ -47,7 +47,7 @@ from ..geometry import WindowGeometry
 from ..runtime import scratch
 
 __all__ = ["FFT_DTYPES", "MATRIX_DFT_MAX", "fft_supported", "uses_matrices", "spectrum",
-           "inverse", "kernel_matrix", "forward_block", "backward_spectra",
+           "inverse", "kernel_matrix", "forward_block",
            "backward_products", "input_gradient_block", "weight_gradient"]
 
 FFT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -306,16 +306,17 @@ def kernel_matrix(w_taps: np.ndarray, padded_size: tuple[int, int], channels=sli
 
 
 def forward_block(x_b: np.ndarray, padded_size, offset, k_matrix: np.ndarray, bias,
-                  y_b: np.ndarray) -> None:
+                  y_b: np.ndarray, x_spectrum: np.ndarray | None = None) -> None:
     """Write ``y_b (n, Ho, Wo, Cout)`` (plus ``bias (Cout,)`` unless None) for the images
     ``x_b (n, h, w, C)`` at ``offset`` in their zero-padded ``padded_size`` grid (the
     padded block itself, offset 0, for other padding modes); ``k_matrix`` is
-    :func:`kernel_matrix`'s.
+    :func:`kernel_matrix`'s. The images' split spectrum goes to ``x_spectrum`` when
+    given (the backward reads it there).
     """
     n, _, _, _ = x_b.shape
     out_h, out_w, cout = y_b.shape[1:]
     hp, wp = padded_size
-    spec = spectrum(x_b, padded_size, offset)
+    spec = spectrum(x_b, padded_size, offset, out=x_spectrum)
     product = np.empty((n, hp, wp // 2 + 1, 2, cout), dtype=spec.dtype)
     np.matmul(_per_frequency(spec), k_matrix, out=_per_frequency(product))
     inverse(product, wp, slice(0, out_h), slice(0, out_w), out=y_b)
@@ -323,30 +324,20 @@ def forward_block(x_b: np.ndarray, padded_size, offset, k_matrix: np.ndarray, bi
         y_b += bias
 
 
-def backward_spectra(x_b: np.ndarray, padded_size, offset, dy_b: np.ndarray,
-                     x_conj: np.ndarray, d_spectrum: np.ndarray) -> None:
-    """Backward, first phase, one block of images: write ``conj(X)``, the conjugated
-    split spectrum of the images ``x_b`` placed as in :func:`forward_block`
-    (recomputed: cheaper than keeping it from the forward pass), into ``x_conj``, and
-    the split spectrum of ``dy_b (n, Ho, Wo, Cout)`` zero-padded to ``(Hp, Wp)`` into
-    ``d_spectrum``."""
-    spectrum(dy_b, padded_size, out=d_spectrum)
-    spectrum(x_b, padded_size, offset, conjugate=True, out=x_conj)
-
-
-def backward_products(x_conj: np.ndarray, d_spectrum: np.ndarray, k_matrix: np.ndarray,
-                      freqs: slice, g: np.ndarray, input_grad: bool) -> None:
-    """Backward, second phase, the frequencies ``freqs`` of the whole batch (split
-    spectra from :func:`backward_spectra`): ``g[f] = [Xr Xi]^T [Dr Di]`` into ``g (F,
-    2C, 2Cout)``, one GEMM per frequency with the batch as its inner dimension (its four
-    blocks combine into ``conj(X)^T DY`` in :func:`weight_gradient`); with
-    ``input_grad``, then ``x_conj``'s frequencies ``freqs`` are overwritten by the split
-    ``DY K^T``, the padded input gradient's spectrum."""
-    x_f = _per_frequency(x_conj)[freqs]              # (f, N, 2C)
+def backward_products(x_spectrum: np.ndarray, d_spectrum: np.ndarray, k_matrix: np.ndarray,
+                      freqs: slice, g: np.ndarray, dx_spectrum: np.ndarray | None) -> None:
+    """Backward, second phase, the frequencies ``freqs`` of the whole batch, from the
+    split spectra of the input (the forward's) and of ``dy`` zero-padded to the grid:
+    ``g[f] = [Xr Xi]^T [Dr Di]`` into ``g (F, 2C, 2Cout)``, one GEMM per frequency with
+    the batch as its inner dimension (its four blocks combine into ``conj(X)^T DY`` in
+    :func:`weight_gradient`); unless ``dx_spectrum`` is None, its frequencies ``freqs``
+    are then set to the split ``DY K^T``, the padded input gradient's spectrum."""
+    x_f = _per_frequency(x_spectrum)[freqs]          # (f, N, 2C)
     d_f = _per_frequency(d_spectrum)[freqs]          # (f, N, 2Cout)
     np.matmul(x_f.transpose(0, 2, 1), d_f, out=g[freqs])
-    if input_grad:
-        np.matmul(d_f, k_matrix[freqs].transpose(0, 2, 1), out=x_f)
+    if dx_spectrum is not None:
+        np.matmul(d_f, k_matrix[freqs].transpose(0, 2, 1),
+                  out=_per_frequency(dx_spectrum)[freqs])
 
 
 def input_gradient_block(dx_spectrum_b: np.ndarray, width: int, dxp_b: np.ndarray,
@@ -363,7 +354,7 @@ def weight_gradient(g: np.ndarray, padded_size, kernel, channels=slice(None),
     """``(kh, kw, C, Cout)`` weight taps from :func:`backward_products`' summed ``g (F,
     2C, 2Cout)``; with ``out``, only the input ``channels`` are computed, into its slice.
 
-    ``g``'s blocks give ``P = conj(X)^T DY = (g00 - g11) + i (g01 + g10)`` per frequency,
+    ``g``'s blocks give ``P = conj(X)^T DY = (g00 + g11) + i (g01 - g10)`` per frequency,
     and ``dW = irfft2(conj(P))`` evaluated only at the ``kh*kw`` taps kept: an inverse
     DFT matrix along H, then along W the half spectrum weighted as ``irfft`` does, real
     part only. Since ``Re(z) = Re(conj(z))``, conjugated matrices applied to ``P`` give
@@ -382,8 +373,8 @@ def weight_gradient(g: np.ndarray, padded_size, kernel, channels=slice(None),
     blocks = g.reshape(freqs, 2, c, 2, cout)[:, :, lo:hi]
     # Work arrays of the calling thread (fresh ones would fault in their pages each call).
     split = scratch("fft.weight_split", (2, freqs, hi - lo, cout), g.dtype)
-    np.subtract(blocks[:, 0, :, 0], blocks[:, 1, :, 1], out=split[0])
-    np.add(blocks[:, 0, :, 1], blocks[:, 1, :, 0], out=split[1])
+    np.add(blocks[:, 0, :, 0], blocks[:, 1, :, 1], out=split[0])
+    np.subtract(blocks[:, 0, :, 1], blocks[:, 1, :, 0], out=split[1])
     # Along H: rows (tap, real/imaginary), so that each tap's W line reshapes for free.
     along_h = scratch("fft.weight_along_h", (2 * kh, fw * (hi - lo) * cout), g.dtype)
     np.matmul(_weight_inverse_h(hp, kh, g.dtype), split.reshape(2 * hp, -1), out=along_h)

@@ -7,7 +7,8 @@ works on one block of padded NHWC images and knows nothing of threads:
 ``supported(problem)``          None, or why the algorithm cannot run this problem
 ``workspace_per_image(problem)`` bytes of work per image (sizes the blocks)
 ``prepare(problem, w_gemm, b)``  weights in the algorithm's GEMM order
-``forward_block(prep, xp_b, b, y_b)``            writes the block's output
+``forward_block(prep, xp_b, b, y_b, start)``     writes the block's output (``start``:
+                                  its first image's index in the batch)
 ``backward_block(prep, xp_b, dy_b, dw_acc, dxp_b)`` adds the block's ``dW`` (and a
                                   folded ``db``) into ``dw_acc``, writes its ``dx``
 ``finish(prep, dw_sum)``          ``(dW, db)`` from the summed accumulators
@@ -117,11 +118,13 @@ def estimated_cost(name: str, problem: Problem, blocks: int, input_grad: bool = 
             def inverse(h, w, c):
                 return _gemm(2 * w, c, 2 * fw, n * hp) + _gemm(h, w * c, 2 * hp, n)
 
-            transforms = (2 * spectrum(p.h, p.w, p.c) + spectrum(p.out_h, p.out_w, p.cout)
+            # The input's spectrum once (the backward reuses the forward's), dy's, and
+            # the inverses of y and dx.
+            transforms = (spectrum(p.h, p.w, p.c) + spectrum(p.out_h, p.out_w, p.cout)
                           + inverse(p.out_h, p.out_w, p.cout)
                           + (inverse(p.h, p.w, p.c) if input_grad else 0.0))
         else:
-            planes = n * (2 * p.c + 2 * p.cout + (p.c if input_grad else 0))
+            planes = n * (p.c + 2 * p.cout + (p.c if input_grad else 0))
             transforms = planes * 2.5 * hp * wp * math.log2(max(hp * wp, 2)) / FFT_FLOPS
         # Per frequency one real GEMM on split spectra (4 real multiply-adds per complex
         # one): the forward per block of images, the backward's two over the batch.

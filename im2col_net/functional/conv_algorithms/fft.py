@@ -6,14 +6,15 @@ the padded input (:func:`transform_size`: 16x16 instead of 18x18 for 14x14 image
 5x5 kernel, a fifth fewer frequencies), on which the wrap-around of the circular
 convolution reads only zeros.
 
-The forward pass runs per block of images like the others. The backward pass is the one
-exception to the per-block interface: the weight gradient is a sum over the batch of
-per-frequency products, which is cheapest as one GEMM per frequency with the whole
-batch as its inner dimension, so :func:`backward_batch` runs three phases (spectra per
-block of images, products per block of frequencies, then in one region the inverse
-transforms per block of images and the weight taps per block of channels) on the
-runtime's threads itself. Every sum is inside one GEMM or in block
-order, so the result does not depend on the thread count.
+The forward pass runs per block of images like the others and keeps the input's spectrum
+(in :class:`Prepared`, for the backward). The backward pass is the one exception to the
+per-block interface: the weight gradient is a sum over the batch of per-frequency
+products, which is cheapest as one GEMM per frequency with the whole batch as its inner
+dimension, so :func:`backward_batch` runs three phases (the spectrum of ``dy`` per block
+of images, products per block of frequencies, then in one region the inverse transforms
+per block of images and the weight taps per block of channels) on the runtime's threads
+itself. Every sum is inside one GEMM or in block order, so the result does not depend on
+the thread count.
 
 The FFT mixes every pixel of an image into every frequency: one NaN would spread over
 the whole image, so the executor runs :mod:`.im2col` instead on non-finite data.
@@ -41,6 +42,7 @@ class Prepared:
     problem: Problem
     w_gemm: np.ndarray         # (1, kh, kw, C, Cout)
     k_matrix: np.ndarray       # (F, 2C, 2Cout): conv_fft.kernel_matrix
+    x_spectrum: np.ndarray     # (N, P, Q//2+1, 2, C): the forward's, for the backward
 
 
 def supported(problem: Problem) -> str | None:
@@ -88,7 +90,8 @@ def prepare(problem: Problem, w_gemm: np.ndarray, bias) -> Prepared:
         conv_fft.kernel_matrix(w_gemm[0], grid, channels, k_matrix)
 
     run_blocks(transform, parts)
-    return Prepared(p, w_gemm, k_matrix)
+    x_spectrum = np.empty((p.n, grid[0], grid[1] // 2 + 1, 2, p.c), dtype=p.dtype)
+    return Prepared(p, w_gemm, k_matrix, x_spectrum)
 
 
 def _from_interior(problem: Problem) -> bool:
@@ -107,10 +110,10 @@ def _images(problem: Problem, xp_b):
     return xp_b[:, top:top + problem.h, left:left + problem.w], (top, left)
 
 
-def forward_block(prep: Prepared, xp_b, bias, y_b) -> None:
+def forward_block(prep: Prepared, xp_b, bias, y_b, start: int) -> None:
     images, offset = _images(prep.problem, xp_b)
     conv_fft.forward_block(images, transform_size(prep.problem), offset, prep.k_matrix,
-                           bias, y_b)
+                           bias, y_b, prep.x_spectrum[start:start + len(images)])
 
 
 def backward_batch(prep: Prepared, xp, dy_nhwc, dxp, kept, blocks, workers):
@@ -125,9 +128,11 @@ def backward_batch(prep: Prepared, xp, dy_nhwc, dxp, kept, blocks, workers):
     cout = p.cout
     fw = wp // 2 + 1
     # Whole-batch spectra that never leave this call: kept across steps in the calling
-    # thread's scratch, so that each backward does not fault in fresh pages.
-    x_conj = scratch("fft.x_conj", (n, hp, fw, 2, c), p.dtype)
+    # thread's scratch, so that each backward does not fault in fresh pages. The input's
+    # spectrum is the forward's, read and never written (the cache stays reusable).
     d_spectrum = scratch("fft.d_spectrum", (n, hp, fw, 2, cout), p.dtype)
+    dx_spectrum = (scratch("fft.dx_spectrum", (n, hp, fw, 2, c), p.dtype)
+                   if dxp is not None else None)
     db_parts = np.empty((blocks.count, cout), dtype=p.dtype) if p.has_bias else None
 
     def spectra(block, _):
@@ -135,9 +140,7 @@ def backward_batch(prep: Prepared, xp, dy_nhwc, dxp, kept, blocks, workers):
         dy_b = dy_nhwc[start:stop]
         if db_parts is not None:
             np.sum(dy_b, axis=(0, 1, 2), out=db_parts[block])
-        images, offset = _images(p, xp[start:stop])
-        conv_fft.backward_spectra(images, (hp, wp), offset, dy_b, x_conj[start:stop],
-                                  d_spectrum[start:stop])
+        conv_fft.spectrum(dy_b, (hp, wp), out=d_spectrum[start:stop])
 
     run_blocks(spectra, blocks.count, workers)
     g = np.empty(k.shape, dtype=k.dtype)
@@ -146,7 +149,7 @@ def backward_batch(prep: Prepared, xp, dy_nhwc, dxp, kept, blocks, workers):
 
     def products(chunk, _):
         part = slice(*block_bounds(chunk, freqs, chunks))
-        conv_fft.backward_products(x_conj, d_spectrum, k, part, g, dxp is not None)
+        conv_fft.backward_products(prep.x_spectrum, d_spectrum, k, part, g, dx_spectrum)
 
     run_blocks(products, chunks, workers)
     kh, kw = p.geometry.kernel
@@ -162,7 +165,8 @@ def backward_batch(prep: Prepared, xp, dy_nhwc, dxp, kept, blocks, workers):
             conv_fft.weight_gradient(g, (hp, wp), (kh, kw), channels, dw_gemm[0])
         else:
             start, stop = blocks.bounds(task - parts)
-            conv_fft.input_gradient_block(x_conj[start:stop], wp, dxp[start:stop], *kept)
+            conv_fft.input_gradient_block(dx_spectrum[start:stop], wp, dxp[start:stop],
+                                          *kept)
 
     run_blocks(last_phase, parts + inverses, workers)
     db = db_parts.sum(axis=0) if db_parts is not None else None

@@ -80,7 +80,7 @@ def _by_group(prep: Prepared, rows):
     return rows.reshape(-1, p.groups, p.coutg).transpose(1, 0, 2)
 
 
-def forward_block(prep: Prepared, xp_b, bias, y_b) -> None:
+def forward_block(prep: Prepared, xp_b, bias, y_b, start: int) -> None:
     """``y_b (n, Ho, Wo, Cout) = cols · W (+ b)`` for the padded NHWC images ``xp_b``."""
     p = prep.problem
     y_rows = y_b.reshape(-1, p.cout)

@@ -30,7 +30,7 @@ __all__ = ["NAME", "Prepared", "supported", "workspace_per_image", "prepare",
 NAME = "im2col_t"
 
 
-def forward_block(prep: Prepared, xp_b, bias, y_b) -> None:
+def forward_block(prep: Prepared, xp_b, bias, y_b, start: int) -> None:
     np.matmul(columns_t(prep, xp_b).T, prep.w_mat, out=y_b.reshape(-1, prep.problem.cout))
 
 

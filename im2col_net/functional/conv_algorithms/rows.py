@@ -101,7 +101,7 @@ def _per_image(a2d, images):
     return a2d.reshape(images, -1, a2d.shape[-1])
 
 
-def forward_block(prep: Prepared, xp_b, bias, y_b) -> None:
+def forward_block(prep: Prepared, xp_b, bias, y_b, start: int) -> None:
     """One GEMM per output row from im2row's segments, else one per image."""
     p = prep.problem
     images = xp_b.shape[0]

@@ -60,7 +60,7 @@ def _taps(p: Problem, xp_b):
         yield (i, j), index, tap.reshape(m, p.groups, p.cg).transpose(1, 0, 2)
 
 
-def forward_block(prep: Prepared, xp_b, bias, y_b) -> None:
+def forward_block(prep: Prepared, xp_b, bias, y_b, start: int) -> None:
     """``y_b = Σ over offsets of tap · W[i, j]`` (+ b)."""
     p = prep.problem
     y_rows = y_b.reshape(-1, p.cout)
