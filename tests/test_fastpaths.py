@@ -528,7 +528,9 @@ SHORT_GRIDS = [
 def test_fft_conv_on_a_grid_shorter_than_the_padded_input(size, kernel, padding, grid):
     """With zero padding the transforms run on a circular grid shorter than the padded
     input (the reads that wrap land on zeros): the grid is as small as claimed and the
-    results match the reference loops, on one thread and on three."""
+    results match the reference loops, on one thread and on three; and whether the
+    forward keeps the input's spectrum for the backward or the batch is too large for
+    that (the backward transforms it again), the results are the same bit for bit."""
     from im2col_net.functional import conv_fft
 
     geometry = WindowGeometry.make(kernel, 1, padding, 1)
@@ -544,13 +546,21 @@ def test_fft_conv_on_a_grid_shorter_than_the_padded_input(size, kernel, padding,
     dy = rng.standard_normal((2, 4, *out))
     want = (ref.conv2d_forward(x, w, b, padding=padding),
             *ref.conv2d_backward(x, w, dy, bias=True, padding=padding))
-    for workers in (1, 3):
-        with tiny_blocks(workers):
+    results = {}
+    for workers, keep in [(1, True), (3, True), (1, False), (3, False)]:
+        with tiny_blocks(workers), pytest.MonkeyPatch.context() as patch:
+            if not keep:
+                patch.setattr(fft_algorithm, "KEEP_SPECTRUM_BYTES", 0)
             y, cache = F.conv2d_forward(x, w, b, padding=padding, strategy="fft")
             assert cache.strategy == "fft"
+            assert (cache.prepared.x_spectrum is not None) == keep
             got = (y, *F.conv2d_backward(dy, cache))
         for g, e, what in zip(got, want, ("y", "dx", "dw", "db"), strict=True):
             np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-9, err_msg=what)
+        results[workers, keep] = got
+    for workers in (1, 3):
+        for kept, again in zip(results[workers, True], results[workers, False], strict=True):
+            np.testing.assert_array_equal(kept, again)
 
 
 def _split(full):

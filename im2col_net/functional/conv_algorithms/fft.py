@@ -7,14 +7,14 @@ the padded input (:func:`transform_size`: 16x16 instead of 18x18 for 14x14 image
 convolution reads only zeros.
 
 The forward pass runs per block of images like the others and keeps the input's spectrum
-(in :class:`Prepared`, for the backward). The backward pass is the one exception to the
-per-block interface: the weight gradient is a sum over the batch of per-frequency
-products, which is cheapest as one GEMM per frequency with the whole batch as its inner
-dimension, so :func:`backward_batch` runs three phases (the spectrum of ``dy`` per block
-of images, products per block of frequencies, then in one region the inverse transforms
-per block of images and the weight taps per block of channels) on the runtime's threads
-itself. Every sum is inside one GEMM or in block order, so the result does not depend on
-the thread count.
+(in :class:`Prepared`, for the backward, up to :data:`KEEP_SPECTRUM_BYTES`). The
+backward pass is the one exception to the per-block interface: the weight gradient is a
+sum over the batch of per-frequency products, which is cheapest as one GEMM per
+frequency with the whole batch as its inner dimension, so :func:`backward_batch` runs
+three phases (the spectrum of ``dy`` per block of images, products per block of
+frequencies, then in one region the inverse transforms per block of images and the
+weight taps per block of channels) on the runtime's threads itself. Every sum is inside
+one GEMM or in block order, so the result does not depend on the thread count.
 
 The FFT mixes every pixel of an image into every frequency: one NaN would spread over
 the whole image, so the executor runs :mod:`.im2col` instead on non-finite data.
@@ -22,6 +22,7 @@ the whole image, so the executor runs :mod:`.im2col` instead on non-finite data.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,10 @@ NAME = "fft"
 # The backward's per-frequency GEMMs run over blocks of about this many bytes of
 # spectra: enough frequencies per block to amortise the Python loop, few enough to share.
 FREQ_BLOCK_BYTES = 1 << 20
+# The forward keeps the input's spectrum for the backward up to this size; a larger
+# batch (inference on many images at once, say) has the backward transform it again
+# rather than hold as much memory again as the padded input.
+KEEP_SPECTRUM_BYTES = 64 << 20
 
 
 @dataclass
@@ -42,7 +47,7 @@ class Prepared:
     problem: Problem
     w_gemm: np.ndarray         # (1, kh, kw, C, Cout)
     k_matrix: np.ndarray       # (F, 2C, 2Cout): conv_fft.kernel_matrix
-    x_spectrum: np.ndarray     # (N, P, Q//2+1, 2, C): the forward's, for the backward
+    x_spectrum: np.ndarray | None  # (N, P, Q//2+1, 2, C): the forward's, or None
 
 
 def supported(problem: Problem) -> str | None:
@@ -90,8 +95,9 @@ def prepare(problem: Problem, w_gemm: np.ndarray, bias) -> Prepared:
         conv_fft.kernel_matrix(w_gemm[0], grid, channels, k_matrix)
 
     run_blocks(transform, parts)
-    x_spectrum = np.empty((p.n, grid[0], grid[1] // 2 + 1, 2, p.c), dtype=p.dtype)
-    return Prepared(p, w_gemm, k_matrix, x_spectrum)
+    shape = (p.n, grid[0], grid[1] // 2 + 1, 2, p.c)
+    kept = math.prod(shape) * p.itemsize <= KEEP_SPECTRUM_BYTES
+    return Prepared(p, w_gemm, k_matrix, np.empty(shape, dtype=p.dtype) if kept else None)
 
 
 def _from_interior(problem: Problem) -> bool:
@@ -113,7 +119,8 @@ def _images(problem: Problem, xp_b):
 def forward_block(prep: Prepared, xp_b, bias, y_b, start: int) -> None:
     images, offset = _images(prep.problem, xp_b)
     conv_fft.forward_block(images, transform_size(prep.problem), offset, prep.k_matrix,
-                           bias, y_b, prep.x_spectrum[start:start + len(images)])
+                           bias, y_b, None if prep.x_spectrum is None
+                           else prep.x_spectrum[start:start + len(images)])
 
 
 def backward_batch(prep: Prepared, xp, dy_nhwc, dxp, kept, blocks, workers):
@@ -129,7 +136,12 @@ def backward_batch(prep: Prepared, xp, dy_nhwc, dxp, kept, blocks, workers):
     fw = wp // 2 + 1
     # Whole-batch spectra that never leave this call: kept across steps in the calling
     # thread's scratch, so that each backward does not fault in fresh pages. The input's
-    # spectrum is the forward's, read and never written (the cache stays reusable).
+    # spectrum is the forward's, read and never written (the cache stays reusable), or
+    # for a batch too large to have kept it, transformed again here.
+    x_spectrum = prep.x_spectrum
+    again = x_spectrum is None
+    if again:
+        x_spectrum = np.empty((n, hp, fw, 2, c), dtype=p.dtype)
     d_spectrum = scratch("fft.d_spectrum", (n, hp, fw, 2, cout), p.dtype)
     dx_spectrum = (scratch("fft.dx_spectrum", (n, hp, fw, 2, c), p.dtype)
                    if dxp is not None else None)
@@ -141,6 +153,9 @@ def backward_batch(prep: Prepared, xp, dy_nhwc, dxp, kept, blocks, workers):
         if db_parts is not None:
             np.sum(dy_b, axis=(0, 1, 2), out=db_parts[block])
         conv_fft.spectrum(dy_b, (hp, wp), out=d_spectrum[start:stop])
+        if again:
+            images, offset = _images(p, xp[start:stop])
+            conv_fft.spectrum(images, (hp, wp), offset, out=x_spectrum[start:stop])
 
     run_blocks(spectra, blocks.count, workers)
     g = np.empty(k.shape, dtype=k.dtype)
@@ -149,7 +164,7 @@ def backward_batch(prep: Prepared, xp, dy_nhwc, dxp, kept, blocks, workers):
 
     def products(chunk, _):
         part = slice(*block_bounds(chunk, freqs, chunks))
-        conv_fft.backward_products(prep.x_spectrum, d_spectrum, k, part, g, dx_spectrum)
+        conv_fft.backward_products(x_spectrum, d_spectrum, k, part, g, dx_spectrum)
 
     run_blocks(products, chunks, workers)
     kh, kw = p.geometry.kernel
