@@ -118,23 +118,22 @@ def _irfft_weights(size: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=128)
-def _forward_h(size: int, taps: int, offset: int, dtype, conjugate: bool) -> np.ndarray:
+def _forward_h(size: int, taps: int, offset: int, dtype) -> np.ndarray:
     """``(2*size, taps)``: the DFT along H of ``taps`` real rows at ``offset``, rows in
-    ``(frequency, real/imaginary)`` order (the imaginary parts negated for the conjugate
-    spectrum)."""
+    ``(frequency, real/imaginary)`` order."""
     angle = _angles(np.arange(size), np.arange(offset, offset + taps), size)
-    sine = np.sin(angle) if conjugate else -np.sin(angle)
-    return _frozen(np.stack([np.cos(angle), sine], axis=1).reshape(2 * size, taps), dtype)
+    return _frozen(np.stack([np.cos(angle), -np.sin(angle)], axis=1).reshape(2 * size, taps),
+                   dtype)
 
 
 @functools.lru_cache(maxsize=128)
-def _forward_w(size: int, taps: int, offset: int, dtype, conjugate: bool) -> np.ndarray:
+def _forward_w(size: int, taps: int, offset: int, dtype) -> np.ndarray:
     """``(2*Fw, 2*taps)``: along W, the half-spectrum DFT of a complex line given as
     ``taps`` real parts then ``taps`` imaginary parts at ``offset``; rows in ``(bin,
-    real/imaginary)`` order (conjugated with ``conjugate``)."""
+    real/imaginary)`` order."""
     angle = _angles(np.arange(size // 2 + 1), np.arange(offset, offset + taps), size)
     cos = np.cos(angle)
-    sin = np.sin(angle) if conjugate else -np.sin(angle)
+    sin = -np.sin(angle)
     # (a + ib) (cos + i sin) = (a cos - b sin) + i (a sin + b cos)
     matrix = np.stack([np.concatenate([cos, -sin], axis=1),
                        np.concatenate([sin, cos], axis=1)], axis=1)
@@ -212,11 +211,11 @@ def _to_split(full: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def spectrum(a: np.ndarray, padded_size, offset=(0, 0), *, conjugate: bool = False,
+def spectrum(a: np.ndarray, padded_size, offset=(0, 0), *,
              out: np.ndarray | None = None) -> np.ndarray:
     """The split ``rfft2`` (over H and W) of the ``(n, h, w, C)`` real block ``a`` placed
-    at ``offset`` in a zero ``(Hp, Wp)`` grid: ``(n, Hp, Wp//2+1, 2, C)`` real (the
-    conjugate spectrum with ``conjugate``), written into ``out`` when given.
+    at ``offset`` in a zero ``(Hp, Wp)`` grid: ``(n, Hp, Wp//2+1, 2, C)`` real, written
+    into ``out`` when given.
     """
     n, h, w, c = a.shape
     hp, wp = padded_size
@@ -229,11 +228,11 @@ def spectrum(a: np.ndarray, padded_size, offset=(0, 0), *, conjugate: bool = Fal
             grid[:, offset[0]:offset[0] + h, offset[1]:offset[1] + w] = a
             a = grid
         full = sfft.rfft2(a, axes=(1, 2))
-        return _to_split(np.conjugate(full, out=full) if conjugate else full, out)
+        return _to_split(full, out)
     # Along H, per image: (2*Hp, h) @ (h, w*C) -> rows (frequency, real/imaginary).
-    lines = np.matmul(_forward_h(hp, h, offset[0], a.dtype, conjugate), a.reshape(n, h, w * c))
+    lines = np.matmul(_forward_h(hp, h, offset[0], a.dtype), a.reshape(n, h, w * c))
     # Along W, per image row: those rows as (real/imaginary, w) x C matrices.
-    _matmul_into(_forward_w(wp, w, offset[1], a.dtype, conjugate),
+    _matmul_into(_forward_w(wp, w, offset[1], a.dtype),
                  lines.reshape(n * hp, 2 * w, c), out, (n * hp, 2 * fw, c))
     return out
 
