@@ -117,16 +117,16 @@ class Conv2D(ConvLayerBase):
     smaller than the input), ``"replicate"`` (alias ``"edge"``, the name in older model
     files; saved as ``"replicate"``) or ``"circular"`` (each pad at most the input size).
     ``flip_kernel=True`` makes it a true convolution (kernel rotated by 180 degrees).
-    ``strategy``: ``"auto"`` (default: whatever the planner's mode in
-    effect picks, see :mod:`im2col_net.functional.planner`; ``"measure"`` inside
-    ``fit``), ``"measure"``, ``"estimate"``, or an algorithm: ``"im2col"``, ``"rows"``
-    and ``"im2col_t"`` (both no groups), ``"strided"`` or ``"fft"`` (stride 1, no
-    dilation or groups). All give the same results up to rounding, and a NaN or infinity
-    makes non-finite only the outputs (and gradients) whose windows contain it: a call
-    on non-finite data runs im2col instead of the FFT, which would spread it over the
-    image. ``init``: ``"he"`` (normal, default) or ``"xavier"`` (uniform), drawn from
-    ``rng`` (a ``numpy.random.Generator`` or seed). ``compute_input_grad=False`` skips ``dx`` (for a
-    first layer); ``backward`` then returns None.
+    ``strategy``: ``"auto"`` (default: whatever the planner's mode in effect picks, see
+    :mod:`im2col_net.functional.planner`; ``"measure"`` inside ``fit``), ``"measure"``,
+    ``"estimate"``, or an algorithm: ``"im2col"``, ``"rows"`` and ``"im2col_t"`` (both
+    no groups), ``"strided"`` or ``"fft"`` (stride 1, no dilation or groups). All give
+    the same results up to rounding, and a NaN or infinity makes non-finite only the
+    outputs (and gradients) whose windows contain it: a call on non-finite data runs
+    im2col instead of the FFT, which would spread it over the image. ``init``: ``"he"``
+    (normal, default) or ``"xavier"`` (uniform), drawn from ``rng`` (a
+    ``numpy.random.Generator`` or seed). ``compute_input_grad=False`` skips ``dx`` (for
+    a first layer); ``backward`` then returns None.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
