@@ -2,13 +2,17 @@
 
 import json
 import os
+import re
 import signal
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import im2col_net
 from im2col_net.datasets import load_dataset
+from im2col_net.functional import planner
 from im2col_net.layers import Conv2D, Dropout, Flatten, Linear, MaxPool2D, ReLU, Sequential
 from im2col_net.models import build_model
 from im2col_net.optim import make_optimizer, make_schedule
@@ -23,6 +27,7 @@ from im2col_net.training import (
     predict_proba,
     read_metrics,
 )
+from im2col_net.training.evaluation import batch_bounds
 
 
 @pytest.fixture(scope="module")
@@ -338,6 +343,53 @@ def test_evaluate_and_predict_proba_agree_with_a_direct_forward():
     np.testing.assert_allclose(probs, np.exp(logp), rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="labels"):
         evaluate(model, images, labels[:-1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(0, 3000), batch_size=st.integers(1, 400))
+def test_evaluation_batches_cover_the_set_in_near_equal_sizes(n, batch_size):
+    bounds = batch_bounds(n, batch_size)
+    assert len(bounds) == -(-n // batch_size)
+    assert [i for lo, hi in bounds for i in range(lo, hi)] == list(range(n))
+    sizes = [hi - lo for lo, hi in bounds]
+    if sizes:
+        assert max(sizes) <= batch_size and max(sizes) - min(sizes) <= 1
+
+
+def test_evaluate_runs_near_equal_batches_not_a_short_remainder():
+    model = _tiny_model()
+    seen = []
+    forward = model.forward
+    model.forward = lambda xb: (seen.append(len(xb)), forward(xb))[1]
+    images, labels = TEST                       # 60 images
+    evaluate(model, images, labels, batch_size=16)
+    assert seen == [15, 15, 15, 15]
+    seen.clear()
+    predict_proba(model, images, batch_size=25)
+    assert seen == [20, 20, 20]
+
+
+def test_fit_evaluates_on_the_batch_shapes_its_training_planned():
+    """By default the test set is evaluated in batches of the training's power-of-two
+    bucket, so the planner has nothing new to time (a measuring planner would spend up
+    to a second on each new shape)."""
+    planner.reset()
+    try:
+        model = _tiny_model()
+        train = (TRAIN[0][:192], TRAIN[1][:192])        # 6 full batches of 32
+        fit(model, train, TEST, epochs=1, batch_size=BATCH, optimizer="sgd", seed=0,
+            progress=False)
+        buckets = {re.search(r"x=n(\d+)", entry["key"]).group(1)
+                   for entry in planner.export_plans()}
+        assert buckets == {"32"}
+        # An explicit eval_batch_size still rules: 60 test images in one batch.
+        fit(model, train, TEST, epochs=1, batch_size=BATCH, optimizer="sgd", seed=0,
+            progress=False, eval_batch_size=60)
+        buckets = {re.search(r"x=n(\d+)", entry["key"]).group(1)
+                   for entry in planner.export_plans()}
+        assert buckets == {"32", "64"}
+    finally:
+        planner.reset()
 
 
 def test_confusion_matrix_and_per_class_accuracy():

@@ -9,7 +9,7 @@ from ..layers.loss import SoftmaxCrossEntropy
 from .numerics import NonFiniteError, count_non_finite
 
 __all__ = ["evaluate", "predict_proba", "predict_logits", "confusion_matrix",
-           "per_class_accuracy"]
+           "per_class_accuracy", "batch_bounds"]
 
 
 def _check_images(images, owner):
@@ -27,14 +27,26 @@ def _check_batch_size(batch_size, owner):
     return int(batch_size)
 
 
+def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of ``ceil(n / batch_size)`` batches covering ``range(n)`` in
+    order, of near-equal sizes (they differ by at most one, none exceeds ``batch_size``).
+
+    Not full batches and a short remainder: a remainder has a shape of its own, which a
+    measuring planner would time afresh, and it runs a small, slow batch.
+    """
+    count = -(-n // batch_size)
+    return [(i * n // count, (i + 1) * n // count) for i in range(count)]
+
+
 def _batches_in_eval_mode(model, images, batch_size):
-    """Yield ``(start, logits)`` per batch with the model in eval mode (mode restored)."""
+    """Yield ``(start, logits)`` per batch (:func:`batch_bounds`) with the model in eval
+    mode (its mode restored at the end)."""
     was_training = model.training
     dtype = model.dtype or images.dtype
     model.eval()
     try:
-        for start in range(0, len(images), batch_size):
-            xb = images[start:start + batch_size].astype(dtype, copy=False)
+        for start, stop in batch_bounds(len(images), batch_size):
+            xb = images[start:stop].astype(dtype, copy=False)
             yield start, model.forward(xb)
     finally:
         model.train(was_training)
@@ -53,7 +65,8 @@ def _non_finite_logits(owner, bad, total):
 
 
 def predict_logits(model, images, batch_size: int = 256) -> np.ndarray:
-    """Logits ``(N, K)`` in the model's dtype for ``images (N, C, H, W)`` (eval mode).
+    """Logits ``(N, K)`` in the model's dtype for ``images (N, C, H, W)`` (eval mode, at
+    most ``batch_size`` images per forward: :func:`batch_bounds`).
 
     Raises :class:`~.numerics.NonFiniteError` if any logit is NaN or infinite.
     """
@@ -81,8 +94,9 @@ def evaluate(model, images, labels, batch_size: int = 256):
 
     ``images (N, C, H, W)`` float, ``labels (N,)`` ints. Returns ``(loss: float,
     accuracy: float in [0, 1], predictions (N,) int64)``. Runs in eval mode (dropout off)
-    and restores the model's previous mode. Raises :class:`~.numerics.NonFiniteError`
-    (a ValueError) with the count if any logit is NaN or infinite.
+    and restores the model's previous mode, at most ``batch_size`` images per forward
+    (:func:`batch_bounds`). Raises :class:`~.numerics.NonFiniteError` (a ValueError)
+    with the count if any logit is NaN or infinite.
     """
     images = _check_images(images, "evaluate")
     labels = np.asarray(labels)

@@ -239,7 +239,7 @@ def split_validation(data, *, fraction=None, size=None, seed=0):
 
 def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, schedule=None,
         seed=0, out_dir=None, resume=False, overwrite=False, progress=True, log_every=50,
-        eval_batch_size=256, callback=None, run_meta=None, handle_sigint=True,
+        eval_batch_size=None, callback=None, run_meta=None, handle_sigint=True,
         stream=None, val_data=None, early_stop=None, test_every_epoch=None,
         communicator=None, label_smoothing=0.0) -> FitResult:
     """Train ``model`` with softmax cross-entropy.
@@ -254,7 +254,9 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
     locked for the call; one already holding a run file needs ``resume=True`` (continue
     it) or ``overwrite=True`` (delete its checkpoint, model and log first).
     ``progress``: see :func:`.progress.make_progress`. ``log_every``: updates between step
-    records and progress lines. ``callback(info: dict)``: called after every update with
+    records and progress lines. ``eval_batch_size``: the most images per forward when
+    evaluating (None: a rank's share of ``batch_size``, whose shapes the planner has
+    already timed for training). ``callback(info: dict)``: called after every update with
     ``epoch``, ``step``, ``batch``, ``loss``, ``accuracy``, ``lr``. ``run_meta``: JSON-able
     description stored in checkpoints and the log. ``handle_sigint``: defer SIGINT and
     SIGTERM to the end of the current update (main thread only). ``communicator``:
@@ -295,7 +297,8 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
     epochs = _positive_int(epochs, "epochs")
     batch_size = _positive_int(batch_size, "batch_size")
     log_every = _positive_int(log_every, "log_every")
-    eval_batch_size = _positive_int(eval_batch_size, "eval_batch_size")
+    if eval_batch_size is not None:
+        eval_batch_size = _positive_int(eval_batch_size, "eval_batch_size")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"fit: seed must be a non-negative int, got {seed!r}")
     if model.dtype is None:
@@ -317,6 +320,10 @@ def fit(model, train_data, test_data=None, *, epochs, batch_size, optimizer, sch
         raise ValueError(f"fit: {'resume' if resume else 'overwrite'}=True needs the out_dir "
                          f"of the run")
     comm = communicator if communicator is not None else LocalCommunicator()
+    if eval_batch_size is None:
+        # A rank's share of the training batch: evaluation then runs on the shapes the
+        # training step has already planned (the planner keys by the batch's power of two).
+        eval_batch_size = -(-batch_size // comm.size)
     if out_dir is None:
         session = contextlib.nullcontext({})
     elif comm.is_writer:
