@@ -57,6 +57,7 @@ from .layers import (
     UpsamplingBilinear2D,
     UpsamplingNearest2D,
     ZeroPad2D,
+    no_grad,
 )
 from .serialization import ModelFileError, load_model, save_model
 
@@ -70,7 +71,7 @@ __all__ = [
 __all__ += ["Parallel", "Residual", "BatchNorm1D", "BatchNorm2D", "ConvTranspose2D", "ELU"]
 __all__ += ["GroupNorm", "LayerNorm", "InstanceNorm2D", "LocalResponseNorm"]
 __all__ += ["AdaptiveAvgPool2D", "AdaptiveMaxPool2D", "MaxUnpool2D"]
-__all__ += ["GradcheckError"]
+__all__ += ["GradcheckError", "no_grad"]
 __all__ += ["ZeroPad2D", "ConstantPad2D", "ReflectionPad2D", "ReplicationPad2D",
             "CircularPad2D", "Upsample", "UpsamplingNearest2D", "UpsamplingBilinear2D",
             "PixelShuffle", "PixelUnshuffle", "Unflatten"]

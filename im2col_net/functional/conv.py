@@ -154,9 +154,11 @@ def resolve_strategy(strategy, geometry: WindowGeometry, groups, dtype, input_sh
 
 def conv2d_forward_geom(x, weight, bias, geometry: WindowGeometry, *, groups=1,
                         padding_mode="zeros", flip_kernel=False, strategy="im2col",
-                        owner="conv2d", input_grad=True):
+                        owner="conv2d", input_grad=True, for_backward=True):
     """:func:`conv2d_forward` with a prepared :class:`WindowGeometry` (used by layers).
-    ``input_grad``: whether the backward will want ``dx`` (a hint for the planner)."""
+    ``input_grad``: whether the backward will want ``dx`` (a hint for the planner).
+    ``for_backward=False``: no backward is expected, so nothing is kept for one (the FFT's
+    input spectrum); a backward of the cache still works, redoing that work."""
     x, weight, bias = native(x), native(weight), native(bias)
     check_conv_args(x, weight, bias, groups, owner)
     requested = planner.resolve(strategy, owner)
@@ -172,7 +174,7 @@ def conv2d_forward_geom(x, weight, bias, geometry: WindowGeometry, *, groups=1,
     if plan.algorithm == "fft" and not _all_finite(x, weight, bias):
         plan = _exact_plan()    # keep NaN/inf local (see the module docstring)
     w_eff = weight[:, :, ::-1, ::-1] if flip_kernel else weight
-    y, cache = _forward(problem, plan, x, w_eff, bias)
+    y, cache = _forward(problem, plan, x, w_eff, bias, for_backward)
     cache.flip_kernel = bool(flip_kernel)
     return y, cache
 
@@ -181,14 +183,14 @@ def _exact_plan():
     return planner.Plan("im2col", algos.DEFAULT_BLOCK_BYTES["im2col"], "fixed")
 
 
-def _forward(problem: algos.Problem, plan: planner.Plan, x, w_eff, bias):
+def _forward(problem: algos.Problem, plan: planner.Plan, x, w_eff, bias, for_backward=True):
     p = problem
     kh, kw = p.geometry.kernel
     algorithm = algos.get(plan.algorithm)
     # (Cout, Cg, kh, kw) -> (G, kh, kw, Cg, Coutg): the row order of the column matrix.
     w_gemm = np.ascontiguousarray(
         w_eff.reshape(p.groups, p.coutg, p.cg, kh, kw).transpose(0, 3, 4, 2, 1))
-    prepared = algorithm.prepare(p, w_gemm, bias)
+    prepared = algorithm.prepare(p, w_gemm, bias, for_backward)
     blocks = _Blocks(p.n, algos.block_count_for(plan.algorithm, p, plan.block_bytes,
                                                 plan.min_blocks))
     hp, wp = p.padded

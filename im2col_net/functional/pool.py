@@ -171,18 +171,22 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
 
 
 def max_pool2d_forward_geom(x, geometry: WindowGeometry, owner="max_pool2d", *,
-                            ceil_mode=False):
+                            ceil_mode=False, for_backward=True):
     """:func:`max_pool2d_forward` with a prepared geometry (used by layers).
 
     ``x (N, C, H, W)`` -> ``y (N, C, Ho, Wo)`` in ``x``'s dtype, and a :class:`PoolCache`.
+    ``for_backward=False``: the cache holds no argmax (the same ``y``, less work), and
+    neither :func:`max_pool2d_backward` nor :func:`max_pool2d_indices` accepts it.
     """
-    y, cache, _ = _max_pool_forward(x, geometry, owner, ceil_mode, relu=False)
+    y, cache, _ = _max_pool_forward(x, geometry, owner, ceil_mode, relu=False,
+                                    for_backward=for_backward)
     return y, cache
 
 
-def _max_pool_forward(x, geometry: WindowGeometry, owner, ceil_mode, relu):
+def _max_pool_forward(x, geometry: WindowGeometry, owner, ceil_mode, relu, for_backward):
     """Max pooling, with ``relu`` also the ReLU of the pooled output in the same pass
-    over each block: ``(y, cache, positive or None)``."""
+    over each block: ``(y, cache, positive or None)``; without ``for_backward`` no
+    argmax (``cache.argmax`` is None) and no ``positive``."""
     x = np.asarray(x)
     _check_input(x, owner)
     n, c, h, w = x.shape
@@ -192,18 +196,23 @@ def _max_pool_forward(x, geometry: WindowGeometry, owner, ceil_mode, relu):
     kh, kw = geometry.kernel
     y = np.empty((n, out_h, out_w, c), dtype=x.dtype)
     index_dtype = np.uint8 if kh * kw <= 256 else np.int32
-    argmax = np.empty(y.shape, dtype=index_dtype)
-    positive = np.empty(y.shape, dtype=bool) if relu else None
+    argmax = np.empty(y.shape, dtype=index_dtype) if for_backward else None
+    positive = np.empty(y.shape, dtype=bool) if relu and for_backward else None
     count, workers, bounds = _blocks(n, h * w * c * x.dtype.itemsize)
 
     def task(block, _):
         start, stop = bounds(block)
         taps = list(_taps(x_nhwc[start:stop], geometry, out_h, out_w, -np.inf))
-        y_b, argmax_b = y[start:stop], argmax[start:stop]
+        y_b = y[start:stop]
         # A copy, then in-place maxima: faster than a maximum of two strided views.
         np.copyto(y_b, taps[0][1])
         for _, view in taps[1:]:
             np.maximum(y_b, view, out=y_b)
+        if not for_backward:
+            if relu:
+                np.maximum(y_b, zeros(y_b.shape, y_b.dtype), out=y_b)
+            return
+        argmax_b = argmax[start:stop]
         _first_max_index(taps, y_b, argmax_b)
         # np.maximum propagates NaN, so one reduction tells whether any window has one.
         if y_b.size and np.isnan(np.min(y_b)):
@@ -226,6 +235,7 @@ def _max_pool_forward(x, geometry: WindowGeometry, owner, ceil_mode, relu):
 def max_pool2d_indices(cache: PoolCache) -> np.ndarray:
     """PyTorch's ``return_indices``: int64 ``(N, C, Ho, Wo)``, for every output the flat
     position ``h * W + w`` of its maximum in the unpadded ``(H, W)`` plane."""
+    _require_argmax(cache, "max_pool2d_indices")
     (_, kw), (sh, sw), (dh, dw) = (cache.geometry.kernel, cache.geometry.stride,
                                     cache.geometry.dilation)
     top, _, left, _ = cache.geometry.padding
@@ -235,6 +245,13 @@ def max_pool2d_indices(cache: PoolCache) -> np.ndarray:
     rows = (np.arange(out_h, dtype=np.int64) * sh - top)[:, None]
     cols = np.arange(out_w, dtype=np.int64) * sw - left
     return (rows + (k // kw) * dh) * width + cols + (k % kw) * dw
+
+
+def _require_argmax(cache: PoolCache, owner):
+    if cache.argmax is None:
+        raise RuntimeError(f"{owner}: this max-pool forward kept no argmax (it ran with "
+                           f"for_backward=False, e.g. under no_grad()); run the forward "
+                           f"again outside no_grad() first")
 
 
 def _first_max_index(taps, y_b, argmax_b):
@@ -255,7 +272,8 @@ def _first_max_index(taps, y_b, argmax_b):
         argmax_b *= differs
 
 
-def relu_max_pool2d_forward_geom(x, geometry: WindowGeometry, owner="max_pool2d"):
+def relu_max_pool2d_forward_geom(x, geometry: WindowGeometry, owner="max_pool2d",
+                                 for_backward=True):
     """``max_pool2d(relu(x))`` computed as ``relu(max_pool2d(x))`` (they commute), so
     the ReLU runs on the pooled, ``kh*kw`` times smaller array.
 
@@ -263,19 +281,21 @@ def relu_max_pool2d_forward_geom(x, geometry: WindowGeometry, owner="max_pool2d"
     Ho, Wo)``, the :class:`PoolCache` that :func:`max_pool2d_forward_geom` would give
     for ``relu(x)`` (windows whose maximum is not positive point at offset 0, the first
     of their tied zeros), and ``positive (N, C, Ho, Wo)`` bool, where ``y > 0``: the
-    ReLU's backward mask at the pooled size.
+    ReLU's backward mask at the pooled size. ``for_backward=False``: the same ``y``, a
+    cache without argmax and ``positive`` None (see :func:`max_pool2d_forward_geom`).
     """
     x = np.asarray(x)
     _check_input(x, owner)
     if not geometry.tiles_exactly:
         raise ValueError(f"{owner}: the fused ReLU path needs tiling windows, got {geometry}")
-    return _max_pool_forward(x, geometry, owner, False, relu=True)
+    return _max_pool_forward(x, geometry, owner, False, relu=True, for_backward=for_backward)
 
 
 def max_pool2d_backward(dy, cache: PoolCache, mask=None):
     """``dy (N, C, Ho, Wo)`` -> ``dx (N, C, H, W)``; each gradient goes to its window's
     argmax. ``mask`` (bool, ``dy``'s shape): only where it is True (the fused ReLU's
     backward, applied in the same pass)."""
+    _require_argmax(cache, "max_pool2d_backward")
     dy_nhwc = _check_dy(dy, cache, "max_pool2d")
     mask_nhwc = None if mask is None else np.asarray(mask).transpose(0, 2, 3, 1)
     kh, kw = cache.geometry.kernel

@@ -11,7 +11,7 @@ from .activations import (
     SiLU,
     Softplus,
 )
-from .base import Layer
+from .base import Layer, grad_enabled, no_grad
 from .batchnorm import BatchNorm1D, BatchNorm2D
 from .blocks import Parallel, Residual
 from .containers import Sequential
@@ -57,7 +57,7 @@ __all__ = [
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Flatten", "Dropout", "SoftmaxCrossEntropy",
 ]
 __all__ += ["Parallel", "Residual", "BatchNorm1D", "BatchNorm2D", "ConvTranspose2D", "ELU"]
-__all__ += ["Graph", "Softmax", "LogSoftmax"]
+__all__ += ["Graph", "Softmax", "LogSoftmax", "no_grad", "grad_enabled"]
 __all__ += ["GroupNorm", "LayerNorm", "InstanceNorm2D", "LocalResponseNorm"]
 __all__ += ["ZeroPad2D", "ConstantPad2D", "ReflectionPad2D", "ReplicationPad2D",
             "CircularPad2D", "Upsample", "UpsamplingNearest2D", "UpsamplingBilinear2D",

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..functional import pool as P
+from .base import grad_enabled
 from .dense import ReLU
-from .pool import MaxPool2D
+from .pool import MaxPool2D, no_argmax_error
 
 __all__ = ["fusable", "FusedRecord", "forward_pair", "backward_pair"]
 
@@ -27,7 +28,7 @@ class FusedRecord:
 
     relu_cache: object
     pool_cache: object
-    positive: np.ndarray      # (N, C, Ho, Wo) bool: pooled output > 0
+    positive: np.ndarray | None   # (N, C, Ho, Wo) bool: pooled output > 0; None under no_grad
 
 
 def fusable(first, second, x) -> bool:
@@ -41,7 +42,8 @@ def fusable(first, second, x) -> bool:
 
 def forward_pair(relu: ReLU, pool: MaxPool2D, x: np.ndarray):
     """``pool(relu(x))``; sets both layers' caches. Returns ``(y, FusedRecord)``."""
-    y, pool_cache, positive = P.relu_max_pool2d_forward_geom(x, pool.geometry, owner=repr(pool))
+    y, pool_cache, positive = P.relu_max_pool2d_forward_geom(
+        x, pool.geometry, owner=repr(pool), for_backward=grad_enabled())
     # ReLU's backward needs only the sign of its input, which is x itself.
     relu._cache = (x.shape, x, x.dtype)
     pool._cache = pool_cache
@@ -55,4 +57,6 @@ def still_valid(relu: ReLU, pool: MaxPool2D, record: FusedRecord) -> bool:
 def backward_pair(relu: ReLU, pool: MaxPool2D, dy, record: FusedRecord):
     """Gradient through both layers: mask at the pooled size, then route to the argmax."""
     dy, cache = pool._dy(dy)
+    if record.positive is None:
+        raise no_argmax_error(pool)
     return P.max_pool2d_backward(dy, cache, mask=record.positive)

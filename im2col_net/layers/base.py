@@ -20,6 +20,7 @@ __all__ += ["batched_inputs", "unbatched_allowed"]
 __all__ += ["deferred_init", "init_deferred", "placeholder", "is_placeholder", "init_zeros",
             "init_ones", "uniform_init", "check_input_shape"]
 __all__ += ["observe_inputs", "observing_inputs", "forward_child", "register_summarizer"]
+__all__ += ["no_grad", "grad_enabled"]
 
 # No layer dimension comes near this; larger values are typos and would otherwise fail
 # inside NumPy with a message naming no layer.
@@ -199,6 +200,29 @@ def check_float_input(layer, x, ndim=None, dtype=None) -> np.ndarray:
     """Return ``x`` as a native-byte-order ndarray after checking its rank and dtype
     (floating; equal to ``dtype`` when given), naming ``layer``."""
     return _check_float_array(repr(layer), x, "input", ndim, dtype)
+
+
+# -- forwards that no backward will follow ------------------------------------------------
+_GRAD_ENABLED = contextvars.ContextVar("im2col_net_grad_enabled", default=True)
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Inside this block, forwards skip the work only a backward would use, like
+    ``torch.no_grad()``: max pooling keeps no argmax (nor the fused ReLU its mask), the
+    FFT convolution no input spectrum. The outputs are the same bit for bit. A max-pool
+    ``backward`` after such a forward raises ``RuntimeError``; a convolution's still
+    works (it transforms its input again). Evaluation and prediction run in it."""
+    token = _GRAD_ENABLED.set(False)
+    try:
+        yield
+    finally:
+        _GRAD_ENABLED.reset(token)
+
+
+def grad_enabled() -> bool:
+    """False inside :func:`no_grad`."""
+    return _GRAD_ENABLED.get()
 
 
 # -- watching what each layer is given (the gradient checker's hints) --------------------

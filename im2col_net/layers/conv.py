@@ -21,6 +21,7 @@ from .base import (
     check_float_dtype,
     check_float_input,
     check_input_shape,
+    grad_enabled,
     he_normal,
     init_zeros,
     make_rng,
@@ -236,5 +237,6 @@ class Conv2D(ConvLayerBase):
             x, self.params["weight"], self.params.get("bias"), self.geometry, groups=self.groups,
             padding_mode=self.padding_mode, flip_kernel=self.flip_kernel,
             strategy=self.strategy, owner=repr(self), input_grad=self.compute_input_grad,
+            for_backward=grad_enabled(),
         )
         return y[0] if self._unbatched else y

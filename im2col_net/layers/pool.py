@@ -19,7 +19,7 @@ import numpy as np
 from ..functional import adaptive_pool as A
 from ..functional import pool as F
 from ..geometry import adaptive_output_size, as_pair, pool_output_size, unpool_output_size
-from .base import Layer, check_float_input, check_input_shape
+from .base import Layer, check_float_input, check_input_shape, grad_enabled
 
 __all__ = ["MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "AdaptiveAvgPool2D",
            "AdaptiveMaxPool2D", "MaxUnpool2D"]
@@ -95,6 +95,12 @@ class _Pool2D(_Unbatched):
                     ceil_mode=self.ceil_mode)
 
 
+def no_argmax_error(layer) -> RuntimeError:
+    """The error of a max-pool backward after a forward under :func:`.base.no_grad`."""
+    return RuntimeError(f"{layer!r}: backward() after a forward under no_grad(), which "
+                        f"keeps no argmax; run the forward again outside no_grad() first")
+
+
 class MaxPool2D(_Pool2D):
     """Max pooling ``(N, C, H, W) -> (N, C, Ho, Wo)`` with ``torch.nn.MaxPool2d``'s
     arguments, in its order: ``kernel_size, stride=None (= kernel_size), padding=0,
@@ -119,14 +125,18 @@ class MaxPool2D(_Pool2D):
                     return_indices=self.return_indices)
 
     def forward(self, x):
-        y, self._cache = F.max_pool2d_forward_geom(self._input(x), self.geometry,
-                                                   owner=repr(self), ceil_mode=self.ceil_mode)
+        # Under no_grad() only return_indices needs the argmax.
+        y, self._cache = F.max_pool2d_forward_geom(
+            self._input(x), self.geometry, owner=repr(self), ceil_mode=self.ceil_mode,
+            for_backward=grad_enabled() or self.return_indices)
         if self.return_indices:
             return self._output(y), self._output(F.max_pool2d_indices(self._cache))
         return self._output(y)
 
     def backward(self, dy):
         dy, cache = self._dy(dy)
+        if cache.argmax is None:
+            raise no_argmax_error(self)
         return self._output(F.max_pool2d_backward(dy, cache))
 
     def reference_pair(self):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..functional.basic import log_softmax
+from ..layers.base import no_grad
 from ..layers.loss import SoftmaxCrossEntropy
 from .numerics import NonFiniteError, count_non_finite
 
@@ -40,14 +41,16 @@ def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
 
 def _batches_in_eval_mode(model, images, batch_size):
     """Yield ``(start, logits)`` per batch (:func:`batch_bounds`) with the model in eval
-    mode (its mode restored at the end)."""
+    mode (its mode restored at the end), each forward under ``no_grad()``."""
     was_training = model.training
     dtype = model.dtype or images.dtype
     model.eval()
     try:
         for start, stop in batch_bounds(len(images), batch_size):
             xb = images[start:stop].astype(dtype, copy=False)
-            yield start, model.forward(xb)
+            with no_grad():     # per batch: not across the yield, into the caller's code
+                logits = model.forward(xb)
+            yield start, logits
     finally:
         model.train(was_training)
 

@@ -6,7 +6,8 @@ works on one block of padded NHWC images and knows nothing of threads:
 
 ``supported(problem)``          None, or why the algorithm cannot run this problem
 ``workspace_per_image(problem)`` bytes of work per image (sizes the blocks)
-``prepare(problem, w_gemm, b)``  weights in the algorithm's GEMM order
+``prepare(problem, w_gemm, b, for_backward)``  weights in the algorithm's GEMM order
+                                  (``for_backward=False``: no backward is expected)
 ``forward_block(prep, xp_b, b, y_b, start)``     writes the block's output (``start``:
                                   its first image's index in the batch)
 ``backward_block(prep, xp_b, dy_b, dw_acc, dxp_b)`` adds the block's ``dW`` (and a

@@ -7,7 +7,8 @@ the padded input (:func:`transform_size`: 16x16 instead of 18x18 for 14x14 image
 convolution reads only zeros.
 
 The forward pass runs per block of images like the others and keeps the input's spectrum
-(in :class:`Prepared`, for the backward, up to :data:`KEEP_SPECTRUM_BYTES`). The
+(in :class:`Prepared`, for the backward, up to :data:`KEEP_SPECTRUM_BYTES`, unless no
+backward is expected). The
 backward pass is the one exception to the per-block interface: the weight gradient is a
 sum over the batch of per-frequency products, which is cheapest as one GEMM per
 frequency with the whole batch as its inner dimension, so :func:`backward_batch` runs
@@ -84,7 +85,9 @@ def _channel_blocks(problem: Problem) -> int:
     return block_count(problem.c, per_channel, FREQ_BLOCK_BYTES)
 
 
-def prepare(problem: Problem, w_gemm: np.ndarray, bias) -> Prepared:
+def prepare(problem: Problem, w_gemm: np.ndarray, bias, for_backward: bool = True) -> Prepared:
+    """The kernel matrix, and an array for the input spectrum the forward keeps for the
+    backward (none without ``for_backward``, or above :data:`KEEP_SPECTRUM_BYTES`)."""
     p = problem
     grid = transform_size(p)
     k_matrix = np.empty((grid[0] * (grid[1] // 2 + 1), 2 * p.c, 2 * p.cout), dtype=p.dtype)
@@ -96,7 +99,7 @@ def prepare(problem: Problem, w_gemm: np.ndarray, bias) -> Prepared:
 
     run_blocks(transform, parts)
     shape = (p.n, grid[0], grid[1] // 2 + 1, 2, p.c)
-    kept = math.prod(shape) * p.itemsize <= KEEP_SPECTRUM_BYTES
+    kept = for_backward and math.prod(shape) * p.itemsize <= KEEP_SPECTRUM_BYTES
     return Prepared(p, w_gemm, k_matrix, np.empty(shape, dtype=p.dtype) if kept else None)
 
 

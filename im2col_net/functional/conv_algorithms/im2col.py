@@ -52,7 +52,7 @@ def workspace_per_image(problem: Problem) -> int:
     return problem.out_h * problem.out_w * (problem.k + 1) * problem.groups * problem.itemsize
 
 
-def prepare(problem: Problem, w_gemm: np.ndarray, bias) -> Prepared:
+def prepare(problem: Problem, w_gemm: np.ndarray, bias, for_backward: bool = True) -> Prepared:
     """``w_gemm (G, kh, kw, Cg, Coutg)`` as the GEMM's ``(G, K, Coutg)`` matrix."""
     p = problem
     w_mat = w_gemm.reshape(p.groups, p.k, p.coutg)

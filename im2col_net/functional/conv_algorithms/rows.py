@@ -67,7 +67,7 @@ def workspace_per_image(problem: Problem) -> int:
     return problem.out_h * problem.out_w * (problem.k + 1) * problem.itemsize
 
 
-def prepare(problem: Problem, w_gemm: np.ndarray, bias) -> Prepared:
+def prepare(problem: Problem, w_gemm: np.ndarray, bias, for_backward: bool = True) -> Prepared:
     p = problem
     kh, kw = p.geometry.kernel
     fold = bias is not None

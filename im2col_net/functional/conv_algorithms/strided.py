@@ -42,7 +42,7 @@ def workspace_per_image(problem: Problem) -> int:
     return problem.out_h * problem.out_w * (problem.c + problem.cout) * problem.itemsize
 
 
-def prepare(problem: Problem, w_gemm: np.ndarray, bias) -> Prepared:
+def prepare(problem: Problem, w_gemm: np.ndarray, bias, for_backward: bool = True) -> Prepared:
     return Prepared(problem, w_gemm)
 
 
