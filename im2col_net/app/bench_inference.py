@@ -59,7 +59,7 @@ def run_inference_benchmark(batch_size: int = 1000, repeats: int = 7, warmup: in
         model = bench.make_model(seed)
         model.eval()
         runs = {"ours": lambda: predict_logits(model, x, batch_size=batch_size)}
-        status = {"ours": "ok (im2col_net predict_logits, eval mode)"}
+        status = {"ours": "ok (im2col_net predict_logits, eval mode, no_grad)"}
         for name, wanted, make in (("torch", include_torch, bench_torch.make_torch_predict),
                                    ("onnxruntime", include_onnx, _onnxruntime_predict)):
             run, status[name] = (make(model, x, threads_used) if wanted
